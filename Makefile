@@ -1,0 +1,40 @@
+# Setup is two commands on a fresh machine: `make run` and `make test`.
+# Each one creates the virtual environment first if it is missing or out of date.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export GX_ANALYTICS_ENABLED := false
+export DAGSTER_DISABLE_TELEMETRY := true
+CORPUS ?= python-stdlib-docs
+
+.PHONY: install run test ui lint format clean-data
+
+install: $(VENV)/.installed
+
+# Re-run pip only when the dependency files change, so `make` stays idempotent.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/llm-pipeline corpus add $(CORPUS) --builtin --if-missing
+	$(BIN)/llm-pipeline materialize --corpus $(CORPUS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

@@ -1,0 +1,1 @@
+"""Dagster assets, one module per stage: read inputs, call the core, write, report metadata."""

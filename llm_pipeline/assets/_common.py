@@ -1,0 +1,29 @@
+"""Small helpers shared by the asset modules."""
+
+import contextlib
+from collections.abc import Iterator
+
+from dagster import Failure, MetadataValue
+
+from llm_pipeline.errors import PipelineInputError
+
+GROUP_DATA = "corpus_data"
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `PipelineInputError` into a Dagster `Failure` whose description is the message."""
+    try:
+        yield
+    except PipelineInputError as exc:
+        raise Failure(description=str(exc)) from None
+
+
+def problems_markdown(problems: list[str], total: int) -> MetadataValue:
+    """A Markdown list of skip reasons for the UI (first few verbatim, then how many more)."""
+    if not problems:
+        return MetadataValue.md("none")
+    lines = [f"- `{p}`" for p in problems]
+    if total > len(problems):
+        lines.append(f"- … and {total - len(problems)} more")
+    return MetadataValue.md("\n".join(lines))

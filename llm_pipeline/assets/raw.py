@@ -1,0 +1,105 @@
+"""`raw_corpus`: a corpus's files under `data/raw/<corpus>/`, read into one document table."""
+
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from llm_pipeline.assets._common import GROUP_DATA, problems_markdown
+from llm_pipeline.atomic import atomic_dir, write_json_atomic
+from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.readers import (
+    SUPPORTED_DESCRIPTION,
+    ReadStats,
+    corpus_files,
+    fingerprint_files,
+    iter_documents,
+)
+from llm_pipeline.text.store import write_documents
+
+
+class RawCorpusConfig(Config):
+    """How the corpus's files are read."""
+
+    text_field: str = Field(
+        default="text", description="Field of a JSONL record / column of a Parquet file."
+    )
+    max_doc_chars: int = Field(
+        default=20_000,
+        description="Longer documents are cut at paragraph breaks into chunks of at most this "
+        "many characters, so a one-book corpus still splits into train and validation. 0: never.",
+    )
+
+
+@asset(
+    partitions_def=corpus_partitions,
+    group_name=GROUP_DATA,
+    kinds={"parquet"},
+    code_version="1",
+)
+def raw_corpus(
+    context: AssetExecutionContext, config: RawCorpusConfig, storage: StorageResource
+) -> MaterializeResult:
+    """The corpus's raw files (.txt/.md/.jsonl/.parquet, optionally .gz/.zst) read as documents.
+
+    Its data version is a hash of the files' paths and bytes, so downstream stages are stale
+    exactly when the content changed. Bad files and lines are skipped and listed in the metadata.
+    """
+    corpus = corpus_key(context)
+    folder = storage.raw(corpus)
+    if not folder.is_dir():
+        raise Failure(
+            description=f"corpus {corpus!r}: folder {folder} does not exist; "
+            f"add files with `llm-pipeline corpus add {corpus} SOURCE...`"
+        )
+    files = corpus_files(folder)
+    if not files:
+        raise Failure(description=f"corpus {corpus!r}: folder {folder} has no files")
+    fingerprint = fingerprint_files(folder, files)
+    stats = ReadStats()
+    out = storage.documents(corpus)
+    with atomic_dir(out) as tmp:
+        documents = iter_documents(
+            folder,
+            text_field=config.text_field,
+            max_doc_chars=config.max_doc_chars,
+            stats=stats,
+            files=files,
+        )
+        write_documents(documents, tmp)
+        if stats.documents == 0:
+            problems = "\n".join(stats.problems) or "no problems reported"
+            raise Failure(
+                description=f"corpus {corpus!r}: no usable documents in {len(files)} file(s) "
+                f"under {folder} (supported: {SUPPORTED_DESCRIPTION}).\n{problems}"
+            )
+        write_json_atomic(
+            tmp / "manifest.json",
+            {"corpus": corpus, "fingerprint": fingerprint, "stats": vars(stats)},
+        )
+    for problem in stats.problems:
+        context.log.warning(problem)
+    return MaterializeResult(
+        data_version=DataVersion(fingerprint),
+        metadata={
+            "files": len(files),
+            "files_read": stats.files_read,
+            "files_skipped": stats.files_skipped,
+            "lines_skipped": stats.lines_skipped,
+            "documents": stats.documents,
+            "chunked_documents": stats.chunked_documents,
+            "bytes": stats.bytes,
+            "problems": problems_markdown(
+                stats.problems, stats.files_skipped + stats.lines_skipped
+            ),
+            "fingerprint": fingerprint,
+            "path": MetadataValue.path(str(out)),
+        },
+    )

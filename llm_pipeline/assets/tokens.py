@@ -1,0 +1,179 @@
+"""`tokenizer` and `token_shards`: a byte-level BPE and the corpus encoded with it."""
+
+import pyarrow.parquet as pq
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from llm_pipeline.assets._common import GROUP_DATA
+from llm_pipeline.assets.cleaned import cleaned_corpus
+from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.store import parquet_parts
+from llm_pipeline.tokens.bpe import (
+    end_of_text_id,
+    file_sha256,
+    load_tokenizer,
+    save_tokenizer,
+    train_bpe,
+)
+from llm_pipeline.tokens.shards import (
+    iter_cleaned_batches,
+    validation_threshold,
+    write_shards,
+)
+
+TOKENIZER_FILE = "tokenizer.json"
+# Bytes-per-token is estimated on this many documents; enough for two significant digits.
+SAMPLE_DOCS = 2000
+
+
+class TokenizerConfig(Config):
+    """Byte-level BPE settings."""
+
+    vocab_size: int = Field(
+        default=4096,
+        description="Vocabulary size including the 256 byte tokens and <|endoftext|>. 4096 suits "
+        "corpora of a few MB; raise it for larger ones.",
+    )
+    min_frequency: int = Field(default=2, description="Merges seen fewer times are not learned.")
+
+
+class TokenShardsConfig(Config):
+    """Train/validation split and encoding settings."""
+
+    val_fraction: float = Field(default=0.05, description="Fraction of documents for validation.")
+    min_val_docs: int = Field(
+        default=20,
+        description="At least this many validation documents (one is always left for training).",
+    )
+    batch_size: int = Field(default=1024, description="Documents per parallel encode call.")
+
+
+def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
+    files = parquet_parts(storage.cleaned(corpus))
+    if not files:
+        raise Failure(description=f"corpus {corpus!r}: cleaned_corpus has no output")
+    return files
+
+
+@asset(
+    partitions_def=corpus_partitions,
+    deps=[cleaned_corpus],
+    group_name=GROUP_DATA,
+    kinds={"json"},
+    code_version="1",
+)
+def tokenizer(
+    context: AssetExecutionContext, config: TokenizerConfig, storage: StorageResource
+) -> MaterializeResult:
+    """A byte-level BPE (HF `tokenizers`) trained on the cleaned corpus, streamed from Parquet.
+
+    Saved as `data/tokens/<corpus>/tokenizer.json` with `<|endoftext|>` as a special token.
+    """
+    corpus = corpus_key(context)
+    if config.vocab_size < 258:
+        raise Failure(description=f"vocab_size must be at least 258, got {config.vocab_size}")
+    files = _cleaned_inputs(storage, corpus)
+    n_docs = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    texts = (texts for _, texts, _ in iter_cleaned_batches(files))
+    bpe = train_bpe(texts, config.vocab_size, config.min_frequency, length=n_docs)
+    path = storage.tokens(corpus) / TOKENIZER_FILE
+    sha256 = save_tokenizer(bpe, path)
+
+    sample_bytes = sample_tokens = 0
+    for _, texts, byte_lengths in iter_cleaned_batches(files, batch_size=SAMPLE_DOCS):
+        sample_tokens = sum(len(e.ids) for e in bpe.encode_batch(texts, add_special_tokens=False))
+        sample_bytes = int(byte_lengths.sum())
+        break
+    bytes_per_token = sample_bytes / sample_tokens if sample_tokens else 0.0
+    vocab = bpe.get_vocab_size(with_added_tokens=True)
+    context.log.info(f"tokenizer: {vocab} tokens, {bytes_per_token:.2f} bytes/token")
+    return MaterializeResult(
+        metadata={
+            "vocab_size": vocab,
+            "bytes_per_token": round(bytes_per_token, 3),
+            "training_documents": n_docs,
+            "sha256": sha256,
+            "path": MetadataValue.path(str(path)),
+        }
+    )
+
+
+@asset(
+    partitions_def=corpus_partitions,
+    deps=[tokenizer, cleaned_corpus],
+    group_name=GROUP_DATA,
+    kinds={"numpy"},
+    code_version="1",
+)
+def token_shards(
+    context: AssetExecutionContext, config: TokenShardsConfig, storage: StorageResource
+) -> MaterializeResult:
+    """The cleaned corpus as token ids: `train.bin`, `val.bin` (flat uint16/uint32) + `meta.json`.
+
+    The split is by document id (a content hash), so it is deterministic and a document never
+    appears in both splits.
+    """
+    corpus = corpus_key(context)
+    if not 0.0 < config.val_fraction < 1.0:
+        raise Failure(description=f"val_fraction must be in (0, 1), got {config.val_fraction}")
+    files = _cleaned_inputs(storage, corpus)
+    folder = storage.tokens(corpus)
+    tokenizer_path = folder / TOKENIZER_FILE
+    if not tokenizer_path.is_file():
+        raise Failure(
+            description=f"corpus {corpus!r}: {tokenizer_path} is missing; "
+            "materialize the tokenizer asset"
+        )
+    bpe = load_tokenizer(tokenizer_path)
+    doc_ids = (
+        doc_id
+        for f in files
+        for batch in pq.ParquetFile(f).iter_batches(columns=["doc_id"])
+        for doc_id in batch.column(0).to_pylist()
+    )
+    try:
+        threshold = validation_threshold(doc_ids, config.val_fraction, config.min_val_docs)
+    except ValueError as exc:
+        raise Failure(description=f"corpus {corpus!r}: {exc}") from None
+    meta = write_shards(
+        bpe,
+        iter_cleaned_batches(files, batch_size=config.batch_size),
+        folder,
+        threshold=threshold,
+        eot_id=end_of_text_id(bpe),
+        extra_meta={
+            "corpus": corpus,
+            "tokenizer_sha256": file_sha256(tokenizer_path),
+            "val_fraction": config.val_fraction,
+            "min_val_docs": config.min_val_docs,
+        },
+    )
+    splits = meta["splits"]
+    total_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
+    total_tokens = splits["train"]["tokens"] + splits["val"]["tokens"]
+    context.log.info(
+        f"token_shards: {splits['train']['tokens']} train / {splits['val']['tokens']} val tokens"
+    )
+    return MaterializeResult(
+        metadata={
+            "dtype": meta["dtype"],
+            "vocab_size": meta["vocab_size"],
+            "train_tokens": splits["train"]["tokens"],
+            "val_tokens": splits["val"]["tokens"],
+            "train_documents": splits["train"]["documents"],
+            "val_documents": splits["val"]["documents"],
+            "train_bytes": splits["train"]["bytes"],
+            "val_bytes": splits["val"]["bytes"],
+            "bytes_per_token": round(total_bytes / max(total_tokens, 1), 3),
+            "encode_seconds": meta["encode_seconds"],
+            "path": MetadataValue.path(str(folder)),
+        }
+    )

@@ -1,0 +1,1 @@
+"""Jobs, executors, schedules and sensors."""

@@ -1,0 +1,15 @@
+"""Jobs over the asset graph."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+from llm_pipeline.assets._common import GROUP_DATA
+from llm_pipeline.partitions import corpus_partitions
+
+corpus_data_job = define_asset_job(
+    name="corpus_data_job",
+    selection=AssetSelection.groups(GROUP_DATA),
+    partitions_def=corpus_partitions,
+    description="Raw corpus → cleaned Parquet → tokenizer → token shards, with their checks.",
+)

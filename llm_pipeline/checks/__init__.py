@@ -1,0 +1,1 @@
+"""Asset checks: great-expectations suites for tables, direct checks for tensors and models."""

@@ -1,0 +1,258 @@
+"""The `llm-pipeline` command: register corpora, list them, materialize the graph for one.
+
+Everything goes through the Dagster instance in `$DAGSTER_HOME`, so what the CLI does shows up
+in the UI (runs, partitions, materializations) exactly as if it had been launched there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from llm_pipeline import paths
+from llm_pipeline.atomic import atomic_path
+from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.text.builtin import BUILTIN_CORPUS, write_builtin_corpus
+
+DATA_ASSETS = ("raw_corpus", "cleaned_corpus", "tokenizer", "token_shards")
+DEFAULT_JOB = "corpus_data_job"
+
+
+def _instance():
+    """The Dagster instance; `$DAGSTER_HOME` defaults to `.dagster_home/` in the project."""
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(paths.project_root() / ".dagster_home")
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        # An explicit (empty-ish) instance config silences Dagster's first-run banner.
+        settings.write_text("telemetry:\n  enabled: false\n")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _download(url: str, dest_dir: Path, force: bool) -> Path:
+    name = Path(urllib.parse.urlparse(url).path).name
+    if not name:
+        raise PipelineInputError(f"{url}: cannot tell a file name from the URL")
+    dest = dest_dir / name
+    if dest.exists() and not force:
+        raise PipelineInputError(f"{dest} already exists (use --force to replace it)")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, atomic_path(dest) as tmp:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            with open(tmp, "wb") as out:
+                while block := response.read(1 << 16):
+                    out.write(block)
+                    done += len(block)
+                    percent = f" {100 * done / total:5.1f}%" if total else ""
+                    print(
+                        f"\r  {name}: {_format_bytes(done)}"
+                        + (f" / {_format_bytes(total)}" if total else "")
+                        + percent,
+                        end="",
+                        file=sys.stderr,
+                    )
+            print(file=sys.stderr)
+    except OSError as exc:
+        raise PipelineInputError(f"{url}: download failed ({exc})") from None
+    return dest
+
+
+def _copy_file(src: Path, dest: Path, force: bool) -> bool:
+    """Copy atomically; identical files are left alone, different ones need --force."""
+    if dest.exists():
+        if dest.read_bytes() == src.read_bytes():
+            return False
+        if not force:
+            raise PipelineInputError(
+                f"{dest} already exists with different content (use --force to replace it)"
+            )
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return True
+
+
+def place_sources(sources: list[str], dest_dir: Path, force: bool = False) -> list[Path]:
+    """Copy files, folders (their contents), globs and http(s) URLs into a corpus folder."""
+    placed: list[Path] = []
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        if source.startswith(("http://", "https://")):
+            placed.append(_download(source, dest_dir, force))
+            continue
+        matches = sorted(glob.glob(source)) if glob.has_magic(source) else [source]
+        if not matches:
+            raise PipelineInputError(f"{source}: no such file or folder (or no glob match)")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                    dest = dest_dir / file.relative_to(path)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if _copy_file(file, dest, force):
+                        placed.append(dest)
+            elif path.is_file():
+                dest = dest_dir / path.name
+                if _copy_file(path, dest, force):
+                    placed.append(dest)
+            else:
+                raise PipelineInputError(f"{source}: no such file or folder")
+    return placed
+
+
+def corpus_add(args: argparse.Namespace) -> int:
+    name = paths.validate_corpus_name(args.name)
+    folder = paths.raw_dir(name)
+    if args.builtin:
+        if name != BUILTIN_CORPUS:
+            raise PipelineInputError(f"--builtin is only for {BUILTIN_CORPUS!r}, not {name!r}")
+        if args.if_missing and any(folder.glob("*.jsonl")):
+            print(f"corpus {name}: already present in {folder}")
+        else:
+            print(f"corpus {name}: extracting standard-library docstrings (no download) …")
+            counts = write_builtin_corpus(folder)
+            print(f"  {counts['documents']} docstrings, {_format_bytes(counts['bytes'])}")
+    elif args.sources:
+        placed = place_sources(args.sources, folder, force=args.force)
+        print(f"corpus {name}: {len(placed)} file(s) placed in {folder}")
+    elif not (args.if_missing and folder.is_dir()):
+        raise PipelineInputError("give at least one SOURCE (file, folder, glob or URL)")
+    instance = _instance()
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+
+    if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
+        instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [name])
+        print(f"corpus {name}: registered as a partition in {os.environ['DAGSTER_HOME']}")
+    return 0
+
+
+def corpus_list(args: argparse.Namespace) -> int:
+    instance = _instance()
+    from dagster import AssetKey
+
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+
+    names = instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME)
+    materialized = {
+        asset: instance.get_materialized_partitions(AssetKey(asset)) for asset in DATA_ASSETS
+    }
+    if not names:
+        print("no corpora registered; try `llm-pipeline corpus add python-stdlib-docs --builtin`")
+        return 0
+    print(f"{'corpus':<32} {'files':>6} {'size':>10}  materialized")
+    for name in sorted(names):
+        folder = paths.raw_dir(name)
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        size = sum(p.stat().st_size for p in files)
+        stages = [asset for asset in DATA_ASSETS if name in materialized[asset]]
+        print(f"{name:<32} {len(files):>6} {_format_bytes(size):>10}  {', '.join(stages) or '-'}")
+    return 0
+
+
+def load_run_config(path: str | None) -> dict:
+    """Read a `{asset_name: {key: value}}` YAML file into Dagster run config."""
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineInputError(f"{path}: cannot read config ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise PipelineInputError(f"{path}: expected a mapping {{asset_name: {{key: value}}}}")
+    from llm_pipeline.definitions import defs
+
+    known = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PipelineInputError(f"{path}: unknown asset(s) {unknown}; known: {sorted(known)}")
+    return {"ops": {name: {"config": values} for name, values in data.items()}}
+
+
+def materialize(args: argparse.Namespace) -> int:
+    name = paths.validate_corpus_name(args.corpus)
+    run_config = load_run_config(args.config)
+    instance = _instance()
+    from llm_pipeline.definitions import defs
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+
+    if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
+        raise PipelineInputError(
+            f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
+        )
+    job = defs.resolve_job_def(args.job)
+    result = job.execute_in_process(
+        instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
+    )
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            print(f"materialized {mat.asset_key.to_user_string()} [{name}]")
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            status = "passed" if evaluation.passed else "FAILED"
+            print(f"  check {evaluation.check_name}: {status}")
+        elif event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            message = error.message.strip() if error else "unknown error"
+            print(f"FAILED {event.step_key}: {message}", file=sys.stderr)
+    print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+    return 0 if result.success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    corpus = commands.add_parser("corpus", help="register and list corpora")
+    corpus_commands = corpus.add_subparsers(dest="corpus_command", required=True)
+    add = corpus_commands.add_parser("add", help="place sources under data/raw/NAME and register")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("sources", metavar="SOURCE", nargs="*", help="file, folder, glob or URL")
+    add.add_argument("--builtin", action="store_true", help="create the built-in corpus")
+    add.add_argument("--if-missing", action="store_true", help="do nothing if already present")
+    add.add_argument("--force", action="store_true", help="replace files that differ")
+    add.set_defaults(func=corpus_add)
+    listing = corpus_commands.add_parser("list", help="corpora, sizes, materialized stages")
+    listing.set_defaults(func=corpus_list)
+
+    run = commands.add_parser("materialize", help="materialize the pipeline for one corpus")
+    run.add_argument("--corpus", required=True)
+    run.add_argument("--config", help="YAML file {asset_name: {key: value}}")
+    run.add_argument("--job", default=DEFAULT_JOB, help=f"job to run (default {DEFAULT_JOB})")
+    run.set_defaults(func=materialize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `llm-pipeline` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PipelineInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Resources: where data and models live, configurable per deployment or per run."""
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from llm_pipeline import paths
+
+
+class StorageResource(ConfigurableResource):
+    """Roots for data and model outputs.
+
+    Empty means the environment (`LLM_PIPELINE_DATA_DIR`, `LLM_PIPELINE_MODELS_DIR`) or, failing
+    that, the project's `data/` and `models/`. Resolved at run time, so a test or a user can
+    switch roots with an environment variable and no code change.
+    """
+
+    data_dir: str = Field(default="", description="Root of data outputs; empty = env/default.")
+    models_dir: str = Field(default="", description="Root of model outputs; empty = env/default.")
+
+    def data_root(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else paths.data_dir()
+
+    def models_root(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else paths.models_dir()
+
+    def raw(self, corpus: str) -> Path:
+        return paths.raw_dir(corpus, self.data_root())
+
+    def documents(self, corpus: str) -> Path:
+        return paths.documents_dir(corpus, self.data_root())
+
+    def cleaned(self, corpus: str) -> Path:
+        return paths.cleaned_dir(corpus, self.data_root())
+
+    def tokens(self, corpus: str) -> Path:
+        return paths.tokens_dir(corpus, self.data_root())

@@ -1,0 +1,1 @@
+"""Text core (no Dagster): readers, normalisation, filters, deduplication."""

@@ -1,0 +1,300 @@
+"""Read a corpus folder into documents, one file type at a time, never stopping on one bad file.
+
+Supported: `.txt` / `.md` (a file is a document), `.jsonl` (one record per line, text in a
+configurable field), `.parquet` (a text column); each may be compressed as `.gz` or `.zst`.
+A bad file or line is skipped and recorded in `ReadStats` with its path, line and reason, so the
+user can fix it; good documents in the same corpus are still read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, NamedTuple
+
+TEXT_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIXES = (".jsonl",)
+PARQUET_SUFFIXES = (".parquet",)
+COMPRESSION_SUFFIXES = (".gz", ".zst")
+SUPPORTED_DESCRIPTION = ".txt, .md, .jsonl, .parquet (optionally .gz or .zst)"
+
+# How many skip messages are kept verbatim; the counts are always complete.
+MAX_REPORTED_PROBLEMS = 50
+_SNIFF_BYTES = 8192
+
+
+class Document(NamedTuple):
+    """One document: the text and the file it came from (relative to the corpus folder)."""
+
+    source: str
+    text: str
+
+
+@dataclass
+class ReadStats:
+    """What reading a corpus found: counts plus the first problems, each naming file and reason."""
+
+    files_read: int = 0
+    files_skipped: int = 0
+    lines_skipped: int = 0
+    documents: int = 0
+    chunked_documents: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def skip_file(self, source: str, reason: str) -> None:
+        self.files_skipped += 1
+        self._report(f"{source}: skipped file: {reason}")
+
+    def skip_line(self, source: str, line_no: int, reason: str) -> None:
+        self.lines_skipped += 1
+        self._report(f"{source}:{line_no}: skipped line: {reason}")
+
+    def _report(self, message: str) -> None:
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(message)
+
+
+class _SkipFile(Exception):
+    """Internal: this whole file is unusable, for the reason in the message."""
+
+
+def file_kind(path: Path) -> tuple[str, str | None] | None:
+    """Return (`text` | `jsonl` | `parquet`, compression or None), or None for unknown types."""
+    name = path.name.lower()
+    compression = None
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            compression = suffix[1:]
+            name = name[: -len(suffix)]
+            break
+    for kind, suffixes in (
+        ("text", TEXT_SUFFIXES),
+        ("jsonl", JSONL_SUFFIXES),
+        ("parquet", PARQUET_SUFFIXES),
+    ):
+        if name.endswith(suffixes):
+            return kind, compression
+    return None
+
+
+def corpus_files(root: Path) -> list[Path]:
+    """All regular files under `root`, sorted, hidden files and folders left out."""
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def fingerprint_files(root: Path, files: list[Path] | None = None) -> str:
+    """A content hash of a corpus folder: changes exactly when a file's path or bytes change."""
+    digest = hashlib.sha256()
+    for path in files if files is not None else corpus_files(root):
+        file_digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                file_digest.update(block)
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(file_digest.digest())
+    return digest.hexdigest()
+
+
+def _open_binary(path: Path, compression: str | None) -> IO[bytes]:
+    if compression == "gz":
+        return gzip.open(path, "rb")
+    if compression == "zst":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return open(path, "rb")
+
+
+def _decompression_error(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return isinstance(exc, (gzip.BadGzipFile, EOFError, OSError)) or "Zstd" in name
+
+
+def split_long_text(text: str, max_chars: int) -> list[str]:
+    """Cut `text` into chunks of at most `max_chars`, at paragraph breaks where possible.
+
+    Falls back to a line break, then a space, then a hard cut, so no chunk is ever longer than
+    the limit (a book in one file still splits into many training/validation documents).
+    """
+    if max_chars <= 0 or len(text) <= max_chars:
+        return [text]
+    chunks = []
+    start = 0
+    n = len(text)
+    while n - start > max_chars:
+        end = start + max_chars
+        cut = -1
+        for separator in ("\n\n", "\n", " "):
+            cut = text.rfind(separator, start + max_chars // 2, end)
+            if cut != -1:
+                cut += len(separator)
+                break
+        if cut == -1:
+            cut = end
+        chunks.append(text[start:cut])
+        start = cut
+    chunks.append(text[start:])
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+def _looks_binary(head: bytes) -> bool:
+    return b"\0" in head
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _SkipFile(
+            f"not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 4]!r})"
+        ) from None
+
+
+def _read_text(path: Path, compression: str | None, source: str) -> Iterator[str]:
+    with _open_binary(path, compression) as fh:
+        data = fh.read()
+    if not data.strip():
+        raise _SkipFile("empty file")
+    if _looks_binary(data[:_SNIFF_BYTES]):
+        raise _SkipFile("binary file (contains NUL bytes)")
+    yield _decode(data, source)
+
+
+def _read_jsonl(
+    path: Path, compression: str | None, source: str, text_field: str, stats: ReadStats
+) -> Iterator[str]:
+    any_line = False
+    with _open_binary(path, compression) as raw:
+        fh = io.BufferedReader(raw) if compression == "zst" else raw
+        for line_no, line in enumerate(fh, start=1):
+            if line_no == 1 and _looks_binary(line[:_SNIFF_BYTES]):
+                raise _SkipFile("binary file (contains NUL bytes)")
+            if not line.strip():
+                continue
+            any_line = True
+            try:
+                record = json.loads(line)
+            except UnicodeDecodeError as exc:
+                stats.skip_line(source, line_no, f"not valid UTF-8 ({exc.reason})")
+                continue
+            except json.JSONDecodeError as exc:
+                stats.skip_line(source, line_no, f"malformed JSON ({exc.msg})")
+                continue
+            if not isinstance(record, dict):
+                stats.skip_line(source, line_no, "record is not a JSON object")
+                continue
+            if text_field not in record:
+                stats.skip_line(source, line_no, f"record has no {text_field!r} field")
+                continue
+            value = record[text_field]
+            if not isinstance(value, str):
+                stats.skip_line(
+                    source, line_no, f"field {text_field!r} is {type(value).__name__}, not a string"
+                )
+                continue
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                stats.skip_line(source, line_no, "text contains an unpaired surrogate (\\udXXX)")
+                continue
+            yield value
+    if not any_line:
+        raise _SkipFile("empty file")
+
+
+def _read_parquet(
+    path: Path, compression: str | None, source: str, text_field: str, stats: ReadStats
+) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if compression:
+            with _open_binary(path, compression) as fh:
+                parquet = pq.ParquetFile(pa.BufferReader(fh.read()))
+        else:
+            parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _SkipFile(f"not a readable Parquet file ({exc})") from None
+    field_index = parquet.schema_arrow.get_field_index(text_field)
+    if field_index == -1:
+        raise _SkipFile(f"no {text_field!r} column (columns: {parquet.schema_arrow.names})")
+    column_type = parquet.schema_arrow.field(field_index).type
+    if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
+        raise _SkipFile(f"column {text_field!r} is {column_type}, not a string")
+    row = 0
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            if value is None:
+                stats.skip_line(source, row, f"row has a null {text_field!r}")
+                continue
+            yield value
+
+
+def iter_documents(
+    root: Path,
+    *,
+    text_field: str = "text",
+    max_doc_chars: int = 0,
+    stats: ReadStats | None = None,
+    files: list[Path] | None = None,
+) -> Iterator[Document]:
+    """Stream the documents of every supported file under `root`, skipping bad input.
+
+    A file is read completely before any of its documents is yielded only for `.txt`/`.md` (one
+    document each); JSONL and Parquet stream line by line / batch by batch. A file that turns out
+    to be unreadable part-way (bad compression, undecodable text) is recorded as skipped.
+    """
+    stats = stats if stats is not None else ReadStats()
+    for path in files if files is not None else corpus_files(root):
+        source = path.relative_to(root).as_posix()
+        kind = file_kind(path)
+        if kind is None:
+            stats.skip_file(source, f"unknown file type (supported: {SUPPORTED_DESCRIPTION})")
+            continue
+        if path.stat().st_size == 0:
+            stats.skip_file(source, "empty file")
+            continue
+        file_type, compression = kind
+        if file_type == "text":
+            texts = _read_text(path, compression, source)
+        elif file_type == "jsonl":
+            texts = _read_jsonl(path, compression, source, text_field, stats)
+        else:
+            texts = _read_parquet(path, compression, source, text_field, stats)
+        produced = 0
+        try:
+            for text in texts:
+                pieces = split_long_text(text, max_doc_chars)
+                if len(pieces) > 1:
+                    stats.chunked_documents += 1
+                for piece in pieces:
+                    produced += 1
+                    stats.documents += 1
+                    stats.bytes += len(piece.encode("utf-8"))
+                    yield Document(source, piece)
+        except _SkipFile as exc:
+            stats.skip_file(source, str(exc))
+            continue
+        except Exception as exc:
+            if not _decompression_error(exc):
+                raise
+            what = "partly read" if produced else "unreadable"
+            stats.skip_file(source, f"{what}: corrupt {compression or 'file'} data ({exc})")
+            continue
+        stats.files_read += 1

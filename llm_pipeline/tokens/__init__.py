@@ -1,0 +1,1 @@
+"""Token core (no Dagster): BPE tokenizer training and token shard files."""

@@ -1,0 +1,76 @@
+"""Byte-level BPE trained with HF `tokenizers`, streamed from the cleaned corpus.
+
+Byte-level means every string round-trips exactly (decode(encode(x)) == x) and no input is ever
+out of vocabulary, which is what a from-scratch language model on arbitrary text needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from llm_pipeline.atomic import atomic_path
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+def train_bpe(
+    text_batches: Iterable[list[str]],
+    vocab_size: int,
+    min_frequency: int = 2,
+    length: int | None = None,
+) -> Tokenizer:
+    """Train a byte-level BPE on batches of documents; `<|endoftext|>` gets id 0.
+
+    `length` (number of documents, if known) only feeds the progress estimate.
+    """
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_flatten(text_batches), trainer=trainer, length=length)
+    return tokenizer
+
+
+def _flatten(batches: Iterable[list[str]]) -> Iterator[str]:
+    for batch in batches:
+        yield from batch
+
+
+def save_tokenizer(tokenizer: Tokenizer, path: Path) -> str:
+    """Write `tokenizer.json` atomically; return its SHA-256 (the tokenizer's identity)."""
+    data = tokenizer.to_str(pretty=True).encode("utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Load a `tokenizer.json` written by `save_tokenizer` (plain JSON, nothing executed)."""
+    return Tokenizer.from_file(str(path))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def end_of_text_id(tokenizer: Tokenizer) -> int:
+    """The id of the end-of-text token, which separates documents in the shards."""
+    token_id = tokenizer.token_to_id(END_OF_TEXT)
+    if token_id is None:
+        raise ValueError(f"tokenizer has no {END_OF_TEXT} token")
+    return token_id

@@ -1,0 +1,186 @@
+"""Token shard files: `train.bin` / `val.bin` (flat arrays of token ids) and `meta.json`.
+
+The layout is nanoGPT's, so a memmap is all a trainer needs: each document's ids followed by the
+end-of-text id, uint16 when the vocabulary fits, else uint32. `meta.json` carries what later
+stages need and cannot recompute cheaply: token and UTF-8 byte counts per split (bits per byte
+needs the bytes), the dtype, and the hash of the tokenizer that produced the ids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+from llm_pipeline.atomic import atomic_path, write_json_atomic
+
+SPLITS = ("train", "val")
+META_FILE = "meta.json"
+
+
+def shard_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits, else uint32: half the disk and memory bandwidth when it can."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def split_hash(doc_id: str) -> int:
+    """A uniform 64-bit number from a document id (a hex content hash)."""
+    return int(doc_id[:16], 16)
+
+
+def validation_threshold(doc_ids: Iterable[str], val_fraction: float, min_val_docs: int) -> int:
+    """The largest split hash that goes to validation.
+
+    Validation is the documents with the smallest hashes: `val_fraction` of them, but at least
+    `min_val_docs`, and always leaving one for training. Deterministic in the set of documents,
+    and stable as a corpus grows (a document only moves when the cut-off moves past it).
+    """
+    hashes = np.fromiter((split_hash(d) for d in doc_ids), dtype=np.uint64)
+    n = len(hashes)
+    if n < 2:
+        raise ValueError(f"need at least 2 documents to split into train and validation, got {n}")
+    n_val = max(math.ceil(n * val_fraction), min_val_docs)
+    n_val = min(n_val, n - 1)
+    return int(np.partition(hashes, n_val - 1)[n_val - 1])
+
+
+@dataclass
+class SplitCounts:
+    """Running totals for one split."""
+
+    tokens: int = 0
+    documents: int = 0
+    bytes: int = 0
+
+
+def iter_cleaned_batches(files: Iterable[Path], batch_size: int = 1024) -> Iterator[tuple]:
+    """Yield (doc_ids, texts, utf8_byte_lengths) batches from cleaned Parquet files."""
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(columns=["doc_id", "text"], batch_size=batch_size):
+            text = batch.column(1)
+            yield (
+                batch.column(0).to_pylist(),
+                text.to_pylist(),
+                pc.binary_length(text).to_numpy(zero_copy_only=False),
+            )
+
+
+def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Read the next batches on a thread while the caller encodes (tokenizers drops the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        lock = threading.Lock()
+
+        def next_item():
+            with lock:
+                return next(iterator, StopIteration)
+
+        futures = [pool.submit(next_item) for _ in range(depth)]
+        while True:
+            item = futures.pop(0).result()
+            if item is StopIteration:
+                return
+            futures.append(pool.submit(next_item))
+            yield item
+
+
+def encode_ids(tokenizer: Tokenizer, texts: list[str], eot_id: int, dtype: np.dtype) -> tuple:
+    """Encode texts in parallel; return (flat ids with end-of-text after each doc, doc lengths)."""
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    encodings = encode(texts, add_special_tokens=False)
+    lengths = np.fromiter((len(e.ids) + 1 for e in encodings), dtype=np.int64, count=len(texts))
+    flat = np.empty(int(lengths.sum()), dtype=dtype)
+    position = 0
+    for encoding, length in zip(encodings, lengths.tolist()):
+        flat[position : position + length - 1] = encoding.ids
+        flat[position + length - 1] = eot_id
+        position += length
+    return flat, lengths
+
+
+def write_shards(
+    tokenizer: Tokenizer,
+    batches: Iterable[tuple],
+    out_dir: Path,
+    threshold: int,
+    eot_id: int,
+    extra_meta: dict | None = None,
+) -> dict:
+    """Encode (doc_ids, texts, byte_lengths) batches into `train.bin`/`val.bin` + `meta.json`.
+
+    Each file is written under a temporary name and renamed; `meta.json` goes last, so a reader
+    that trusts the meta never sees ids it does not describe.
+    """
+    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    dtype = shard_dtype(vocab_size)
+    counts = {split: SplitCounts() for split in SPLITS}
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        atomic_path(out_dir / "train.bin") as train_tmp,
+        atomic_path(out_dir / "val.bin") as val_tmp,
+    ):
+        with open(train_tmp, "wb") as train_fh, open(val_tmp, "wb") as val_fh:
+            handles = {"train": train_fh, "val": val_fh}
+            for doc_ids, texts, byte_lengths in _prefetch(iter(batches)):
+                flat, lengths = encode_ids(tokenizer, texts, eot_id, dtype)
+                is_val = np.fromiter(
+                    (split_hash(d) <= threshold for d in doc_ids), dtype=bool, count=len(doc_ids)
+                )
+                ends = np.cumsum(lengths)
+                starts = ends - lengths
+                for split, mask in (("train", ~is_val), ("val", is_val)):
+                    if not mask.any():
+                        continue
+                    if mask.all():
+                        chunk = flat
+                    else:
+                        chunk = np.concatenate(
+                            [flat[s:e] for s, e in zip(starts[mask], ends[mask])]
+                        )
+                    handles[split].write(chunk.tobytes())
+                    counts[split].tokens += len(chunk)
+                    counts[split].documents += int(mask.sum())
+                    counts[split].bytes += int(np.asarray(byte_lengths)[mask].sum())
+            for fh in handles.values():
+                fh.flush()
+                os.fsync(fh.fileno())
+    seconds = time.perf_counter() - started
+    meta = {
+        "dtype": dtype.name,
+        "vocab_size": vocab_size,
+        "eot_id": eot_id,
+        "validation_threshold": threshold,
+        "splits": {split: vars(counts[split]) for split in SPLITS},
+        "encode_seconds": round(seconds, 3),
+        **(extra_meta or {}),
+    }
+    write_json_atomic(out_dir / META_FILE, meta)
+    return meta
+
+
+def read_meta(shard_dir: Path) -> dict:
+    """Read `meta.json` of a shard folder."""
+    return json.loads((shard_dir / META_FILE).read_text())
+
+
+def open_split(shard_dir: Path, split: str) -> np.memmap:
+    """Memory-map one split's ids read-only, with the dtype recorded in `meta.json`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    meta = read_meta(shard_dir)
+    path = shard_dir / f"{split}.bin"
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=meta["dtype"])  # memmap cannot map an empty file
+    return np.memmap(path, dtype=meta["dtype"], mode="r")
