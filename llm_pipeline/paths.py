@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llm_pipeline.errors import InvalidCorpusName
 
-CORPUS_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+CORPUS_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 DATA_DIR_ENV = "LLM_PIPELINE_DATA_DIR"
 MODELS_DIR_ENV = "LLM_PIPELINE_MODELS_DIR"
@@ -33,7 +33,7 @@ def validate_corpus_name(name: str) -> str:
     The name is a partition key *and* a path segment (`data/raw/<name>/`), so anything that could
     escape the data root or collide with hidden/temporary files is refused.
     """
-    if not isinstance(name, str) or not CORPUS_NAME_PATTERN.match(name) or ".." in name:
+    if not isinstance(name, str) or not CORPUS_NAME_PATTERN.fullmatch(name) or ".." in name:
         raise InvalidCorpusName(
             f"invalid corpus name {name!r}: use 1-64 characters from lower-case letters, digits, "
             "'.', '_' and '-', starting with a letter or digit, and no '..'"

@@ -1,0 +1,180 @@
+"""End to end: the four data stages and their checks, materialized in a real Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetKey, DagsterEventType
+
+from llm_pipeline.definitions import defs
+from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.tokens.shards import open_split, read_meta
+from llm_pipeline_tests.conftest import make_document
+
+DATA_ASSETS = ["raw_corpus", "cleaned_corpus", "tokenizer", "token_shards"]
+FAST = {"cleaned_corpus": {"config": {"workers": 1}}, "tokenizer": {"config": {"vocab_size": 512}}}
+
+
+def make_corpus(folder: Path, seed: int = 0) -> None:
+    """A small corpus of every supported kind, with some bad input mixed in."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    book = "\n\n".join(make_document(rng, 50) for _ in range(60))
+    (folder / "book.txt").write_text(book)
+    lines = [json.dumps({"text": make_document(rng, rng.randint(20, 80))}) for _ in range(120)]
+    lines += ["{broken", json.dumps({"title": "no text"})]
+    (folder / "records.jsonl").write_text("\n".join(lines) + "\n")
+    texts = [make_document(rng, 30) for _ in range(40)]
+    pq.write_table(pa.table({"text": texts + texts[:5]}), folder / "table.parquet")
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    (folder / "old.txt").write_bytes("na\xefve".encode("latin-1"))
+
+
+def run(instance, corpus: str, run_config: dict | None = None, selection=None):
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [corpus])
+    job = defs.resolve_job_def("corpus_data_job")
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=corpus,
+        run_config={"ops": {**FAST, **(run_config or {})}},
+        asset_selection=selection,
+        raise_on_error=False,
+    )
+
+
+def failures(result) -> list[str]:
+    return [
+        event.event_specific_data.error.message
+        for event in result.all_events
+        if event.event_type == DagsterEventType.STEP_FAILURE
+    ]
+
+
+def check_results(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def data_version(instance, asset: str, corpus: str) -> str:
+    record = instance.get_latest_data_version_record(AssetKey(asset), partition_key=corpus)
+    return record.asset_materialization.tags["dagster/data_version"]
+
+
+def test_data_stages_materialize_and_pass_their_checks(data_root: Path, instance) -> None:
+    make_corpus(data_root / "raw" / "tiny")
+    result = run(instance, "tiny", {"raw_corpus": {"config": {"max_doc_chars": 2000}}})
+    assert result.success, failures(result)
+    assert check_results(result) == {
+        "cleaned_corpus_expectations": True,
+        "token_ids_in_vocab": True,
+        "validation_split_not_empty": True,
+        "token_counts_match_files": True,
+        "tokenizer_round_trips": True,
+    }
+    for asset in DATA_ASSETS:
+        assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
+
+    raw = result.asset_materializations_for_node("raw_corpus")[0].metadata
+    assert raw["files"].value == 5 and raw["files_skipped"].value == 2
+    assert raw["lines_skipped"].value == 2
+    assert raw["chunked_documents"].value == 1
+    problems = raw["problems"].value
+    assert "photo.jpg" in problems and "old.txt" in problems and "records.jsonl:121" in problems
+
+    cleaned = result.asset_materializations_for_node("cleaned_corpus")[0].metadata
+    assert cleaned["dropped_exact_duplicate"].value == 5
+    dropped = sum(v for k, v in cleaned["dropped"].value.items())
+    assert cleaned["docs_in"].value - dropped == cleaned["docs_out"].value
+
+    tokens = data_root / "tokens" / "tiny"
+    meta = read_meta(tokens)
+    assert meta["vocab_size"] <= 512 and meta["dtype"] == "uint16"
+    assert len(open_split(tokens, "val")) == meta["splits"]["val"]["tokens"] > 0
+    assert meta["splits"]["val"]["documents"] >= 20
+    assert (
+        meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"]
+        == cleaned["docs_out"].value
+    )
+
+
+def test_raw_data_version_tracks_file_content(data_root: Path, instance) -> None:
+    folder = data_root / "raw" / "versioned"
+    make_corpus(folder)
+    only_raw = [AssetKey("raw_corpus")]
+    assert run(instance, "versioned", selection=only_raw).success
+    first = data_version(instance, "raw_corpus", "versioned")
+    (folder / "book.txt").touch()  # new mtime, same bytes
+    assert run(instance, "versioned", selection=only_raw).success
+    assert data_version(instance, "raw_corpus", "versioned") == first
+    with open(folder / "book.txt", "a") as fh:
+        fh.write("\n\nOne more paragraph of text.")
+    assert run(instance, "versioned", selection=only_raw).success
+    assert data_version(instance, "raw_corpus", "versioned") != first
+
+
+def test_bad_cleaned_table_fails_the_check_and_blocks_downstream(data_root: Path, instance) -> None:
+    folder = data_root / "raw" / "filters-off"
+    make_corpus(folder)
+    with open(folder / "records.jsonl", "a") as fh:
+        fh.write(json.dumps({"text": "\x01\x02   \n\n"}) + "\n")  # empty once normalised
+    filters_off = {
+        "min_chars": 0,
+        "min_words": 0,
+        "max_non_alnum_fraction": 1.0,
+        "max_duplicate_line_fraction": 1.0,
+        "workers": 1,
+    }
+    result = run(instance, "filters-off", {"cleaned_corpus": {"config": filters_off}})
+    assert not result.success
+    assert check_results(result) == {"cleaned_corpus_expectations": False}
+    evaluation = result.get_asset_check_evaluations()[0]
+    lengths = evaluation.metadata["expect_column_value_lengths_to_be_between"].value
+    assert lengths.startswith("FAILED") and '"unexpected_count": 1' in lengths
+    assert "filters-off" in instance.get_materialized_partitions(AssetKey("cleaned_corpus"))
+    assert "filters-off" not in instance.get_materialized_partitions(AssetKey("tokenizer"))
+    assert "filters-off" not in instance.get_materialized_partitions(AssetKey("token_shards"))
+    assert not (data_root / "tokens" / "filters-off").exists()
+
+
+def test_corpus_with_nothing_usable_fails_with_a_clear_message(data_root: Path, instance) -> None:
+    folder = data_root / "raw" / "junk"
+    folder.mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"\x00\x01")
+    (folder / "b.txt").write_bytes(b"\x00\x01\x02\x03")
+    result = run(instance, "junk")
+    assert not result.success
+    (message,) = failures(result)
+    assert "no usable documents" in message
+    assert "a.bin: skipped file: unknown file type" in message
+    assert "b.txt: skipped file: binary file" in message
+    assert not (data_root / "documents" / "junk").exists()
+
+
+def test_everything_dropped_by_cleaning_fails_and_keeps_previous_output(
+    data_root: Path, instance
+) -> None:
+    make_corpus(data_root / "raw" / "strict")
+    assert run(instance, "strict", selection=[AssetKey("raw_corpus"), AssetKey("cleaned_corpus")])
+    before = sorted(p.name for p in (data_root / "cleaned" / "strict").iterdir())
+    result = run(
+        instance,
+        "strict",
+        {"cleaned_corpus": {"config": {"min_words": 10**6, "workers": 1}}},
+        selection=[AssetKey("cleaned_corpus")],
+    )
+    assert not result.success
+    (message,) = failures(result)
+    assert "no documents left after cleaning" in message and "min_words" in message
+    assert sorted(p.name for p in (data_root / "cleaned" / "strict").iterdir()) == before
+
+
+@pytest.mark.parametrize("key", ["../escape", "UPPER"])
+def test_asset_refuses_invalid_partition_key(data_root: Path, instance, key: str) -> None:
+    result = run(instance, key, selection=[AssetKey("raw_corpus")])
+    assert not result.success
+    assert "invalid corpus name" in failures(result)[0]
+    assert not (data_root.parent / "escape").exists()
