@@ -11,7 +11,12 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
 
-WORDS = ["the", "model", "reads", "text", "and", "learns", "which", "token", "comes", "next", "from", "the", "data", "it", "sees", "while", "the", "pipeline", "cleans", "documents", "removes", "duplicates", "trains", "a", "tokenizer", "writes", "shards", "and", "checks", "every", "stage", "so", "that", "a", "bad", "corpus", "never", "reaches", "training", "river", "mountain", "garden", "letter", "window", "quiet", "bright", "simple", "number", "return", "value", "function", "class", "method", "string", "list"]
+WORDS = (
+    "the model reads text and learns which token comes next from the data it sees while the "
+    "pipeline cleans documents removes duplicates trains a tokenizer writes shards and "
+    "checks every stage so that a bad corpus never reaches training river mountain garden "
+    "letter window quiet bright simple number return value function class method string list "
+).split()
 
 
 def make_document(rng: random.Random, n_words: int) -> str:

@@ -58,7 +58,7 @@ def test_bpe_is_lossless_and_has_end_of_text(tmp_path: Path, texts: list[str]) -
     tokenizer = train_bpe([texts[:150], texts[150:]], vocab_size=400)
     assert tokenizer.get_vocab_size() <= 400
     assert end_of_text_id(tokenizer) == 0
-    for text in texts + ["never seen: Ωmega ∑ 中文 \x00"]:
+    for text in [*texts, "never seen: Ωmega ∑ 中文 \x00"]:
         ids = tokenizer.encode(text, add_special_tokens=False).ids
         assert tokenizer.decode(ids, skip_special_tokens=False) == text
     path = tmp_path / "tok" / "tokenizer.json"
