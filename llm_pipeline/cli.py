@@ -207,7 +207,9 @@ def materialize(args: argparse.Namespace) -> int:
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
-            print(f"materialized {mat.asset_key.to_user_string()} [{name}]")
+            where = mat.metadata.get("path")
+            suffix = f" → {where.value}" if where is not None else ""
+            print(f"materialized {mat.asset_key.to_user_string()} [{name}]{suffix}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             status = "passed" if evaluation.passed else "FAILED"

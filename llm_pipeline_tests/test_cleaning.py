@@ -130,3 +130,32 @@ def test_clean_in_worker_processes_gives_identical_output(tmp_path: Path) -> Non
     two, rows_two = _clean(tmp_path, docs, workers=2)
     assert rows_one == rows_two
     assert one.dropped == two.dropped
+
+
+def _reference_normalize(text: str) -> str:
+    """The normalisation rules written the slow, obvious way (no fast paths)."""
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"\r\n?|[\u2028\u2029\x85]", "\n", text)
+    text = re.sub(CONTROL_CHARS_REGEX, "", text)
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.lstrip("\n").rstrip()
+
+
+def _reference_non_alnum(text: str) -> float:
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return 1.0
+    return 1.0 - sum(c.isalnum() for c in visible) / len(visible)
+
+
+def test_fast_paths_agree_with_reference_on_random_text() -> None:
+    rng = random.Random(5)
+    alphabet = [
+        *"ab Z9_.,;\t\n\r\x00\x0b\x1c\x7f\x85\u00a0\u2028\u3000",
+        *("e\u0301", "é", "ß", "中", "٣", "😀", "\ufeff", "  \n", "\n\n\n", " \t\r\n"),
+    ]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert normalize_text(text) == _reference_normalize(text), repr(text)
+        assert non_alnum_fraction(text) == pytest.approx(_reference_non_alnum(text)), repr(text)

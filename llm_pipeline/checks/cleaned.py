@@ -97,7 +97,7 @@ def validate_cleaned_table(folder: Path, min_chars: int, max_chars: int) -> tupl
     parts = parquet_parts(folder)
     doc_ids = []
     for part in parts:
-        parquet = pq.ParquetFile(part)
+        parquet = pq.ParquetFile(part, pre_buffer=False)
         for batch in parquet.iter_batches(batch_size=20_000):
             frame = batch.to_pandas()
             run = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(

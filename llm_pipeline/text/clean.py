@@ -122,7 +122,7 @@ def _clean_batch(texts: list[str], sources: list[str], config: CleaningConfig) -
 def iter_document_batches(files: Iterable[Path], batch_size: int = 2048) -> Iterator[tuple]:
     """Yield (texts, sources) batches from document Parquet files (columns `text`, `source`)."""
     for path in files:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)
         for batch in parquet.iter_batches(columns=["text", "source"], batch_size=batch_size):
             yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
 

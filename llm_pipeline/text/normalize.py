@@ -24,10 +24,17 @@ def normalize_text(text: str) -> str:
     Trailing whitespace is stripped line by line rather than with a regex, which would be
     quadratic on long runs of spaces.
     """
-    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+    ascii_only = text.isascii()
+    if not ascii_only and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    text = _NEWLINES.sub("\n", text)
-    text = _CONTROL.sub("", text)
-    text = "\n".join([line.rstrip() for line in text.split("\n")])
-    text = _BLANK_RUNS.sub("\n\n", text)
+    # Each step is skipped when a cheap substring test proves it would change nothing; most
+    # documents need few of them, and `in` runs at memchr speed where a regex scan does not.
+    if "\r" in text or not ascii_only:
+        text = _NEWLINES.sub("\n", text)
+    if _CONTROL.search(text):
+        text = _CONTROL.sub("", text)
+    if not ascii_only or " \n" in text or "\t\n" in text:
+        text = "\n".join([line.rstrip() for line in text.split("\n")])
+    if "\n\n\n" in text:
+        text = _BLANK_RUNS.sub("\n\n", text)
     return text.lstrip("\n").rstrip()

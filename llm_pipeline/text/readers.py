@@ -227,7 +227,7 @@ def _read_parquet(
             with _open_binary(path, compression) as fh:
                 parquet = pq.ParquetFile(pa.BufferReader(fh.read()))
         else:
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise _SkipFile(f"not a readable Parquet file ({exc})") from None
     field_index = parquet.schema_arrow.get_field_index(text_field)

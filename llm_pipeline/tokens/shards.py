@@ -67,7 +67,7 @@ class SplitCounts:
 def iter_cleaned_batches(files: Iterable[Path], batch_size: int = 1024) -> Iterator[tuple]:
     """Yield (doc_ids, texts, utf8_byte_lengths) batches from cleaned Parquet files."""
     for path in files:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)
         for batch in parquet.iter_batches(columns=["doc_id", "text"], batch_size=batch_size):
             text = batch.column(1)
             yield (
