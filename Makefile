@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 run: install
 	$(BIN)/llm-pipeline corpus add $(CORPUS) --builtin --if-missing
-	$(BIN)/llm-pipeline materialize --corpus $(CORPUS)
+	$(BIN)/llm-pipeline run --corpus $(CORPUS)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -24,6 +24,7 @@ from llm_pipeline.text.builtin import BUILTIN_CORPUS, write_builtin_corpus
 
 DATA_ASSETS = ("raw_corpus", "cleaned_corpus", "tokenizer", "token_shards")
 DEFAULT_JOB = "corpus_data_job"
+PIPELINE_JOB = "corpus_pipeline_job"
 
 
 def _instance():
@@ -222,6 +223,65 @@ def materialize(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def run_pipeline(args: argparse.Namespace) -> int:
+    """Materialize the whole graph for one corpus, then print the report and headline figures."""
+    args.job = PIPELINE_JOB
+    status = materialize(args)
+    if status != 0:
+        return status
+    from llm_pipeline.lm.checkpoint import read_config
+    from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
+
+    name = args.corpus
+    run_id = read_pointer(name, LATEST)
+    path = run_dir(name, run_id)
+    summary = read_config(path)["summary"]
+    current = read_pointer(name, CURRENT)
+    print()
+    print(f"report:        {path / 'report.html'}")
+    print(f"               {path / 'report.md'}")
+    print(
+        f"bits per byte: {summary['val_bits_per_byte']:.4f} "
+        f"(unigram baseline {summary['unigram_bits_per_byte']:.4f})"
+    )
+    print(
+        f"trained:       {summary['parameters']:,} parameters, {summary['tokens_seen']:,} tokens "
+        f"in {summary['training_seconds']:.0f} s ({summary['tokens_per_s']:,.0f} tokens/s)"
+    )
+    print(f"champion:      {current}{' (this run)' if current == run_id else ''}")
+    return 0
+
+
+def generate_text(args: argparse.Namespace) -> int:
+    """Sample from the promoted (or a named) model of a corpus."""
+    import torch
+
+    from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, load_model, read_config
+    from llm_pipeline.lm.model import generate
+    from llm_pipeline.lm.registry import resolve_run
+    from llm_pipeline.tokens.bpe import load_tokenizer
+
+    name = paths.validate_corpus_name(args.corpus)
+    path = resolve_run(name, args.run)
+    model = load_model(path)
+    bpe = load_tokenizer(path / TOKENIZER_FILE)
+    eot = read_config(path)["tokenizer"]["eot_id"]
+    ids = [eot, *bpe.encode(args.prompt, add_special_tokens=False).ids]
+    generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    out = generate(
+        model,
+        torch.tensor([ids]),
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+        generator=generator,
+        stop_token=eot,
+    )
+    new = [t for t in out[0, len(ids) :].tolist() if t != eot]
+    print(args.prompt + bpe.decode(new))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -243,6 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML file {asset_name: {key: value}}")
     run.add_argument("--job", default=DEFAULT_JOB, help=f"job to run (default {DEFAULT_JOB})")
     run.set_defaults(func=materialize)
+
+    whole = commands.add_parser("run", help="materialize the whole graph for one corpus")
+    whole.add_argument("--corpus", required=True)
+    whole.add_argument("--config", help="YAML file {asset_name: {key: value}}")
+    whole.set_defaults(func=run_pipeline)
+
+    sample = commands.add_parser("generate", help="sample text from a trained model")
+    sample.add_argument("--corpus", required=True)
+    sample.add_argument("--run", help="run id (default: the promoted model)")
+    sample.add_argument("--prompt", required=True)
+    sample.add_argument("--max-new-tokens", type=int, default=100)
+    sample.add_argument("--temperature", type=float, default=0.8)
+    sample.add_argument("--top-k", type=int, default=40)
+    sample.add_argument("--seed", type=int, default=None)
+    sample.set_defaults(func=generate_text)
     return parser
 
 

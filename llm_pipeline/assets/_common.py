@@ -8,6 +8,10 @@ from dagster import Failure, MetadataValue
 from llm_pipeline.errors import PipelineInputError
 
 GROUP_DATA = "corpus_data"
+GROUP_MODEL = "language_model"
+# Tags that mark a step as accelerator work; the executor limits how many run at once.
+GPU_POOL = "gpu"
+GPU_TAGS = {"llm_pipeline/accelerator": "gpu"}
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from llm_pipeline.assets._common import GROUP_DATA
+from llm_pipeline.assets._common import GROUP_DATA, GROUP_MODEL
 from llm_pipeline.partitions import corpus_partitions
 
 corpus_data_job = define_asset_job(
@@ -12,4 +12,11 @@ corpus_data_job = define_asset_job(
     selection=AssetSelection.groups(GROUP_DATA),
     partitions_def=corpus_partitions,
     description="Raw corpus → cleaned Parquet → tokenizer → token shards, with their checks.",
+)
+
+corpus_pipeline_job = define_asset_job(
+    name="corpus_pipeline_job",
+    selection=AssetSelection.groups(GROUP_DATA, GROUP_MODEL),
+    partitions_def=corpus_partitions,
+    description="The whole graph for one corpus: data stages, training, evaluation report.",
 )

@@ -1,0 +1,224 @@
+"""`evaluation_report`: metrics, plots, samples, and the champion/challenger decision."""
+
+import math
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from llm_pipeline.assets._common import GROUP_MODEL
+from llm_pipeline.assets.model import trained_model
+from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, load_model, read_config, read_metrics
+from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
+from llm_pipeline.lm.model import generate
+from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
+from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.report.render import ReportInputs, write_report
+from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.store import parquet_parts
+from llm_pipeline.tokens.bpe import load_tokenizer
+from llm_pipeline.tokens.shards import read_meta, split_hash
+
+DEFAULT_PROMPTS = ["The", "Return the", "This module provides", "If the"]
+
+
+class EvaluationReportConfig(Config):
+    """What the report measures and shows."""
+
+    eval_files: list[str] = Field(
+        default=[],
+        description="Fixed held-out text files, each scored in bits per byte with the model's "
+        "own tokenizer, to track models across corpus versions and architectures.",
+    )
+    prompts: list[str] = Field(default=DEFAULT_PROMPTS, description="Sample prompts.")
+    max_new_tokens: int = Field(default=60, description="Tokens generated per sample.")
+    temperature: float = Field(default=0.8, description="Sampling temperature; 0 is greedy.")
+    top_k: int = Field(default=40, description="Sample from the k likeliest tokens; 0: all.")
+    seed: int = Field(default=0, description="Seed for the samples.")
+    compare_max_bytes: int = Field(
+        default=4_000_000,
+        description="Validation text (bytes) on which champion and challenger are compared.",
+    )
+
+
+def validation_texts(cleaned: Path, threshold: int, max_bytes: int) -> list[str]:
+    """The validation documents (same split as the shards), up to `max_bytes` of text."""
+    texts: list[str] = []
+    total = 0
+    for part in parquet_parts(cleaned):
+        for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(
+            columns=["doc_id", "text"]
+        ):
+            for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                if split_hash(doc_id) <= threshold:
+                    texts.append(text)
+                    total += len(text.encode("utf-8"))
+                    if total >= max_bytes:
+                        return texts
+    return texts
+
+
+def _score_on(path: Path, texts: list[str]) -> float:
+    model = load_model(path)
+    config = read_config(path)
+    bpe = load_tokenizer(path / TOKENIZER_FILE)
+    return texts_bits_per_byte(
+        model, bpe, texts, config["tokenizer"]["eot_id"], model.config.block_size
+    )
+
+
+@asset(
+    partitions_def=corpus_partitions,
+    deps=[trained_model],
+    group_name=GROUP_MODEL,
+    kinds={"html"},
+    code_version="1",
+)
+def evaluation_report(
+    context: AssetExecutionContext, config: EvaluationReportConfig, storage: StorageResource
+) -> MaterializeResult:
+    """Validation loss, perplexity and bits per byte, fixed eval files, loss and LR plots,
+    samples, and promotion of the new model to `models/<corpus>/current` if it is no worse than
+    the champion on the same validation text. Written as report.md and report.html."""
+    corpus = corpus_key(context)
+    models_root = storage.models_root()
+    run_id = read_pointer(corpus, LATEST, models_root)
+    if run_id is None:
+        raise Failure(description=f"corpus {corpus!r}: no trained model; materialize trained_model")
+    path = run_dir(corpus, run_id, models_root)
+    try:
+        model = load_model(path)
+        checkpoint = read_config(path)
+        history = read_metrics(path)
+    except PipelineInputError as exc:
+        raise Failure(description=str(exc)) from None
+    bpe = load_tokenizer(path / TOKENIZER_FILE)
+    eot = checkpoint["tokenizer"]["eot_id"]
+    summary = checkpoint["summary"]
+    block_size = model.config.block_size
+
+    eval_files: dict[str, float] = {}
+    for name in config.eval_files:
+        file = Path(name)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Failure(
+                description=f"eval file {file}: cannot be read as UTF-8 ({exc})"
+            ) from None
+        if not text:
+            raise Failure(description=f"eval file {file}: empty")
+        eval_files[file.name] = text_bits_per_byte(model, bpe, text, eot, block_size)
+
+    generator = torch.Generator().manual_seed(config.seed)
+    samples = []
+    for prompt in config.prompts:
+        ids = [eot, *bpe.encode(prompt, add_special_tokens=False).ids]
+        out = generate(
+            model,
+            torch.tensor([ids]),
+            config.max_new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k or None,
+            generator=generator,
+            stop_token=eot,
+        )
+        new = [t for t in out[0, len(ids) :].tolist() if t != eot]
+        samples.append(
+            {
+                "prompt": prompt,
+                "completion": bpe.decode(new),
+                "temperature": config.temperature,
+                "top_k": config.top_k or None,
+            }
+        )
+
+    meta = read_meta(storage.tokens(corpus))
+    texts = validation_texts(
+        storage.cleaned(corpus), meta["validation_threshold"], config.compare_max_bytes
+    )
+    challenger_bpb = texts_bits_per_byte(model, bpe, texts, eot, block_size)
+    champion_id = read_pointer(corpus, CURRENT, models_root)
+    champion_bpb = None
+    if champion_id is None or champion_id == run_id:
+        promoted, reason = True, "first model for this corpus"
+        champion_id = None
+    else:
+        try:
+            champion_bpb = _score_on(run_dir(corpus, champion_id, models_root), texts)
+        except PipelineInputError as exc:
+            context.log.warning(f"champion {champion_id} cannot be evaluated: {exc}")
+        if champion_bpb is None:
+            promoted, reason = True, f"champion {champion_id} could not be loaded"
+        elif challenger_bpb <= champion_bpb:
+            promoted, reason = True, "no worse than the champion on the same validation text"
+        else:
+            promoted, reason = False, "worse than the champion on the same validation text"
+    comparison = {
+        "champion_run": champion_id,
+        "champion_bpb": champion_bpb,
+        "challenger_run": run_id,
+        "challenger_bpb": challenger_bpb,
+        "difference": None if champion_bpb is None else challenger_bpb - champion_bpb,
+        "promoted": promoted,
+        "reason": reason,
+    }
+
+    val_loss = summary["val_loss"]
+    metrics = {
+        "bits_per_byte": summary["val_bits_per_byte"],
+        "unigram_bits_per_byte": summary["unigram_bits_per_byte"],
+        "val_loss": val_loss,
+        "perplexity": math.exp(min(val_loss, 50.0)),
+        "tokens_seen": summary["tokens_seen"],
+        "parameters": summary["parameters"],
+        "training_seconds": summary["training_seconds"],
+        "tokens_per_s": summary["tokens_per_s"],
+        "architecture": checkpoint["model"]["architecture"],
+        "steps": summary["steps"],
+        "stop_reason": summary["stop_reason"],
+    }
+    written = write_report(
+        path,
+        ReportInputs(
+            title=f"{corpus} — run {run_id}",
+            metrics=metrics,
+            eval_files=eval_files,
+            history=history,
+            samples=samples,
+            comparison=comparison,
+        ),
+    )
+    if promoted:
+        write_pointer(corpus, CURRENT, run_id, models_root)
+    context.log.info(
+        f"report: {written['html_path']} — {metrics['bits_per_byte']:.4f} bits/byte; "
+        f"{'promoted' if promoted else 'not promoted'} ({reason})"
+    )
+    return MaterializeResult(
+        metadata={
+            "bits_per_byte": round(metrics["bits_per_byte"], 4),
+            "val_loss": round(val_loss, 4),
+            "perplexity": round(metrics["perplexity"], 2),
+            "architecture": metrics["architecture"],
+            "parameters": metrics["parameters"],
+            "tokens_seen": metrics["tokens_seen"],
+            "promoted": promoted,
+            "champion_run": champion_id or "",
+            "champion_bits_per_byte": round(champion_bpb, 4) if champion_bpb else None,
+            "challenger_bits_per_byte": round(challenger_bpb, 4),
+            **{f"eval_bpb_{name}": round(v, 4) for name, v in eval_files.items()},
+            "report": MetadataValue.md(written["metadata_markdown"]),
+            "path": MetadataValue.path(str(written["html_path"])),
+        }
+    )

@@ -1,0 +1,1 @@
+"""Language-model core (no Dagster): models, training loop, evaluation, checkpoints, sampling."""

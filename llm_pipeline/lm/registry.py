@@ -1,0 +1,53 @@
+"""Which runs exist for a corpus, which is newest (`latest`) and which is promoted (`current`).
+
+Both pointers are one-line text files written atomically, so they work on every filesystem
+(no symlinks) and a reader never sees a half-written name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llm_pipeline.atomic import write_bytes_atomic
+from llm_pipeline.lm.checkpoint import CheckpointError
+from llm_pipeline.paths import models_dir, validate_corpus_name
+
+LATEST = "latest"
+CURRENT = "current"
+
+
+def corpus_models_dir(corpus: str, root: Path | None = None) -> Path:
+    return (root or models_dir()) / validate_corpus_name(corpus)
+
+
+def run_dir(corpus: str, run_id: str, root: Path | None = None) -> Path:
+    if not run_id or "/" in run_id or run_id.startswith(".") or run_id in (LATEST, CURRENT):
+        raise CheckpointError(f"invalid run id {run_id!r}")
+    return corpus_models_dir(corpus, root) / run_id
+
+
+def read_pointer(corpus: str, name: str, root: Path | None = None) -> str | None:
+    """The run id a pointer names, or None if it does not exist yet."""
+    file = corpus_models_dir(corpus, root) / name
+    if not file.is_file():
+        return None
+    value = file.read_text().strip()
+    return value or None
+
+
+def write_pointer(corpus: str, name: str, run_id: str, root: Path | None = None) -> None:
+    run_dir(corpus, run_id, root)  # validates the id
+    write_bytes_atomic(corpus_models_dir(corpus, root) / name, (run_id + "\n").encode())
+
+
+def resolve_run(corpus: str, run_id: str | None = None, root: Path | None = None) -> Path:
+    """The folder of `run_id`, else of the promoted model, else of the newest one."""
+    run_id = run_id or read_pointer(corpus, CURRENT, root) or read_pointer(corpus, LATEST, root)
+    if run_id is None:
+        raise CheckpointError(
+            f"corpus {corpus!r} has no trained model in {corpus_models_dir(corpus, root)}"
+        )
+    path = run_dir(corpus, run_id, root)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint folder")
+    return path

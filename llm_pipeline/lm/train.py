@@ -1,0 +1,319 @@
+"""The training loop: AdamW, warm-up + cosine, clipping, accumulation, budgets, fixed-batch eval.
+
+Plain PyTorch, one function, nanoGPT's shape. The learning-rate schedule runs on *progress*
+(the largest fraction used of the step, token and time budgets) rather than on steps alone, so
+a run sized by `max_seconds` still warms up, decays and ends at the floor exactly when the
+budget runs out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from llm_pipeline.lm.model import ModelConfig, build_model
+from llm_pipeline.tokens.shards import open_split
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and budget settings. A budget of 0 means "no limit"; at least one is set."""
+
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    learning_rate: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    max_steps: int = 2000
+    max_tokens: int = 0
+    max_seconds: float = 0.0
+    eval_interval: int = 100
+    eval_batches: int = 16
+    log_interval: int = 20
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+
+    def validate(self) -> None:
+        if self.max_steps <= 0 and self.max_tokens <= 0 and self.max_seconds <= 0:
+            raise ValueError("set at least one budget: max_steps, max_tokens or max_seconds")
+        for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.dtype not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"dtype must be auto, bf16 or fp32, not {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA, else Apple MPS, else CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmuls (AVX-512 BF16 or AMX), where autocast pays."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """bf16 autocast where the device runs it natively, fp32 otherwise (or as configured)."""
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype):
+    """Autocast to `dtype` (no-op for fp32); parameters and optimizer state stay fp32."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def sample_batch(
+    data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of `block_size` tokens and their next-token targets."""
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
+    rows = np.stack([data[s : s + block_size + 1] for s in starts.tolist()]).astype(np.int64)
+    tensor = torch.from_numpy(rows)
+    return tensor[:, :-1], tensor[:, 1:]
+
+
+def optimizer_for(model: nn.Module, config: TrainConfig, device: torch.device):
+    """AdamW with weight decay on matrices only (not on norms, biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=fused
+    )
+
+
+def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine from the peak to `min_lr_ratio` × peak."""
+    peak = config.learning_rate
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    floor = peak * config.min_lr_ratio
+    progress = min(max(progress, 0.0), 1.0)
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class TrainResult:
+    """What a finished run hands to checkpointing and evaluation."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: list[dict]
+    steps: int
+    tokens_seen: int
+    seconds: float
+    stop_reason: str
+    device: str
+    dtype: str
+
+
+@torch.no_grad()
+def estimate_loss(
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> float:
+    """Mean loss over a fixed list of batches (the same ones at every evaluation)."""
+    model.eval()
+    losses = []
+    for x, y in batches:
+        with autocast_context(device, dtype):
+            _, loss = model(x.to(device), y.to(device))
+        losses.append(loss.item())
+    model.train()
+    return float(np.mean(losses))
+
+
+def check_data_fits(shard_dir: Path, model_config: ModelConfig) -> None:
+    """Refuse a run that cannot work, before any training time is spent."""
+    for split in ("train", "val"):
+        n = len(open_split(shard_dir, split))
+        if n <= model_config.block_size + 1:
+            raise ValueError(
+                f"{split} split has {n} tokens, not more than block_size + 1 = "
+                f"{model_config.block_size + 1}; lower block_size or add text"
+            )
+
+
+def train(
+    model_config: ModelConfig,
+    config: TrainConfig,
+    shard_dir: Path,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train a fresh model on `shard_dir`'s `train.bin`, evaluating on fixed `val.bin` batches.
+
+    `progress` receives every logged row (step, train/val loss, lr, tokens/s, percent, ETA).
+    """
+    model_config.validate()
+    config.validate()
+    check_data_fits(shard_dir, model_config)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    train_data = open_split(shard_dir, "train")
+    val_data = open_split(shard_dir, "val")
+
+    model = build_model(model_config).to(device)
+    optimizer = optimizer_for(model, config, device)
+    step_model = torch.compile(model) if config.compile else model
+
+    eval_generator = torch.Generator().manual_seed(config.seed + 1)
+    eval_batches = [
+        sample_batch(val_data, config.batch_size, model_config.block_size, eval_generator)
+        for _ in range(config.eval_batches)
+    ]
+    batch_generator = torch.Generator().manual_seed(config.seed)
+    tokens_per_step = config.batch_size * config.grad_accum_steps * model_config.block_size
+
+    history: list[dict] = []
+    tokens_seen = 0
+    step = 0
+    started = time.perf_counter()
+    window_start, window_tokens = started, 0
+    stop_reason = ""
+    train_loss = float("nan")
+
+    def fraction_done(elapsed: float) -> float:
+        parts = []
+        if config.max_steps > 0:
+            parts.append(step / config.max_steps)
+        if config.max_tokens > 0:
+            parts.append(tokens_seen / config.max_tokens)
+        if config.max_seconds > 0:
+            parts.append(elapsed / config.max_seconds)
+        return max(parts)
+
+    def log_row(val_loss: float | None, lr: float) -> None:
+        nonlocal window_start, window_tokens
+        now = time.perf_counter()
+        elapsed = now - started
+        rate = window_tokens / max(now - window_start, 1e-9)
+        done = min(fraction_done(elapsed), 1.0)
+        row = {
+            "step": step,
+            "tokens": tokens_seen,
+            "train_loss": None if math.isnan(train_loss) else train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "tokens_per_s": rate,
+            "elapsed_s": elapsed,
+            "percent": 100.0 * done,
+            "eta_s": elapsed * (1 - done) / done if done > 0 else None,
+        }
+        history.append(row)
+        window_start, window_tokens = now, 0
+        if progress:
+            progress(row)
+
+    model.train()
+    lr = learning_rate(config, 0, 0.0)
+    while True:
+        elapsed = time.perf_counter() - started
+        done = fraction_done(elapsed)
+        if done >= 1.0:
+            stop_reason = _budget_reason(config, step, tokens_seen, elapsed)
+            break
+        if should_stop and should_stop():
+            stop_reason = "stopped"
+            break
+        lr = learning_rate(config, step, done)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for _ in range(config.grad_accum_steps):
+            x, y = sample_batch(
+                train_data, config.batch_size, model_config.block_size, batch_generator
+            )
+            with autocast_context(device, dtype):
+                _, loss = step_model(x.to(device), y.to(device))
+            (loss / config.grad_accum_steps).backward()
+            total += loss.item()
+        train_loss = total / config.grad_accum_steps
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens_seen += tokens_per_step
+        window_tokens += tokens_per_step
+        if not math.isfinite(train_loss):
+            stop_reason = "diverged"
+            log_row(None, lr)
+            break
+        if step % config.eval_interval == 0:
+            log_row(estimate_loss(model, eval_batches, device, dtype), lr)
+        elif step % config.log_interval == 0:
+            log_row(None, lr)
+    if history and history[-1]["step"] == step:
+        if history[-1]["val_loss"] is not None:
+            stop_reason = stop_reason or "done"
+        else:
+            history.pop()  # replaced by the final row below, which has a validation loss
+    if not history or history[-1]["step"] != step:
+        log_row(estimate_loss(model, eval_batches, device, dtype), lr)
+    model.eval()
+    return TrainResult(
+        model=model,
+        optimizer=optimizer,
+        history=history,
+        steps=step,
+        tokens_seen=tokens_seen,
+        seconds=time.perf_counter() - started,
+        stop_reason=stop_reason,
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+    )
+
+
+def _budget_reason(config: TrainConfig, step: int, tokens: int, elapsed: float) -> str:
+    if config.max_steps > 0 and step >= config.max_steps:
+        return "max_steps"
+    if config.max_tokens > 0 and tokens >= config.max_tokens:
+        return "max_tokens"
+    return "max_seconds"

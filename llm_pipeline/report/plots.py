@@ -1,0 +1,85 @@
+"""Training-curve plots as PNG bytes.
+
+Figures are built with `matplotlib.figure.Figure` on an explicit Agg canvas rather than through
+pyplot: pyplot keeps global state (current figure, selected backend) that is shared with anyone
+else in the process and is not thread-safe, and it may try to open a display. An explicit canvas
+needs neither, so plotting is safe inside a Dagster run worker or a headless server.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+FIGSIZE_IN = (7.0, 4.0)
+DPI = 100
+
+
+def _new_figure() -> tuple[Figure, Any]:
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
+    FigureCanvasAgg(fig)  # attaches itself to fig; nothing global is touched
+    ax = fig.add_subplot(1, 1, 1)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _to_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    # No "Software" tag, so identical inputs give identical bytes whatever matplotlib wrote them.
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _no_data(ax: Any) -> None:
+    """Say so on the plot instead of failing: a report for a run with no logged rows is valid."""
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, alpha=0.6)
+
+
+def loss_plot_png(history: Sequence[dict[str, Any]]) -> bytes:
+    """Train and validation loss against tokens seen, as PNG bytes.
+
+    Tokens (not steps) are the x axis so runs with different batch sizes or context lengths can be
+    compared by eye. Validation is evaluated only every few steps, so each series keeps just the
+    rows where its value is present rather than plotting gaps as zeros.
+    """
+    fig, ax = _new_figure()
+    train = [(r["tokens"], r["train_loss"]) for r in history if r.get("train_loss") is not None]
+    val = [(r["tokens"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
+    if train:
+        xs, ys = zip(*train)
+        ax.plot(xs, ys, label="train loss", linewidth=1.2)
+    if val:
+        xs, ys = zip(*val)
+        ax.plot(xs, ys, label="validation loss", marker="o", markersize=3, linewidth=1.5)
+    if train or val:
+        ax.legend()
+    else:
+        _no_data(ax)
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("Loss")
+    fig.tight_layout()
+    return _to_png(fig)
+
+
+def lr_plot_png(history: Sequence[dict[str, Any]]) -> bytes:
+    """Learning rate against optimizer step, as PNG bytes: shows warmup and decay at a glance."""
+    fig, ax = _new_figure()
+    points = [(r["step"], r["lr"]) for r in history if r.get("lr") is not None]
+    if points:
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, linewidth=1.5)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    else:
+        _no_data(ax)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("Learning rate")
+    fig.tight_layout()
+    return _to_png(fig)

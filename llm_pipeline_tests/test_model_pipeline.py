@@ -1,0 +1,160 @@
+"""End to end: the whole graph, from raw text to a promoted model and its report."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from dagster import AssetKey
+
+from llm_pipeline.cli import main
+from llm_pipeline.definitions import defs
+from llm_pipeline.lm.checkpoint import load_model, read_config
+from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer
+from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline_tests.test_pipeline import FAST, check_results, failures
+
+TINY_MODEL = {
+    "n_layer": 1,
+    "n_head": 2,
+    "n_embd": 32,
+    "block_size": 32,
+    "batch_size": 8,
+    "max_steps": 80,
+    "max_seconds": 0,
+    "learning_rate": 5e-3,
+    "warmup_steps": 5,
+    "eval_interval": 40,
+    "eval_batches": 4,
+}
+REPORT = {"max_new_tokens": 8, "prompts": ["The model"]}
+
+
+def make_structured_corpus(folder: Path, n_docs: int = 150) -> None:
+    """Text with learnable structure (a small grammar), so context beats word frequencies."""
+    rng = random.Random(0)
+    subjects = ["the model", "a pipeline", "the tokenizer", "every stage", "the trainer"]
+    verbs = ["reads", "cleans", "writes", "checks", "learns"]
+    objects = ["the corpus", "each document", "the shards", "a report", "the tokens"]
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for _ in range(n_docs):
+        sentences = [
+            f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {rng.choice(objects)}, "
+            f"then it {rng.choice(verbs)} {rng.choice(objects)} again."
+            for _ in range(rng.randint(3, 8))
+        ]
+        lines.append(json.dumps({"text": " ".join(sentences)}))
+    (folder / "grammar.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def run_graph(instance, corpus: str, model: dict, report: dict):
+    job = defs.resolve_job_def("corpus_pipeline_job")
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=corpus,
+        run_config={
+            "ops": {
+                **FAST,
+                "trained_model": {"config": model},
+                "evaluation_report": {"config": report},
+            }
+        },
+        raise_on_error=False,
+    )
+
+
+def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
+    tmp_path: Path, data_root: Path, instance
+) -> None:
+    make_structured_corpus(data_root / "raw" / "tiny")
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("The pipeline cleans documents and trains a tokenizer.\n")
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["tiny"])
+    first = run_graph(instance, "tiny", TINY_MODEL, {**REPORT, "eval_files": [str(heldout)]})
+    assert first.success, failures(first)
+    checks = check_results(first)
+    assert checks["losses_finite"] and checks["beats_unigram_baseline"]
+    assert checks["checkpoint_loads_and_generates"]
+    models = data_root.parent / "models" / "tiny"
+    run_id = first.run_id
+    assert read_pointer("tiny", LATEST) == read_pointer("tiny", CURRENT) == run_id
+    folder = models / run_id
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "optimizer.pt",
+        "report.md",
+        "report.html",
+        "loss.png",
+        "lr.png",
+    } <= {p.name for p in folder.iterdir()}
+    config = read_config(folder)
+    assert config["data"]["raw_fingerprint"]
+    assert config["training"]["max_steps"] == 80
+    assert config["summary"]["val_bits_per_byte"] < config["summary"]["unigram_bits_per_byte"]
+    report = first.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert report["promoted"].value is True
+    assert "eval_bpb_heldout.txt" in report
+    assert "data:image/png;base64," in report["report"].value
+    markdown = (folder / "report.md").read_text()
+    assert "heldout.txt" in markdown and "promoted" in markdown
+    assert load_model(folder).config.n_embd == 32
+
+    # A weaker challenger (fewer steps, still past the unigram check) is evaluated against the
+    # champion on the same validation text and not promoted.
+    second = run_graph(instance, "tiny", {**TINY_MODEL, "max_steps": 30}, REPORT)
+    assert second.success, failures(second)
+    report = second.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert report["promoted"].value is False
+    assert report["champion_run"].value == run_id
+    assert report["challenger_bits_per_byte"].value > report["champion_bits_per_byte"].value
+    assert read_pointer("tiny", CURRENT) == run_id
+    assert read_pointer("tiny", LATEST) == second.run_id
+    assert "not promoted" in (models / second.run_id / "report.md").read_text()
+    for asset in ("trained_model", "evaluation_report"):
+        assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
+
+
+def test_bad_model_config_fails_before_training(data_root: Path, instance) -> None:
+    make_structured_corpus(data_root / "raw" / "tiny")
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["tiny"])
+    result = run_graph(instance, "tiny", {**TINY_MODEL, "n_embd": 30, "n_head": 4}, REPORT)
+    assert not result.success
+    assert "n_embd (30) must be divisible by n_head (4)" in failures(result)[0]
+    assert not (data_root.parent / "models" / "tiny").exists()
+
+
+def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys) -> None:
+    make_structured_corpus(tmp_path / "src")
+    assert main(["corpus", "add", "cli", str(tmp_path / "src")]) == 0
+    config = tmp_path / "config.yaml"
+    lines = ["cleaned_corpus:", "  workers: 1", "tokenizer:", "  vocab_size: 400", "trained_model:"]
+    lines += [f"  {k}: {v}" for k, v in TINY_MODEL.items()]
+    lines += ["evaluation_report:", "  max_new_tokens: 4"]
+    config.write_text("\n".join(lines) + "\n")
+    assert main(["run", "--corpus", "cli", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out and "report.html" in out and "bits per byte:" in out
+    assert (
+        main(
+            [
+                "generate",
+                "--corpus",
+                "cli",
+                "--prompt",
+                "The",
+                "--seed",
+                "1",
+                "--max-new-tokens",
+                "5",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith("The")
+    assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
