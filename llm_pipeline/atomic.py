@@ -35,6 +35,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, FILE_MODE)
+        with open(tmp, "rb+") as fh:  # durable before it becomes visible under its real name
+            os.fsync(fh.fileno())
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

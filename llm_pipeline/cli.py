@@ -7,7 +7,9 @@ in the UI (runs, partitions, materializations) exactly as if it had been launche
 from __future__ import annotations
 
 import argparse
+import filecmp
 import glob
+import http.client
 import os
 import shutil
 import sys
@@ -51,13 +53,16 @@ def _format_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def _download(url: str, dest_dir: Path, force: bool) -> Path:
-    name = Path(urllib.parse.urlparse(url).path).name
-    if not name:
-        raise PipelineInputError(f"{url}: cannot tell a file name from the URL")
-    dest = dest_dir / name
-    if dest.exists() and not force:
-        raise PipelineInputError(f"{dest} already exists (use --force to replace it)")
+def _url_file_name(url: str) -> str:
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    if not name or name in (".", "..") or name.startswith("."):
+        raise PipelineInputError(f"{url}: cannot take a safe file name from the URL ({name!r})")
+    return name
+
+
+def _download(url: str, dest_dir: Path, force: bool) -> Path | None:
+    """Download `url` into `dest_dir` with a progress bar; None if an identical file is there."""
+    dest = dest_dir / _url_file_name(url)
     try:
         with urllib.request.urlopen(url, timeout=60) as response, atomic_path(dest) as tmp:
             total = int(response.headers.get("Content-Length") or 0)
@@ -66,16 +71,20 @@ def _download(url: str, dest_dir: Path, force: bool) -> Path:
                 while block := response.read(1 << 16):
                     out.write(block)
                     done += len(block)
-                    percent = f" {100 * done / total:5.1f}%" if total else ""
-                    print(
-                        f"\r  {name}: {_format_bytes(done)}"
-                        + (f" / {_format_bytes(total)}" if total else "")
-                        + percent,
-                        end="",
-                        file=sys.stderr,
-                    )
+                    shown = f" / {_format_bytes(total)} {100 * done / total:5.1f}%" if total else ""
+                    print(f"\r  {dest.name}: {_format_bytes(done)}{shown}", end="", file=sys.stderr)
             print(file=sys.stderr)
-    except OSError as exc:
+            if total and done != total:
+                raise PipelineInputError(
+                    f"{url}: download incomplete ({done} of {total} bytes); nothing was saved"
+                )
+            if dest.exists() and filecmp.cmp(tmp, dest, shallow=False):
+                return None
+            if dest.exists() and not force:
+                raise PipelineInputError(
+                    f"{dest} already exists with different content (use --force to replace it)"
+                )
+    except (OSError, http.client.HTTPException) as exc:
         raise PipelineInputError(f"{url}: download failed ({exc})") from None
     return dest
 
@@ -83,7 +92,7 @@ def _download(url: str, dest_dir: Path, force: bool) -> Path:
 def _copy_file(src: Path, dest: Path, force: bool) -> bool:
     """Copy atomically; identical files are left alone, different ones need --force."""
     if dest.exists():
-        if dest.read_bytes() == src.read_bytes():
+        if filecmp.cmp(src, dest, shallow=False):
             return False
         if not force:
             raise PipelineInputError(
@@ -94,13 +103,33 @@ def _copy_file(src: Path, dest: Path, force: bool) -> bool:
     return True
 
 
+def _folder_files(folder: Path) -> list[Path]:
+    """Regular files under `folder`, without following symlinks and without hidden entries.
+
+    A symlink inside a folder could pull any file on the machine into the training data (and
+    from there into a model), so links are skipped with a warning; name a file directly to add it.
+    """
+    files = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_symlink():
+            print(f"warning: skipped symlink {path} (name its target directly)", file=sys.stderr)
+        elif path.is_file() and not any(p.is_symlink() for p in rel.parents if p != Path(".")):
+            files.append(path)
+    return files
+
+
 def place_sources(sources: list[str], dest_dir: Path, force: bool = False) -> list[Path]:
     """Copy files, folders (their contents), globs and http(s) URLs into a corpus folder."""
     placed: list[Path] = []
     dest_dir.mkdir(parents=True, exist_ok=True)
     for source in sources:
         if source.startswith(("http://", "https://")):
-            placed.append(_download(source, dest_dir, force))
+            downloaded = _download(source, dest_dir, force)
+            if downloaded is not None:
+                placed.append(downloaded)
             continue
         matches = sorted(glob.glob(source)) if glob.has_magic(source) else [source]
         if not matches:
@@ -108,7 +137,7 @@ def place_sources(sources: list[str], dest_dir: Path, force: bool = False) -> li
         for match in matches:
             path = Path(match)
             if path.is_dir():
-                for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                for file in _folder_files(path):
                     dest = dest_dir / file.relative_to(path)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     if _copy_file(file, dest, force):
@@ -126,6 +155,8 @@ def corpus_add(args: argparse.Namespace) -> int:
     name = paths.validate_corpus_name(args.name)
     folder = paths.raw_dir(name)
     if args.builtin:
+        if args.sources:
+            raise PipelineInputError("--builtin takes no SOURCE: the corpus is built, not copied")
         if name != BUILTIN_CORPUS:
             raise PipelineInputError(f"--builtin is only for {BUILTIN_CORPUS!r}, not {name!r}")
         if args.if_missing and any(folder.glob("*.jsonl")):
@@ -163,7 +194,11 @@ def corpus_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'corpus':<32} {'files':>6} {'size':>10}  materialized")
     for name in sorted(names):
-        folder = paths.raw_dir(name)
+        try:
+            folder = paths.raw_dir(name)
+        except PipelineInputError:
+            print(f"{name!r:<32} invalid corpus name: ignored (delete this partition in the UI)")
+            continue
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
         size = sum(p.stat().st_size for p in files)
         stages = [asset for asset in DATA_ASSETS if name in materialized[asset]]
@@ -181,27 +216,65 @@ def load_run_config(path: str | None) -> dict:
         raise PipelineInputError(f"{path}: cannot read config ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise PipelineInputError(f"{path}: expected a mapping {{asset_name: {{key: value}}}}")
-    from llm_pipeline.definitions import defs
+    import pydantic
 
-    known = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    unknown = sorted(set(data) - known)
+    from llm_pipeline.definitions import CONFIG_CLASSES
+
+    unknown = sorted(set(data) - set(CONFIG_CLASSES))
     if unknown:
-        raise PipelineInputError(f"{path}: unknown asset(s) {unknown}; known: {sorted(known)}")
+        raise PipelineInputError(
+            f"{path}: unknown asset(s) {unknown}; known: {sorted(CONFIG_CLASSES)}"
+        )
+    for name, values in data.items():
+        try:
+            CONFIG_CLASSES[name](**values)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise PipelineInputError(f"{path}: {name}: {problems}") from None
     return {"ops": {name: {"config": values} for name, values in data.items()}}
 
 
+def _step_failure_message(event) -> str:
+    """The user-facing reason of a failed step: a Failure's description, else the error line."""
+    data = event.event_specific_data
+    failure = getattr(data, "user_failure_data", None)
+    if failure is not None and failure.description:
+        return failure.description
+    error = data.error
+    while error is not None and error.cause is not None and "Failure" not in error.cls_name:
+        error = error.cause
+    return error.message.strip() if error else "unknown error"
+
+
 def materialize(args: argparse.Namespace) -> int:
+    """Materialize a job's assets for one corpus in-process, through the Dagster instance."""
     name = paths.validate_corpus_name(args.corpus)
     run_config = load_run_config(args.config)
     instance = _instance()
+    from dagster import DagsterInvalidConfigError, validate_run_config
+
     from llm_pipeline.definitions import defs
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
+    jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
+    if args.job not in jobs:
+        raise PipelineInputError(f"unknown job {args.job!r}; known: {sorted(jobs)}")
+    job = jobs[args.job]
+    # Progress lines (INFO) stay visible; Dagster's per-event DEBUG chatter does not.
+    run_config = {**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    try:
+        validate_run_config(job, run_config)
+    except DagsterInvalidConfigError as exc:
+        reasons = "; ".join(error.message for error in exc.errors)
+        raise PipelineInputError(
+            f"{args.config or 'config'}: invalid settings: {reasons}"
+        ) from None
     if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
         raise PipelineInputError(
             f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
         )
-    job = defs.resolve_job_def(args.job)
     result = job.execute_in_process(
         instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
     )
@@ -214,11 +287,12 @@ def materialize(args: argparse.Namespace) -> int:
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             status = "passed" if evaluation.passed else "FAILED"
-            print(f"  check {evaluation.check_name}: {status}")
+            detail = ""
+            if not evaluation.passed and evaluation.description:
+                detail = f" ({evaluation.description})"
+            print(f"  check {evaluation.check_name}: {status}{detail}")
         elif event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            message = error.message.strip() if error else "unknown error"
-            print(f"FAILED {event.step_key}: {message}", file=sys.stderr)
+            print(f"FAILED {event.step_key}: {_step_failure_message(event)}", file=sys.stderr)
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
 

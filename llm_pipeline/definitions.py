@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from llm_pipeline.assets.cleaned import cleaned_corpus
-from llm_pipeline.assets.model import trained_model
-from llm_pipeline.assets.raw import raw_corpus
-from llm_pipeline.assets.report import evaluation_report
-from llm_pipeline.assets.tokens import token_shards, tokenizer
+from llm_pipeline.assets.cleaned import CleanedCorpusConfig, cleaned_corpus
+from llm_pipeline.assets.model import TrainedModelConfig, trained_model
+from llm_pipeline.assets.raw import RawCorpusConfig, raw_corpus
+from llm_pipeline.assets.report import EvaluationReportConfig, evaluation_report
+from llm_pipeline.assets.tokens import (
+    TokenizerConfig,
+    TokenShardsConfig,
+    token_shards,
+    tokenizer,
+)
 from llm_pipeline.automation.jobs import corpus_data_job, corpus_pipeline_job
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.checks.model import (
@@ -17,12 +22,24 @@ from llm_pipeline.checks.model import (
     losses_finite,
 )
 from llm_pipeline.checks.shards import (
+    documents_match_end_of_text,
+    shards_match_tokenizer,
     token_counts_match_files,
     token_ids_in_vocab,
     tokenizer_round_trips,
     validation_split_not_empty,
 )
 from llm_pipeline.resources import StorageResource
+
+# Each asset's Config class, so the CLI can check a YAML file before any run starts.
+CONFIG_CLASSES = {
+    "raw_corpus": RawCorpusConfig,
+    "cleaned_corpus": CleanedCorpusConfig,
+    "tokenizer": TokenizerConfig,
+    "token_shards": TokenShardsConfig,
+    "trained_model": TrainedModelConfig,
+    "evaluation_report": EvaluationReportConfig,
+}
 
 defs = Definitions(
     assets=[raw_corpus, cleaned_corpus, tokenizer, token_shards, trained_model, evaluation_report],
@@ -32,6 +49,8 @@ defs = Definitions(
         validation_split_not_empty,
         token_counts_match_files,
         tokenizer_round_trips,
+        documents_match_end_of_text,
+        shards_match_tokenizer,
         losses_finite,
         beats_unigram_baseline,
         checkpoint_loads_and_generates,

@@ -11,7 +11,3 @@ class PipelineInputError(ValueError):
 
 class InvalidCorpusName(PipelineInputError):
     """A corpus name that is not a safe single path segment."""
-
-
-class EmptyCorpusError(PipelineInputError):
-    """A corpus with nothing usable left in it."""

@@ -159,3 +159,16 @@ def test_fast_paths_agree_with_reference_on_random_text() -> None:
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
         assert normalize_text(text) == _reference_normalize(text), repr(text)
         assert non_alnum_fraction(text) == pytest.approx(_reference_non_alnum(text)), repr(text)
+
+
+def test_empty_documents_are_dropped_even_with_every_filter_off(tmp_path: Path) -> None:
+    off = {
+        "min_chars": 0,
+        "max_chars": 0,
+        "min_words": 0,
+        "max_non_alnum_fraction": 1.0,
+        "max_duplicate_line_fraction": 1.0,
+    }
+    stats, rows = _clean(tmp_path, ["\x01\x02  \n\n", "", "kept"], **off)
+    assert [r["text"] for r in rows] == ["kept"]
+    assert stats.dropped["empty"] == 2

@@ -156,3 +156,74 @@ def test_workspace_loads_with_dagster_cli(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_folder_sources_skip_symlinks_and_hidden_entries(
+    tmp_path: Path, data_root: Path, instance, capsys
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private key material")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("public text")
+    (src / "link.txt").symlink_to(secret)
+    (src / "sub" / "linked_dir").symlink_to(tmp_path)
+    (src / ".git").mkdir()
+    (src / ".git" / "config").write_text("[core]")
+    assert main(["corpus", "add", "links", str(src)]) == 0
+    placed = sorted(p.name for p in (data_root / "raw" / "links").rglob("*") if p.is_file())
+    assert placed == ["a.txt"]
+    assert "skipped symlink" in capsys.readouterr().err
+
+
+class _TruncatingHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"only part of the file" * 10)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_truncated_download_is_refused_and_nothing_saved(data_root: Path, instance, capsys) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TruncatingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/big.txt"
+        assert main(["corpus", "add", "cut", url]) == 2
+        err = capsys.readouterr().err
+        assert "download" in err and ("incomplete" in err or "failed" in err)
+        assert not list((data_root / "raw" / "cut").iterdir())
+        assert (
+            main(["corpus", "add", "cut", f"http://127.0.0.1:{server.server_address[1]}/.."]) == 2
+        )
+        assert "safe file name" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+
+
+def test_list_survives_an_invalid_partition_key(data_root: Path, instance, capsys) -> None:
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["Bad Name", "good"])
+    assert main(["corpus", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "invalid corpus name" in out and "good" in out
+
+
+def test_invalid_settings_name_the_file(tmp_path: Path, data_root: Path, instance, capsys) -> None:
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["c"])
+    config = tmp_path / "c.yaml"
+    config.write_text("cleaned_corpus:\n  min_char: 3\n")
+    assert main(["materialize", "--corpus", "c", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: invalid settings" in err and '"min_char"' in err
+    config.write_text("tokenizer:\n  vocab_size: 10\n")
+    assert main(["materialize", "--corpus", "c", "--config", str(config)]) == 2
+    assert f"{config}: tokenizer: vocab_size: Input should be greater than or equal to 258" in (
+        capsys.readouterr().err
+    )
+    assert main(["materialize", "--corpus", "c", "--job", "nope"]) == 2
+    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert main(["corpus", "add", "python-stdlib-docs", "x.txt", "--builtin"]) == 2
+    assert "--builtin takes no SOURCE" in capsys.readouterr().err

@@ -9,10 +9,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey, DagsterEventType
+from dagster import AssetKey, AssetSelection, DagsterEventType, materialize
 
+from llm_pipeline.assets.cleaned import cleaned_corpus
+from llm_pipeline.assets.tokens import token_shards, tokenizer
+from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.definitions import defs
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.resources import StorageResource
 from llm_pipeline.tokens.shards import open_split, read_meta
 from llm_pipeline_tests.conftest import make_document
 
@@ -74,6 +78,8 @@ def test_data_stages_materialize_and_pass_their_checks(data_root: Path, instance
         "validation_split_not_empty": True,
         "token_counts_match_files": True,
         "tokenizer_round_trips": True,
+        "documents_match_end_of_text": True,
+        "shards_match_tokenizer": True,
     }
     for asset in DATA_ASSETS:
         assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
@@ -117,27 +123,44 @@ def test_raw_data_version_tracks_file_content(data_root: Path, instance) -> None
 
 
 def test_bad_cleaned_table_fails_the_check_and_blocks_downstream(data_root: Path, instance) -> None:
-    folder = data_root / "raw" / "filters-off"
-    make_corpus(folder)
-    with open(folder / "records.jsonl", "a") as fh:
-        fh.write(json.dumps({"text": "\x01\x02   \n\n"}) + "\n")  # empty once normalised
-    filters_off = {
-        "min_chars": 0,
-        "min_words": 0,
-        "max_non_alnum_fraction": 1.0,
-        "max_duplicate_line_fraction": 1.0,
-        "workers": 1,
-    }
-    result = run(instance, "filters-off", {"cleaned_corpus": {"config": filters_off}})
+    """A cleaned table that went bad (edited by hand, written by an old version, corrupted)
+    fails the great-expectations check, and the blocking check stops tokenizer training."""
+    make_corpus(data_root / "raw" / "tampered")
+    stages = [AssetKey("raw_corpus"), AssetKey("cleaned_corpus")]
+    assert run(instance, "tampered", selection=stages).success
+    part = data_root / "cleaned" / "tampered" / "part-00000.parquet"
+    bad = pa.table(
+        {
+            "doc_id": ["same", "same", "other"],
+            "text": ["a fine document of text", "control \x07 char", ""],
+            "n_chars": [23, 16, 0],
+            "source": ["x", "x", "x"],
+        }
+    )
+    pq.write_table(bad, part)
+
+    result = materialize(
+        [cleaned_corpus, tokenizer, token_shards, cleaned_corpus_expectations],
+        instance=instance,
+        partition_key="tampered",
+        selection=AssetSelection.assets(tokenizer, token_shards)
+        | AssetSelection.checks(cleaned_corpus_expectations),
+        resources={"storage": StorageResource()},
+        raise_on_error=False,
+    )
     assert not result.success
-    assert check_results(result) == {"cleaned_corpus_expectations": False}
-    evaluation = result.get_asset_check_evaluations()[0]
-    lengths = evaluation.metadata["expect_column_value_lengths_to_be_between"].value
-    assert lengths.startswith("FAILED") and '"unexpected_count": 1' in lengths
-    assert "filters-off" in instance.get_materialized_partitions(AssetKey("cleaned_corpus"))
-    assert "filters-off" not in instance.get_materialized_partitions(AssetKey("tokenizer"))
-    assert "filters-off" not in instance.get_materialized_partitions(AssetKey("token_shards"))
-    assert not (data_root / "tokens" / "filters-off").exists()
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    meta = evaluation.metadata
+    assert meta["expect_column_values_to_be_unique"].value.startswith("FAILED")
+    assert meta["expect_column_values_to_not_match_regex"].value.startswith("FAILED")
+    lengths = meta["expect_column_value_lengths_to_be_between"].value
+    assert lengths.startswith("FAILED") and '"unexpected_count": 2' in lengths  # "" and 16 < 20
+    assert meta["expect_table_columns_to_match_set"].value.startswith("passed")
+    assert meta["failed_expectations"].value == 3
+    assert "tampered" not in instance.get_materialized_partitions(AssetKey("tokenizer"))
+    assert "tampered" not in instance.get_materialized_partitions(AssetKey("token_shards"))
+    assert not (data_root / "tokens" / "tampered").exists()
 
 
 def test_corpus_with_nothing_usable_fails_with_a_clear_message(data_root: Path, instance) -> None:
@@ -158,7 +181,8 @@ def test_everything_dropped_by_cleaning_fails_and_keeps_previous_output(
     data_root: Path, instance
 ) -> None:
     make_corpus(data_root / "raw" / "strict")
-    assert run(instance, "strict", selection=[AssetKey("raw_corpus"), AssetKey("cleaned_corpus")])
+    stages = [AssetKey("raw_corpus"), AssetKey("cleaned_corpus")]
+    assert run(instance, "strict", selection=stages).success
     before = sorted(p.name for p in (data_root / "cleaned" / "strict").iterdir())
     result = run(
         instance,
@@ -177,4 +201,16 @@ def test_asset_refuses_invalid_partition_key(data_root: Path, instance, key: str
     result = run(instance, key, selection=[AssetKey("raw_corpus")])
     assert not result.success
     assert "invalid corpus name" in failures(result)[0]
-    assert not (data_root.parent / "escape").exists()
+    assert not (data_root / "escape").exists()
+    assert not (data_root / "documents" / "escape").exists()
+    assert sorted(p.name for p in data_root.iterdir()) == []
+
+
+def test_raw_data_version_follows_reader_settings(data_root: Path, instance) -> None:
+    make_corpus(data_root / "raw" / "settings")
+    only_raw = [AssetKey("raw_corpus")]
+    assert run(instance, "settings", selection=only_raw).success
+    first = data_version(instance, "raw_corpus", "settings")
+    chunked = {"raw_corpus": {"config": {"max_doc_chars": 500}}}
+    assert run(instance, "settings", chunked, selection=only_raw).success
+    assert data_version(instance, "raw_corpus", "settings") != first

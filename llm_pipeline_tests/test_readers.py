@@ -137,3 +137,55 @@ def test_fingerprint_changes_exactly_when_content_changes(tmp_path: Path) -> Non
     (tmp_path / "a.txt").write_text("one")
     (tmp_path / "b.txt").write_text("new file")
     assert fingerprint_files(tmp_path) != first
+
+
+def test_big_text_file_streams_in_chunks_and_bad_tail_drops_whole_file(tmp_path: Path) -> None:
+    paragraph = "A paragraph of a long book, with words and ünïcode. " * 20
+    book = "\n\n".join(f"{i} {paragraph}" for i in range(3000))  # ~3 MB, > one read block
+    (tmp_path / "book.txt").write_text(book)
+    docs, stats = read(tmp_path, max_doc_chars=5000)
+    assert [d.text for d in docs] == split_long_text(book, 5000)
+    assert "".join(d.text for d in docs) == book
+    assert stats.chunked_documents == 1
+
+    (tmp_path / "book.txt").write_bytes(book.encode() + b"\xff trailing garbage")
+    docs, stats = read(tmp_path, max_doc_chars=5000)
+    assert docs == []
+    assert (
+        f"book.txt: skipped file: not valid UTF-8 (byte {len(book.encode())}" in stats.problems[0]
+    )
+
+
+def test_jsonl_lines_that_crash_json_parsers_are_skipped(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "fine"}',
+        '{"text": "x", "n": ' + "1" * 5000 + "}",
+        "[" * 200_000,
+        '{"text": "also fine"}',
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    docs, stats = read(tmp_path)
+    assert [d.text for d in docs] == ["fine", "also fine"]
+    assert stats.lines_skipped == 2
+    assert all("malformed JSON" in p for p in stats.problems)
+
+
+def test_parquet_with_invalid_utf8_is_skipped_with_its_name(tmp_path: Path) -> None:
+    bad = pa.array([b"ok", b"\xff\xfe broken"], pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text": bad}), tmp_path / "bad.parquet")
+    pq.write_table(pa.table({"text": ["good row"]}), tmp_path / "good.parquet")
+    docs, stats = read(tmp_path)
+    assert "good row" in [d.text for d in docs]
+    assert any(p.startswith("bad.parquet: skipped file:") for p in stats.problems)
+
+
+def test_compressed_parquet_and_markdown(tmp_path: Path) -> None:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": ["row one", "row two"]}), buffer)
+    (tmp_path / "t.parquet.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(buffer.getvalue().to_pybytes())
+    )
+    (tmp_path / "n.md.gz").write_bytes(gzip.compress(b"# Notes\n\nbody"))
+    docs, stats = read(tmp_path)
+    assert sorted(d.text for d in docs) == ["# Notes\n\nbody", "row one", "row two"]
+    assert stats.files_skipped == 0

@@ -19,6 +19,7 @@ from llm_pipeline.tokens.bpe import (
     train_bpe,
 )
 from llm_pipeline.tokens.shards import (
+    encode_ids,
     iter_cleaned_batches,
     open_split,
     read_meta,
@@ -78,18 +79,57 @@ def test_shard_dtype() -> None:
 
 
 def test_validation_threshold_fraction_minimum_and_determinism() -> None:
-    ids = [document_id(f"doc {i}") for i in range(1000)]
+    ids = [document_id(f"doc {i}") for i in range(2000)]
 
     def n_val(threshold: int, docs: list[str] = ids) -> int:
         return sum(split_hash(d) <= threshold for d in docs)
 
-    assert n_val(validation_threshold(ids, 0.1, 5)) == 100
-    assert n_val(validation_threshold(ids, 0.001, 25)) == 25
+    assert 160 <= n_val(validation_threshold(ids, 0.1, 5)) <= 240  # a fixed 10% cut of hashes
+    assert n_val(validation_threshold(ids, 0.001, 25)) == 25  # the minimum wins
     few = ids[:3]
     assert n_val(validation_threshold(few, 0.5, 10), few) == 2  # one always left for training
     assert validation_threshold(reversed(ids), 0.1, 5) == validation_threshold(ids, 0.1, 5)
     with pytest.raises(ValueError, match="at least 2 documents"):
         validation_threshold(ids[:1], 0.1, 1)
+
+
+def test_validation_split_is_stable_as_the_corpus_grows() -> None:
+    small = [document_id(f"doc {i}") for i in range(1000)]
+    grown = small + [document_id(f"new doc {i}") for i in range(3000)]
+    before = {d for d in small if split_hash(d) <= validation_threshold(small, 0.1, 5)}
+    threshold = validation_threshold(grown, 0.1, 5)
+    after = {d for d in small if split_hash(d) <= threshold}
+    assert before == after  # no validation document moved into training
+
+
+def test_literal_end_of_text_in_a_document_is_ordinary_text(tmp_path: Path, texts) -> None:
+    tokenizer = train_bpe([texts], vocab_size=400)
+    save_tokenizer(tokenizer, tmp_path / "tokenizer.json")
+    for bpe in (tokenizer, load_tokenizer(tmp_path / "tokenizer.json")):
+        document = "a user doc that says <|endoftext|> in the middle"
+        flat, lengths = encode_ids(bpe, [document, "second"], 0, np.dtype(np.uint16))
+        assert list(np.flatnonzero(flat == 0)) == [lengths[0] - 1, lengths.sum() - 1]
+        assert bpe.decode(flat[: lengths[0] - 1].tolist()) == document
+
+
+def test_failed_rewrite_keeps_the_previous_complete_shards(
+    tmp_path: Path, texts: list[str], cleaned_file: Path
+) -> None:
+    tokenizer = train_bpe([texts], vocab_size=500)
+    ids = [document_id(t) for t in texts]
+    threshold = validation_threshold(ids, 0.1, 5)
+    out = tmp_path / "shards"
+    first = write_shards(tokenizer, iter_cleaned_batches([cleaned_file]), out, threshold, 0)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def failing_batches():
+        yield from iter_cleaned_batches([cleaned_file], batch_size=16)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_shards(tokenizer, failing_batches(), out, threshold, 0)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert read_meta(out) == first
 
 
 def test_write_shards_round_trip(tmp_path: Path, texts: list[str], cleaned_file: Path) -> None:

@@ -1,26 +1,12 @@
 """Small helpers shared by the asset modules."""
 
-import contextlib
-from collections.abc import Iterator
-
-from dagster import Failure, MetadataValue
-
-from llm_pipeline.errors import PipelineInputError
+from dagster import MetadataValue
 
 GROUP_DATA = "corpus_data"
 GROUP_MODEL = "language_model"
 # Tags that mark a step as accelerator work; the executor limits how many run at once.
 GPU_POOL = "gpu"
 GPU_TAGS = {"llm_pipeline/accelerator": "gpu"}
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a `PipelineInputError` into a Dagster `Failure` whose description is the message."""
-    try:
-        yield
-    except PipelineInputError as exc:
-        raise Failure(description=str(exc)) from None
 
 
 def problems_markdown(problems: list[str], total: int) -> MetadataValue:

@@ -27,16 +27,22 @@ CLEANING_FILE = "cleaning.json"
 class CleanedCorpusConfig(Config):
     """Filter thresholds (0, or 1.0 for a fraction, turns a filter off)."""
 
-    min_chars: int = Field(default=20, description="Drop documents shorter than this.")
-    max_chars: int = Field(default=100_000, description="Drop documents longer than this.")
-    min_words: int = Field(default=3, description="Drop documents with fewer words.")
+    min_chars: int = Field(default=20, ge=0, description="Drop documents shorter than this.")
+    max_chars: int = Field(default=100_000, ge=0, description="Drop documents longer than this.")
+    min_words: int = Field(default=3, ge=0, description="Drop documents with fewer words.")
     max_non_alnum_fraction: float = Field(
-        default=0.5, description="Drop documents whose visible characters are mostly symbols."
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Drop documents whose visible characters are mostly symbols.",
     )
     max_duplicate_line_fraction: float = Field(
-        default=0.5, description="Drop documents in which more of the lines repeat than this."
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Drop documents in which more of the lines repeat than this.",
     )
-    workers: int = Field(default=0, description="Cleaning processes; 0 = one per CPU core.")
+    workers: int = Field(default=0, ge=0, description="Cleaning processes; 0 = one per CPU core.")
 
     def cleaning(self) -> CleaningConfig:
         return CleaningConfig(

@@ -1,5 +1,8 @@
 """`raw_corpus`: a corpus's files under `data/raw/<corpus>/`, read into one document table."""
 
+import hashlib
+import json
+
 from dagster import (
     AssetExecutionContext,
     Config,
@@ -33,6 +36,7 @@ class RawCorpusConfig(Config):
     )
     max_doc_chars: int = Field(
         default=20_000,
+        ge=0,
         description="Longer documents are cut at paragraph breaks into chunks of at most this "
         "many characters, so a one-book corpus still splits into train and validation. 0: never.",
     )
@@ -49,8 +53,9 @@ def raw_corpus(
 ) -> MaterializeResult:
     """The corpus's raw files (.txt/.md/.jsonl/.parquet, optionally .gz/.zst) read as documents.
 
-    Its data version is a hash of the files' paths and bytes, so downstream stages are stale
-    exactly when the content changed. Bad files and lines are skipped and listed in the metadata.
+    Its data version is a hash of the files' paths and bytes (and of the reader settings), so
+    downstream stages are stale exactly when the documents they would read changed. Bad files
+    and lines are skipped and listed in the metadata.
     """
     corpus = corpus_key(context)
     folder = storage.raw(corpus)
@@ -86,8 +91,12 @@ def raw_corpus(
         )
     for problem in stats.problems:
         context.log.warning(problem)
+    # The version covers the files *and* how they are read: a new text_field or max_doc_chars
+    # changes the documents, so downstream stages must be stale then too.
+    reader = json.dumps(config.model_dump(), sort_keys=True)
+    version = hashlib.sha256(f"{fingerprint}\n{reader}".encode()).hexdigest()
     return MaterializeResult(
-        data_version=DataVersion(fingerprint),
+        data_version=DataVersion(version),
         metadata={
             "files": len(files),
             "files_read": stats.files_read,

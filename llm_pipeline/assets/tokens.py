@@ -39,21 +39,26 @@ class TokenizerConfig(Config):
 
     vocab_size: int = Field(
         default=4096,
+        ge=258,
         description="Vocabulary size including the 256 byte tokens and <|endoftext|>. 4096 suits "
         "corpora of a few MB; raise it for larger ones.",
     )
-    min_frequency: int = Field(default=2, description="Merges seen fewer times are not learned.")
+    min_frequency: int = Field(
+        default=2, ge=1, description="Merges seen fewer times are not learned."
+    )
 
 
 class TokenShardsConfig(Config):
     """Train/validation split and encoding settings."""
 
-    val_fraction: float = Field(default=0.05, description="Fraction of documents for validation.")
+    val_fraction: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="Fraction of documents for validation."
+    )
     min_val_docs: int = Field(
         default=20,
         description="At least this many validation documents (one is always left for training).",
     )
-    batch_size: int = Field(default=1024, description="Documents per parallel encode call.")
+    batch_size: int = Field(default=1024, ge=1, description="Documents per parallel encode call.")
 
 
 def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:

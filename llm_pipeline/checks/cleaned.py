@@ -53,6 +53,8 @@ def _describe(result) -> tuple[str, dict]:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
     label = config.type + ("(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")")
+    if getattr(result, "exception_info", None) and result.exception_info.get("raised_exception"):
+        return label, {"error": result.exception_info.get("exception_message", "")[:500]}
     observed = {
         key: result.result[key]
         for key in (

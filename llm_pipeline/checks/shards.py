@@ -14,7 +14,7 @@ from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
-from llm_pipeline.tokens.bpe import load_tokenizer
+from llm_pipeline.tokens.bpe import file_sha256, load_tokenizer
 from llm_pipeline.tokens.shards import SPLITS, open_split, read_meta
 
 CHUNK = 1 << 24
@@ -79,6 +79,48 @@ def token_counts_match_files(
 
 
 @asset_check(asset=token_shards, blocking=True)
+def documents_match_end_of_text(
+    context: AssetCheckExecutionContext, storage: StorageResource
+) -> AssetCheckResult:
+    """Each split holds exactly one end-of-text per document: no document lost its boundary and
+    none forged an extra one."""
+    folder = storage.tokens(corpus_key(context.op_execution_context))
+    meta = read_meta(folder)
+    eot = meta["eot_id"]
+    found = {}
+    for split in SPLITS:
+        ids = open_split(folder, split)
+        found[split] = sum(
+            int(np.count_nonzero(ids[start : start + CHUNK] == eot))
+            for start in range(0, len(ids), CHUNK)
+        )
+    expected = {split: meta["splits"][split]["documents"] for split in SPLITS}
+    return AssetCheckResult(
+        passed=found == expected,
+        metadata={
+            **{f"{s}_documents": expected[s] for s in SPLITS},
+            **{f"{s}_end_of_text": found[s] for s in SPLITS},
+        },
+    )
+
+
+@asset_check(asset=token_shards, blocking=True)
+def shards_match_tokenizer(
+    context: AssetCheckExecutionContext, storage: StorageResource
+) -> AssetCheckResult:
+    """The shards were encoded with the `tokenizer.json` that is there now (a retrained tokenizer
+    makes old shards meaningless)."""
+    folder = storage.tokens(corpus_key(context.op_execution_context))
+    recorded = read_meta(folder).get("tokenizer_sha256")
+    path = folder / TOKENIZER_FILE
+    current = file_sha256(path) if path.is_file() else None
+    return AssetCheckResult(
+        passed=recorded is not None and recorded == current,
+        metadata={"shards_tokenizer": recorded or "", "current_tokenizer": current or "missing"},
+    )
+
+
+@asset_check(asset=token_shards, blocking=True)
 def tokenizer_round_trips(
     context: AssetCheckExecutionContext, storage: StorageResource
 ) -> AssetCheckResult:
@@ -86,15 +128,19 @@ def tokenizer_round_trips(
     so any mismatch means a broken tokenizer or normalisation drift)."""
     corpus = corpus_key(context.op_execution_context)
     bpe = load_tokenizer(storage.tokens(corpus) / TOKENIZER_FILE)
-    texts: list[str] = []
+    # Reservoir sample over the whole corpus (streamed), so every part has its chance.
+    rng = random.Random(0)
+    sample: list[str] = []
+    seen = 0
     for part in parquet_parts(storage.cleaned(corpus)):
-        for batch in pq.ParquetFile(part).iter_batches(columns=["text"], batch_size=4096):
-            texts.extend(batch.column(0).to_pylist())
-            if len(texts) >= 20 * ROUND_TRIP_SAMPLE:
-                break
-        if len(texts) >= 20 * ROUND_TRIP_SAMPLE:
-            break
-    sample = random.Random(0).sample(texts, min(ROUND_TRIP_SAMPLE, len(texts)))
+        parquet = pq.ParquetFile(part, pre_buffer=False)
+        for batch in parquet.iter_batches(columns=["text"], batch_size=4096):
+            for text in batch.column(0).to_pylist():
+                seen += 1
+                if len(sample) < ROUND_TRIP_SAMPLE:
+                    sample.append(text)
+                elif (slot := rng.randrange(seen)) < ROUND_TRIP_SAMPLE:
+                    sample[slot] = text
     encodings = bpe.encode_batch(sample, add_special_tokens=False)
     decoded = bpe.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
     failures = [t for t, d in zip(sample, decoded) if t != d]

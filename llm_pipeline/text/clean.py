@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from llm_pipeline.text.filters import (
     DocumentFilter,
     DuplicateLinesFilter,
+    EmptyFilter,
     MaxCharsFilter,
     MinCharsFilter,
     MinWordsFilter,
@@ -55,6 +56,7 @@ class CleaningConfig:
     def filters(self) -> list[DocumentFilter]:
         """The filters in the order they run (cheapest first)."""
         return [
+            EmptyFilter(),
             MinCharsFilter(self.min_chars),
             MaxCharsFilter(self.max_chars),
             MinWordsFilter(self.min_words),

@@ -23,6 +23,17 @@ class DocumentFilter(Protocol):
 
 
 @dataclass(frozen=True)
+class EmptyFilter:
+    """Drop documents with no visible character left after normalisation. Always on: an empty
+    document carries nothing, and turning the length filters off must not let one through."""
+
+    name: str = "empty"
+
+    def keep(self, text: str) -> bool:
+        return bool(text) and not text.isspace()
+
+
+@dataclass(frozen=True)
 class MinCharsFilter:
     """Drop documents shorter than `min_chars` characters (fragments carry no signal)."""
 

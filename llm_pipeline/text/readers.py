@@ -8,14 +8,19 @@ user can fix it; good documents in the same corpus are still read.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NamedTuple
+
+from llm_pipeline.errors import PipelineInputError
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl",)
@@ -100,9 +105,12 @@ def fingerprint_files(root: Path, files: list[Path] | None = None) -> str:
     digest = hashlib.sha256()
     for path in files if files is not None else corpus_files(root):
         file_digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                file_digest.update(block)
+        try:
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    file_digest.update(block)
+        except OSError as exc:
+            raise PipelineInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(file_digest.digest())
@@ -124,6 +132,34 @@ def _decompression_error(exc: Exception) -> bool:
     return isinstance(exc, (gzip.BadGzipFile, EOFError, OSError)) or "Zstd" in name
 
 
+def _cut(text: str, max_chars: int) -> int:
+    """Where to end a chunk of `text` (longer than `max_chars`): a paragraph break in the second
+    half of the window if there is one, else a line break, else a space, else a hard cut."""
+    for separator in ("\n\n", "\n", " "):
+        cut = text.rfind(separator, max_chars // 2, max_chars)
+        if cut != -1:
+            return cut + len(separator)
+    return max_chars
+
+
+def iter_chunks(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
+    """Re-cut a stream of text blocks into chunks of at most `max_chars` (0: one chunk).
+
+    Only the current chunk and one block are held in memory, so a multi-GB book in a single
+    file streams through. Whitespace-only chunks are dropped.
+    """
+    buffer = ""
+    for block in blocks:
+        buffer += block
+        while max_chars > 0 and len(buffer) > max_chars:
+            cut = _cut(buffer, max_chars)
+            chunk, buffer = buffer[:cut], buffer[cut:]
+            if chunk.strip():
+                yield chunk
+    if buffer.strip():
+        yield buffer
+
+
 def split_long_text(text: str, max_chars: int) -> list[str]:
     """Cut `text` into chunks of at most `max_chars`, at paragraph breaks where possible.
 
@@ -132,46 +168,58 @@ def split_long_text(text: str, max_chars: int) -> list[str]:
     """
     if max_chars <= 0 or len(text) <= max_chars:
         return [text]
-    chunks = []
-    start = 0
-    n = len(text)
-    while n - start > max_chars:
-        end = start + max_chars
-        cut = -1
-        for separator in ("\n\n", "\n", " "):
-            cut = text.rfind(separator, start + max_chars // 2, end)
-            if cut != -1:
-                cut += len(separator)
-                break
-        if cut == -1:
-            cut = end
-        chunks.append(text[start:cut])
-        start = cut
-    chunks.append(text[start:])
-    return [chunk for chunk in chunks if chunk.strip()]
+    return list(iter_chunks([text], max_chars))
 
 
 def _looks_binary(head: bytes) -> bool:
     return b"\0" in head
 
 
-def _decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _SkipFile(
-            f"not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 4]!r})"
-        ) from None
+_BLOCK = 1 << 20
 
 
-def _read_text(path: Path, compression: str | None, source: str) -> Iterator[str]:
+def _decoded_blocks(path: Path, compression: str | None) -> Iterator[str]:
+    """The file's text in blocks, decoded incrementally; raises _SkipFile on invalid UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
     with _open_binary(path, compression) as fh:
-        data = fh.read()
-    if not data.strip():
-        raise _SkipFile("empty file")
-    if _looks_binary(data[:_SNIFF_BYTES]):
+        while True:
+            block = fh.read(_BLOCK)
+            final = not block
+            try:
+                text = decoder.decode(block, final=final)
+            except UnicodeDecodeError as exc:
+                carried = len(exc.object) - len(block)  # bytes the decoder held back before
+                position = offset - carried + exc.start
+                raise _SkipFile(
+                    f"not valid UTF-8 (byte {position}: {exc.object[exc.start : exc.start + 4]!r})"
+                ) from None
+            if text:
+                yield text
+            if final:
+                return
+            offset += len(block)
+
+
+def _read_text(
+    path: Path, compression: str | None, source: str, max_doc_chars: int
+) -> Iterator[str]:
+    """A `.txt`/`.md` file as one document, cut into chunks when longer than `max_doc_chars`.
+
+    The file is checked (binary, empty, valid UTF-8) in one streaming pass before anything is
+    yielded, so a file that is bad half-way through contributes nothing, and memory stays
+    bounded by the chunk size, not the file size.
+    """
+    with _open_binary(path, compression) as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if _looks_binary(head):
         raise _SkipFile("binary file (contains NUL bytes)")
-    yield _decode(data, source)
+    has_text = False
+    for block in _decoded_blocks(path, compression):
+        has_text = has_text or bool(block.strip())
+    if not has_text:
+        raise _SkipFile("empty file")
+    yield from iter_chunks(_decoded_blocks(path, compression), max_doc_chars)
 
 
 def _read_jsonl(
@@ -193,6 +241,9 @@ def _read_jsonl(
                 continue
             except json.JSONDecodeError as exc:
                 stats.skip_line(source, line_no, f"malformed JSON ({exc.msg})")
+                continue
+            except (ValueError, RecursionError) as exc:  # huge ints, absurd nesting
+                stats.skip_line(source, line_no, f"malformed JSON ({type(exc).__name__})")
                 continue
             if not isinstance(record, dict):
                 stats.skip_line(source, line_no, "record is not a JSON object")
@@ -222,12 +273,16 @@ def _read_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if compression:
+        # Decompress to a temporary file (not into memory) so Parquet can seek in it.
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / "data.parquet"
+            with _open_binary(path, compression) as fh, open(plain, "wb") as out:
+                shutil.copyfileobj(fh, out, _BLOCK)
+            yield from _read_parquet(plain, None, source, text_field, stats)
+        return
     try:
-        if compression:
-            with _open_binary(path, compression) as fh:
-                parquet = pq.ParquetFile(pa.BufferReader(fh.read()))
-        else:
-            parquet = pq.ParquetFile(path, pre_buffer=False)
+        parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise _SkipFile(f"not a readable Parquet file ({exc})") from None
     field_index = parquet.schema_arrow.get_field_index(text_field)
@@ -272,7 +327,7 @@ def iter_documents(
             continue
         file_type, compression = kind
         if file_type == "text":
-            texts = _read_text(path, compression, source)
+            texts = _read_text(path, compression, source, max_doc_chars)
         elif file_type == "jsonl":
             texts = _read_jsonl(path, compression, source, text_field, stats)
         else:
@@ -280,8 +335,8 @@ def iter_documents(
         produced = 0
         try:
             for text in texts:
-                pieces = split_long_text(text, max_doc_chars)
-                if len(pieces) > 1:
+                pieces = split_long_text(text, max_doc_chars) if file_type != "text" else [text]
+                if len(pieces) > 1 or (file_type == "text" and produced == 1):
                     stats.chunked_documents += 1
                 for piece in pieces:
                     produced += 1
@@ -291,10 +346,9 @@ def iter_documents(
         except _SkipFile as exc:
             stats.skip_file(source, str(exc))
             continue
-        except Exception as exc:
-            if not _decompression_error(exc):
-                raise
+        except Exception as exc:  # any other failure is this file's, not the corpus's
             what = "partly read" if produced else "unreadable"
-            stats.skip_file(source, f"{what}: corrupt {compression or 'file'} data ({exc})")
+            detail = f"corrupt {compression} data" if _decompression_error(exc) else "error"
+            stats.skip_file(source, f"{what}: {detail} ({type(exc).__name__}: {exc})")
             continue
         stats.files_read += 1

@@ -25,7 +25,8 @@ def train_bpe(
 ) -> Tokenizer:
     """Train a byte-level BPE on batches of documents; `<|endoftext|>` gets id 0.
 
-    `length` (number of documents, if known) only feeds the progress estimate.
+    `length` (number of documents, if known) only feeds the progress estimate. The returned
+    tokenizer encodes a literal "<|endoftext|>" in text as ordinary bytes (see `load_tokenizer`).
     """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -38,6 +39,7 @@ def train_bpe(
         show_progress=False,
     )
     tokenizer.train_from_iterator(_flatten(text_batches), trainer=trainer, length=length)
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
@@ -55,8 +57,15 @@ def save_tokenizer(tokenizer: Tokenizer, path: Path) -> str:
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
-    """Load a `tokenizer.json` written by `save_tokenizer` (plain JSON, nothing executed)."""
-    return Tokenizer.from_file(str(path))
+    """Load a `tokenizer.json` written by `save_tokenizer` (plain JSON, nothing executed).
+
+    `encode_special_tokens` is switched on (it is not saved in the file): the string
+    "<|endoftext|>" inside a user's document is then encoded as ordinary text, so only the
+    pipeline itself ever writes the end-of-text id and documents cannot forge boundaries.
+    """
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.encode_special_tokens = True
+    return tokenizer
 
 
 def file_sha256(path: Path) -> str:

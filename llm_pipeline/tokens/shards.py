@@ -9,7 +9,6 @@ needs the bytes), the dtype, and the hash of the tokenizer that produced the ids
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -23,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from llm_pipeline.atomic import atomic_path, write_json_atomic
+from llm_pipeline.atomic import FILE_MODE, write_json_atomic
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
@@ -42,16 +41,22 @@ def split_hash(doc_id: str) -> int:
 def validation_threshold(doc_ids: Iterable[str], val_fraction: float, min_val_docs: int) -> int:
     """The largest split hash that goes to validation.
 
-    Validation is the documents with the smallest hashes: `val_fraction` of them, but at least
-    `min_val_docs`, and always leaving one for training. Deterministic in the set of documents,
-    and stable as a corpus grows (a document only moves when the cut-off moves past it).
+    A fixed cut, `hash <= val_fraction * 2**64`, so the split is stable as a corpus grows: a
+    document's side never depends on which other documents exist, and validation text never
+    leaks into training when documents are added. Only when the cut yields fewer than
+    `min_val_docs` (small corpora) does it fall back to the `min_val_docs` smallest hashes; one
+    document is always left for training.
     """
     hashes = np.fromiter((split_hash(d) for d in doc_ids), dtype=np.uint64)
     n = len(hashes)
     if n < 2:
         raise ValueError(f"need at least 2 documents to split into train and validation, got {n}")
-    n_val = max(math.ceil(n * val_fraction), min_val_docs)
-    n_val = min(n_val, n - 1)
+    fixed = min(int(val_fraction * 2**64), 2**64 - 1)
+    n_fixed = int((hashes <= np.uint64(fixed)).sum())
+    wanted = max(min(min_val_docs, n - 1), 1)
+    if wanted <= n_fixed <= n - 1:
+        return fixed
+    n_val = wanted if n_fixed < wanted else n - 1
     return int(np.partition(hashes, n_val - 1)[n_val - 1])
 
 
@@ -119,19 +124,19 @@ def write_shards(
 ) -> dict:
     """Encode (doc_ids, texts, byte_lengths) batches into `train.bin`/`val.bin` + `meta.json`.
 
-    Each file is written under a temporary name and renamed; `meta.json` goes last, so a reader
-    that trusts the meta never sees ids it does not describe.
+    The `.bin` files are written under temporary names; the old `meta.json` is removed before
+    they are renamed into place and the new one is written last, so a crash at any point leaves
+    either the previous complete set, no shards, or the new complete set. A failure while
+    encoding leaves the previous set untouched.
     """
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = shard_dtype(vocab_size)
     counts = {split: SplitCounts() for split in SPLITS}
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        atomic_path(out_dir / "train.bin") as train_tmp,
-        atomic_path(out_dir / "val.bin") as val_tmp,
-    ):
-        with open(train_tmp, "wb") as train_fh, open(val_tmp, "wb") as val_fh:
+    tmp = {split: out_dir / f".{split}.bin.{os.getpid()}.tmp" for split in SPLITS}
+    try:
+        with open(tmp["train"], "wb") as train_fh, open(tmp["val"], "wb") as val_fh:
             handles = {"train": train_fh, "val": val_fh}
             for doc_ids, texts, byte_lengths in _prefetch(iter(batches)):
                 flat, lengths = encode_ids(tokenizer, texts, eot_id, dtype)
@@ -156,6 +161,15 @@ def write_shards(
             for fh in handles.values():
                 fh.flush()
                 os.fsync(fh.fileno())
+        # Publish as a set: the old meta goes first, so until the new one is written a reader
+        # finds no shards at all, never ids that meta.json does not describe.
+        (out_dir / META_FILE).unlink(missing_ok=True)
+        for split in SPLITS:
+            os.chmod(tmp[split], FILE_MODE)
+            os.replace(tmp[split], out_dir / f"{split}.bin")
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     meta = {
         "dtype": dtype.name,
