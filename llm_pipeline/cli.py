@@ -330,29 +330,16 @@ def generate_text(args: argparse.Namespace) -> int:
     """Sample from the promoted (or a named) model of a corpus."""
     import torch
 
-    from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, load_model, read_config
-    from llm_pipeline.lm.model import generate
     from llm_pipeline.lm.registry import resolve_run
-    from llm_pipeline.tokens.bpe import load_tokenizer
+    from llm_pipeline.lm.sampling import complete, load_run
 
     name = paths.validate_corpus_name(args.corpus)
-    path = resolve_run(name, args.run)
-    model = load_model(path)
-    bpe = load_tokenizer(path / TOKENIZER_FILE)
-    eot = read_config(path)["tokenizer"]["eot_id"]
-    ids = [eot, *bpe.encode(args.prompt, add_special_tokens=False).ids]
+    run = load_run(resolve_run(name, args.run))
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-    out = generate(
-        model,
-        torch.tensor([ids]),
-        args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k or None,
-        generator=generator,
-        stop_token=eot,
+    text = complete(
+        run, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator=generator
     )
-    new = [t for t in out[0, len(ids) :].tolist() if t != eot]
-    print(args.prompt + bpe.decode(new))
+    print(args.prompt + text)
     return 0
 
 

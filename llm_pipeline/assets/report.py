@@ -18,15 +18,14 @@ from pydantic import Field
 from llm_pipeline.assets._common import GROUP_MODEL
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, load_model, read_config, read_metrics
+from llm_pipeline.lm.checkpoint import read_metrics
 from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
-from llm_pipeline.lm.model import generate
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
+from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
-from llm_pipeline.tokens.bpe import load_tokenizer
 from llm_pipeline.tokens.shards import read_meta, split_hash
 
 DEFAULT_PROMPTS = ["The", "Return the", "This module provides", "If the"]
@@ -69,11 +68,9 @@ def validation_texts(cleaned: Path, threshold: int, max_bytes: int) -> list[str]
 
 
 def _score_on(path: Path, texts: list[str]) -> float:
-    model = load_model(path)
-    config = read_config(path)
-    bpe = load_tokenizer(path / TOKENIZER_FILE)
+    run = load_run(path)
     return texts_bits_per_byte(
-        model, bpe, texts, config["tokenizer"]["eot_id"], model.config.block_size
+        run.model, run.tokenizer, texts, run.eot_id, run.model.config.block_size
     )
 
 
@@ -97,13 +94,11 @@ def evaluation_report(
         raise Failure(description=f"corpus {corpus!r}: no trained model; materialize trained_model")
     path = run_dir(corpus, run_id, models_root)
     try:
-        model = load_model(path)
-        checkpoint = read_config(path)
+        run = load_run(path)
         history = read_metrics(path)
     except PipelineInputError as exc:
         raise Failure(description=str(exc)) from None
-    bpe = load_tokenizer(path / TOKENIZER_FILE)
-    eot = checkpoint["tokenizer"]["eot_id"]
+    model, bpe, eot, checkpoint = run.model, run.tokenizer, run.eot_id, run.config
     summary = checkpoint["summary"]
     block_size = model.config.block_size
 
@@ -121,27 +116,17 @@ def evaluation_report(
         eval_files[file.name] = text_bits_per_byte(model, bpe, text, eot, block_size)
 
     generator = torch.Generator().manual_seed(config.seed)
-    samples = []
-    for prompt in config.prompts:
-        ids = [eot, *bpe.encode(prompt, add_special_tokens=False).ids]
-        out = generate(
-            model,
-            torch.tensor([ids]),
-            config.max_new_tokens,
-            temperature=config.temperature,
-            top_k=config.top_k or None,
-            generator=generator,
-            stop_token=eot,
-        )
-        new = [t for t in out[0, len(ids) :].tolist() if t != eot]
-        samples.append(
-            {
-                "prompt": prompt,
-                "completion": bpe.decode(new),
-                "temperature": config.temperature,
-                "top_k": config.top_k or None,
-            }
-        )
+    samples = [
+        {
+            "prompt": prompt,
+            "completion": complete(
+                run, prompt, config.max_new_tokens, config.temperature, config.top_k, generator
+            ),
+            "temperature": config.temperature,
+            "top_k": config.top_k or None,
+        }
+        for prompt in config.prompts
+    ]
 
     meta = read_meta(storage.tokens(corpus))
     texts = validation_texts(

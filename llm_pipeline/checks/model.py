@@ -7,12 +7,11 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import load_model, read_config, read_metrics
-from llm_pipeline.lm.model import generate
+from llm_pipeline.lm.checkpoint import read_config, read_metrics
 from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
+from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.tokens.bpe import load_tokenizer
 
 
 def _latest_run(context: AssetCheckExecutionContext, storage: StorageResource):
@@ -59,18 +58,10 @@ def checkpoint_loads_and_generates(
     context: AssetCheckExecutionContext, storage: StorageResource
 ) -> AssetCheckResult:
     """The saved folder loads through safetensors and produces text from a prompt."""
-    path = _latest_run(context, storage)
-    model = load_model(path)
-    config = read_config(path)
-    bpe = load_tokenizer(path / "tokenizer.json")
-    eot = config["tokenizer"]["eot_id"]
-    prompt = [eot, *bpe.encode("The", add_special_tokens=False).ids]
+    run = load_run(_latest_run(context, storage))
     generator = torch.Generator().manual_seed(0)
-    out = generate(
-        model, torch.tensor([prompt]), 24, temperature=0.8, top_k=40, generator=generator
-    )
-    text = bpe.decode(out[0, len(prompt) :].tolist())
+    text = complete(run, "The", 24, 0.8, 40, generator, stop_at_end_of_text=False)
     return AssetCheckResult(
-        passed=out.shape[1] > len(prompt),
-        metadata={"sample": text[:200], "new_tokens": int(out.shape[1] - len(prompt))},
+        passed=bool(text.strip()),
+        metadata={"sample": text[:200]},
     )

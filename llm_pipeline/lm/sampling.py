@@ -1,0 +1,65 @@
+"""Text in, text out: prompt completion with a checkpoint's own tokenizer.
+
+The report, the `generate` command and the checkpoint check all sample the same way: the prompt
+is encoded after an end-of-text token (as a document starts in the shards) and generation stops
+at the next end-of-text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+
+from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, load_model, read_config
+from llm_pipeline.lm.model import generate
+from llm_pipeline.tokens.bpe import load_tokenizer
+
+
+@dataclass
+class LoadedRun:
+    """A checkpoint folder loaded for use: model, tokenizer, end-of-text id, saved config."""
+
+    path: Path
+    model: nn.Module
+    tokenizer: Tokenizer
+    eot_id: int
+    config: dict
+
+
+def load_run(path: Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load model (safetensors), tokenizer and settings of one checkpoint folder."""
+    path = Path(path)
+    config = read_config(path)
+    model = load_model(path, device)
+    return LoadedRun(
+        path, model, load_tokenizer(path / TOKENIZER_FILE), config["tokenizer"]["eot_id"], config
+    )
+
+
+def complete(
+    run: LoadedRun,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = 40,
+    generator: torch.Generator | None = None,
+    stop_at_end_of_text: bool = True,
+) -> str:
+    """The model's continuation of `prompt` (without the prompt and end-of-text tokens)."""
+    ids = [run.eot_id, *run.tokenizer.encode(prompt, add_special_tokens=False).ids]
+    device = next(run.model.parameters()).device
+    out = generate(
+        run.model,
+        torch.tensor([ids], device=device),
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k or None,
+        generator=generator,
+        stop_token=run.eot_id if stop_at_end_of_text else None,
+    )
+    new = [t for t in out[0, len(ids) :].tolist() if t != run.eot_id]
+    return run.tokenizer.decode(new)
