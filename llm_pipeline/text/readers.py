@@ -335,8 +335,9 @@ def iter_documents(
         produced = 0
         try:
             for text in texts:
-                pieces = split_long_text(text, max_doc_chars) if file_type != "text" else [text]
-                if len(pieces) > 1 or (file_type == "text" and produced == 1):
+                # Text files arrive already cut (streamed); records are cut here.
+                pieces = [text] if file_type == "text" else split_long_text(text, max_doc_chars)
+                if len(pieces) > 1:
                     stats.chunked_documents += 1
                 for piece in pieces:
                     produced += 1
@@ -351,4 +352,6 @@ def iter_documents(
             detail = f"corrupt {compression} data" if _decompression_error(exc) else "error"
             stats.skip_file(source, f"{what}: {detail} ({type(exc).__name__}: {exc})")
             continue
+        if file_type == "text" and produced > 1:
+            stats.chunked_documents += 1
         stats.files_read += 1
