@@ -23,10 +23,13 @@ ROUND_TRIP_SAMPLE = 200
 
 def max_token_id(ids: np.ndarray) -> int:
     """Largest id in a (memmapped) array, read in chunks so memory stays bounded."""
-    largest = -1
+    return max((int(chunk.max()) for chunk in _chunks(ids)), default=-1)
+
+
+def _chunks(ids: np.ndarray):
+    """Consecutive slices of a memmapped split: the scans below never load a whole split."""
     for start in range(0, len(ids), CHUNK):
-        largest = max(largest, int(ids[start : start + CHUNK].max()))
-    return largest
+        yield ids[start : start + CHUNK]
 
 
 @asset_check(asset=token_shards, blocking=True)
@@ -89,11 +92,8 @@ def documents_match_end_of_text(
     eot = meta["eot_id"]
     found = {}
     for split in SPLITS:
-        ids = open_split(folder, split)
-        found[split] = sum(
-            int(np.count_nonzero(ids[start : start + CHUNK] == eot))
-            for start in range(0, len(ids), CHUNK)
-        )
+        chunks = _chunks(open_split(folder, split))
+        found[split] = sum(int(np.count_nonzero(chunk == eot)) for chunk in chunks)
     expected = {split: meta["splits"][split]["documents"] for split in SPLITS}
     return AssetCheckResult(
         passed=found == expected,
