@@ -11,3 +11,16 @@ class PipelineInputError(ValueError):
 
 class InvalidCorpusName(PipelineInputError):
     """A corpus name that is not a safe single path segment."""
+
+
+class OutputBusyError(RuntimeError):
+    """Another run is writing the same output (same stage and corpus) and did not finish in time."""
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space; the message names the path and says the old output is
+    intact."""
+
+
+class UnsafePathError(PipelineInputError):
+    """A path that would lead outside the data or model root (`..`, absolute, or a symlink)."""

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from llm_pipeline.errors import InvalidCorpusName
+from llm_pipeline.errors import InvalidCorpusName, UnsafePathError
 
 CORPUS_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -51,21 +51,40 @@ def models_dir() -> Path:
     return Path(os.environ.get(MODELS_DIR_ENV) or project_root() / "models")
 
 
+def within_root(root: Path, *parts: str) -> Path:
+    """`root / parts...`, refused if it would resolve outside `root`.
+
+    Guards every output and input folder the pipeline derives from a name: `..`, an absolute
+    part, or a symlink planted anywhere below the root (say `data/cleaned/<corpus>` pointing at
+    a home directory) would otherwise make a stage read or overwrite files elsewhere.
+    """
+    root = Path(root)
+    path = root.joinpath(*parts)
+    base = root.resolve()
+    target = path.resolve()
+    if not (target == base or target.is_relative_to(base)):
+        raise UnsafePathError(
+            f"{path}: resolves to {target}, outside {base}; refusing to read or write there "
+            "(remove the symlink or fix the name)"
+        )
+    return path
+
+
 def raw_dir(corpus: str, root: Path | None = None) -> Path:
     """The user's files for a corpus."""
-    return (root or data_dir()) / "raw" / validate_corpus_name(corpus)
+    return within_root(root or data_dir(), "raw", validate_corpus_name(corpus))
 
 
 def documents_dir(corpus: str, root: Path | None = None) -> Path:
     """`raw_corpus` output: the corpus's files read into one document table."""
-    return (root or data_dir()) / "documents" / validate_corpus_name(corpus)
+    return within_root(root or data_dir(), "documents", validate_corpus_name(corpus))
 
 
 def cleaned_dir(corpus: str, root: Path | None = None) -> Path:
     """`cleaned_corpus` output."""
-    return (root or data_dir()) / "cleaned" / validate_corpus_name(corpus)
+    return within_root(root or data_dir(), "cleaned", validate_corpus_name(corpus))
 
 
 def tokens_dir(corpus: str, root: Path | None = None) -> Path:
     """`tokenizer` and `token_shards` output."""
-    return (root or data_dir()) / "tokens" / validate_corpus_name(corpus)
+    return within_root(root or data_dir(), "tokens", validate_corpus_name(corpus))

@@ -6,6 +6,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from llm_pipeline import paths
+from llm_pipeline.atomic import recover_dir
 
 
 class StorageResource(ConfigurableResource):
@@ -28,11 +29,17 @@ class StorageResource(ConfigurableResource):
     def raw(self, corpus: str) -> Path:
         return paths.raw_dir(corpus, self.data_root())
 
+    # Folder outputs are restored first if a killed writer left a swap half done (only possible
+    # where the atomic exchange is unsupported; see llm_pipeline.atomic).
     def documents(self, corpus: str) -> Path:
-        return paths.documents_dir(corpus, self.data_root())
+        folder = paths.documents_dir(corpus, self.data_root())
+        recover_dir(folder)
+        return folder
 
     def cleaned(self, corpus: str) -> Path:
-        return paths.cleaned_dir(corpus, self.data_root())
+        folder = paths.cleaned_dir(corpus, self.data_root())
+        recover_dir(folder)
+        return folder
 
     def tokens(self, corpus: str) -> Path:
         return paths.tokens_dir(corpus, self.data_root())

@@ -69,7 +69,7 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     tmp_path: Path, data_root: Path, instance
 ) -> None:
     make_structured_corpus(data_root / "raw" / "tiny")
-    heldout = tmp_path / "heldout.txt"
+    heldout = data_root / "heldout.txt"  # eval files live under the data root
     heldout.write_text("The pipeline cleans documents and trains a tokenizer.\n")
     instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["tiny"])
     first = run_graph(instance, "tiny", TINY_MODEL, {**REPORT, "eval_files": [str(heldout)]})

@@ -23,6 +23,7 @@ from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.paths import within_root
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
@@ -37,7 +38,8 @@ class EvaluationReportConfig(Config):
     eval_files: list[str] = Field(
         default=[],
         description="Fixed held-out text files, each scored in bits per byte with the model's "
-        "own tokenizer, to track models across corpus versions and architectures.",
+        "own tokenizer, to track models across corpus versions and architectures. Paths are "
+        "relative to the data root and may not lead outside it.",
     )
     prompts: list[str] = Field(default=DEFAULT_PROMPTS, description="Sample prompts.")
     max_new_tokens: int = Field(default=60, description="Tokens generated per sample.")
@@ -104,7 +106,10 @@ def evaluation_report(
 
     eval_files: dict[str, float] = {}
     for name in config.eval_files:
-        file = Path(name)
+        try:
+            file = within_root(storage.data_root(), name)
+        except PipelineInputError as exc:
+            raise Failure(description=f"eval file {name!r}: {exc}") from None
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -6,24 +6,32 @@ Both pointers are one-line text files written atomically, so they work on every 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from llm_pipeline.atomic import write_bytes_atomic
 from llm_pipeline.lm.checkpoint import CheckpointError
-from llm_pipeline.paths import models_dir, validate_corpus_name
+from llm_pipeline.paths import models_dir, validate_corpus_name, within_root
 
 LATEST = "latest"
+# Dagster run ids are UUIDs; a pointer file edited to `../../x` must not name a folder elsewhere.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CURRENT = "current"
 
 
 def corpus_models_dir(corpus: str, root: Path | None = None) -> Path:
-    return (root or models_dir()) / validate_corpus_name(corpus)
+    return within_root(root or models_dir(), validate_corpus_name(corpus))
 
 
 def run_dir(corpus: str, run_id: str, root: Path | None = None) -> Path:
-    if not run_id or "/" in run_id or run_id.startswith(".") or run_id in (LATEST, CURRENT):
+    if (
+        not run_id
+        or not _RUN_ID.fullmatch(run_id)
+        or run_id.startswith(".")
+        or run_id in (LATEST, CURRENT)
+    ):
         raise CheckpointError(f"invalid run id {run_id!r}")
-    return corpus_models_dir(corpus, root) / run_id
+    return within_root(corpus_models_dir(corpus, root), run_id)
 
 
 def read_pointer(corpus: str, name: str, root: Path | None = None) -> str | None:

@@ -13,14 +13,14 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NamedTuple
-
-from llm_pipeline.errors import PipelineInputError
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl",)
@@ -89,28 +89,80 @@ def file_kind(path: Path) -> tuple[str, str | None] | None:
 
 
 def corpus_files(root: Path) -> list[Path]:
-    """All regular files under `root`, sorted, hidden files and folders left out."""
-    files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file():
-            files.append(path)
-    return files
+    """Every entry under `root` that could be a corpus file, sorted; hidden ones left out.
+
+    Walks with an explicit stack (no recursion limit, so any nesting depth works) and never
+    descends into a symlinked folder. Symlinks and special files are listed too, so that
+    `iter_documents` can report them (`refusal`) instead of silently reading elsewhere.
+    """
+    root = Path(root)
+    entries: list[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                children = list(listing)
+        except OSError:
+            if folder != root:
+                entries.append(folder)  # reported as unreadable
+                continue
+            raise
+        for child in children:
+            if child.name.startswith("."):
+                continue
+            if child.is_dir(follow_symlinks=False):
+                stack.append(Path(child.path))
+            else:
+                entries.append(Path(child.path))
+    return sorted(entries)
+
+
+def refusal(path: Path, root: Path) -> str | None:
+    """Why `path` (from `corpus_files(root)`) must not be read, or None when it is a plain file.
+
+    A symlink may point anywhere (`~/.ssh/id_rsa`, `/dev/zero`, a FIFO that blocks forever);
+    only regular files inside the corpus folder are read.
+    """
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return "broken symbolic link"
+        if not target.is_relative_to(Path(root).resolve()):
+            return f"symbolic link to {target}, outside the corpus folder"
+        if target.is_dir():
+            return "symbolic link to a folder (not followed)"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "folder cannot be read (permission denied?)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
 
 
 def fingerprint_files(root: Path, files: list[Path] | None = None) -> str:
-    """A content hash of a corpus folder: changes exactly when a file's path or bytes change."""
+    """A content hash of a corpus folder: changes exactly when a file's path or bytes change.
+
+    Refused and unreadable entries count by name and reason (their bytes are never read), so
+    fixing one (say, `chmod +r`) changes the fingerprint too.
+    """
     digest = hashlib.sha256()
     for path in files if files is not None else corpus_files(root):
         file_digest = hashlib.sha256()
-        try:
-            with open(path, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    file_digest.update(block)
-        except OSError as exc:
-            raise PipelineInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        reason = refusal(path, root)
+        if reason is None:
+            try:
+                with open(path, "rb") as fh:
+                    while block := fh.read(1 << 20):
+                        file_digest.update(block)
+            except OSError as exc:
+                reason = f"cannot be read ({exc.strerror or exc})"
+        if reason is not None:
+            file_digest = hashlib.sha256(b"refused\0" + reason.encode())
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(file_digest.digest())
@@ -151,11 +203,16 @@ def iter_chunks(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
     buffer = ""
     for block in blocks:
         buffer += block
-        while max_chars > 0 and len(buffer) > max_chars:
-            cut = _cut(buffer, max_chars)
-            chunk, buffer = buffer[:cut], buffer[cut:]
-            if chunk.strip():
-                yield chunk
+        if max_chars <= 0:
+            continue
+        start = 0  # cut by position: re-slicing the buffer per chunk would copy it each time
+        while len(buffer) - start > max_chars:
+            window = buffer[start : start + max_chars]
+            cut = _cut(window, max_chars)
+            if window[:cut].strip():
+                yield window[:cut]
+            start += cut
+        buffer = buffer[start:]
     if buffer.strip():
         yield buffer
 
@@ -175,12 +232,37 @@ def _looks_binary(head: bytes) -> bool:
     return b"\0" in head
 
 
+# Byte-order marks, longest first (a UTF-32-LE BOM starts with the UTF-16-LE one).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_ENCODING_NAMES = {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
+
+
+def sniff_encoding(head: bytes) -> str:
+    """The file's encoding from its byte-order mark: UTF-16/32 when marked, else UTF-8.
+
+    Windows tools write UTF-16 with a BOM ("Unicode" in Notepad); without this such a file
+    is full of NUL bytes and would be taken for binary.
+    """
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    return "utf-8-sig"
+
+
 _BLOCK = 1 << 20
 
 
-def _decoded_blocks(path: Path, compression: str | None) -> Iterator[str]:
-    """The file's text in blocks, decoded incrementally; raises _SkipFile on invalid UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+def _decoded_blocks(
+    path: Path, compression: str | None, encoding: str = "utf-8-sig"
+) -> Iterator[str]:
+    """The file's text in blocks, decoded incrementally; raises _SkipFile on invalid input."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     with _open_binary(path, compression) as fh:
         while True:
@@ -192,7 +274,8 @@ def _decoded_blocks(path: Path, compression: str | None) -> Iterator[str]:
                 carried = len(exc.object) - len(block)  # bytes the decoder held back before
                 position = offset - carried + exc.start
                 raise _SkipFile(
-                    f"not valid UTF-8 (byte {position}: {exc.object[exc.start : exc.start + 4]!r})"
+                    f"not valid {_ENCODING_NAMES[encoding]} "
+                    f"(byte {position}: {exc.object[exc.start : exc.start + 4]!r})"
                 ) from None
             if text:
                 yield text
@@ -212,14 +295,37 @@ def _read_text(
     """
     with _open_binary(path, compression) as fh:
         head = fh.read(_SNIFF_BYTES)
-    if _looks_binary(head):
+    encoding = sniff_encoding(head)
+    if encoding == "utf-8-sig" and _looks_binary(head):
         raise _SkipFile("binary file (contains NUL bytes)")
     has_text = False
-    for block in _decoded_blocks(path, compression):
+    for block in _decoded_blocks(path, compression, encoding):
+        if "\0" in block:  # NULs after the first 8 KiB, or in UTF-16 text: binary all the same
+            raise _SkipFile("binary file (contains NUL characters)")
         has_text = has_text or bool(block.strip())
     if not has_text:
         raise _SkipFile("empty file")
-    yield from iter_chunks(_decoded_blocks(path, compression), max_doc_chars)
+    yield from iter_chunks(_decoded_blocks(path, compression, encoding), max_doc_chars)
+
+
+# A JSONL line longer than this is skipped, not loaded: a file with no newline at all (a dump
+# gone wrong) must not be read into memory as one line.
+MAX_LINE_BYTES = 64 << 20
+
+
+def _lines(fh, limit: int) -> Iterator[tuple[int, bytes | str | None]]:
+    """(line number, line) pairs; None for a line longer than `limit`, which is skipped while
+    reading, holding at most `limit` bytes of it."""
+    newline = "\n" if isinstance(fh, io.TextIOBase) else b"\n"
+    line_no = 0
+    while line := fh.readline(limit + 1):
+        line_no += 1
+        if len(line) > limit and not line.endswith(newline):
+            while (rest := fh.readline(_BLOCK)) and not rest.endswith(newline):
+                pass
+            yield line_no, None
+        else:
+            yield line_no, line
 
 
 def _read_jsonl(
@@ -228,8 +334,15 @@ def _read_jsonl(
     any_line = False
     with _open_binary(path, compression) as raw:
         fh = io.BufferedReader(raw) if compression == "zst" else raw
-        for line_no, line in enumerate(fh, start=1):
-            if line_no == 1 and _looks_binary(line[:_SNIFF_BYTES]):
+        encoding = sniff_encoding(fh.peek(4)[:4] if hasattr(fh, "peek") else b"")
+        if encoding != "utf-8-sig":  # UTF-16/32 with a BOM: decode before splitting lines
+            fh = io.TextIOWrapper(fh, encoding=encoding, newline="")
+        for line_no, line in _lines(fh, MAX_LINE_BYTES):
+            if line is None:
+                any_line = True
+                stats.skip_line(source, line_no, f"line longer than {MAX_LINE_BYTES} bytes")
+                continue
+            if line_no == 1 and encoding == "utf-8-sig" and _looks_binary(line[:_SNIFF_BYTES]):
                 raise _SkipFile("binary file (contains NUL bytes)")
             if not line.strip():
                 continue
@@ -318,6 +431,10 @@ def iter_documents(
     stats = stats if stats is not None else ReadStats()
     for path in files if files is not None else corpus_files(root):
         source = path.relative_to(root).as_posix()
+        reason = refusal(path, root)
+        if reason is not None:
+            stats.skip_file(source, reason)
+            continue
         kind = file_kind(path)
         if kind is None:
             stats.skip_file(source, f"unknown file type (supported: {SUPPORTED_DESCRIPTION})")
@@ -346,6 +463,10 @@ def iter_documents(
                     yield Document(source, piece)
         except _SkipFile as exc:
             stats.skip_file(source, str(exc))
+            continue
+        except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
+            what = "partly read: " if produced else ""
+            stats.skip_file(source, f"{what}cannot be read ({exc.strerror or exc})")
             continue
         except Exception as exc:  # any other failure is this file's, not the corpus's
             what = "partly read" if produced else "unreadable"

@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from llm_pipeline.atomic import FILE_MODE, write_json_atomic
+from llm_pipeline.atomic import (
+    FILE_MODE,
+    disk_full_guard,
+    leftovers,
+    temp_file_for,
+    write_json_atomic,
+)
+from llm_pipeline.locking import output_lock
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
@@ -127,14 +134,32 @@ def write_shards(
     The `.bin` files are written under temporary names; the old `meta.json` is removed before
     they are renamed into place and the new one is written last, so a crash at any point leaves
     either the previous complete set, no shards, or the new complete set. A failure while
-    encoding leaves the previous set untouched.
+    encoding, a full disk (`DiskFullError`) or a kill while encoding leaves the previous set
+    byte-identical. Writers of one folder are serialised by a lock: a second run waits.
     """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # One writer per shard folder (a second run waits); leftovers of killed writers are removed.
+    lock = output_lock(out_dir.parent, f"{out_dir.name}.shards")  # outside: the folder stays clean
+    with lock, disk_full_guard(out_dir):
+        for split in SPLITS:
+            for stale in leftovers(out_dir / f"{split}.bin"):
+                stale.unlink(missing_ok=True)
+        return _write_shards(tokenizer, batches, out_dir, threshold, eot_id, extra_meta)
+
+
+def _write_shards(
+    tokenizer: Tokenizer,
+    batches: Iterable[tuple],
+    out_dir: Path,
+    threshold: int,
+    eot_id: int,
+    extra_meta: dict | None,
+) -> dict:
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = shard_dtype(vocab_size)
     counts = {split: SplitCounts() for split in SPLITS}
     started = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = {split: out_dir / f".{split}.bin.{os.getpid()}.tmp" for split in SPLITS}
+    tmp = {split: temp_file_for(out_dir / f"{split}.bin") for split in SPLITS}
     try:
         with open(tmp["train"], "wb") as train_fh, open(tmp["val"], "wb") as val_fh:
             handles = {"train": train_fh, "val": val_fh}

@@ -1,0 +1,88 @@
+"""One writer at a time per output: an advisory `flock` on a small file next to the output.
+
+Two runs of the same stage and corpus (a schedule firing while a manual run is still going, two
+users on one machine) are serialised: the second waits for the first and then writes its own
+complete output. Runs of different corpora or stages take different locks and never wait on
+each other. The kernel drops the lock when the holder dies, even by SIGKILL, so a killed run can
+never leave a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from llm_pipeline.errors import OutputBusyError
+
+LOCK_TIMEOUT_ENV = "LLM_PIPELINE_LOCK_TIMEOUT"
+_POLL_SECONDS = 0.05
+log = logging.getLogger(__name__)
+
+
+def lock_path(parent: Path, name: str) -> Path:
+    """The lock file that guards output `name` in folder `parent`."""
+    return Path(parent) / f".{name}.lock"
+
+
+def default_timeout() -> float | None:
+    """Seconds to wait for another writer, from `LLM_PIPELINE_LOCK_TIMEOUT`; None waits forever."""
+    value = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        raise ValueError(f"{LOCK_TIMEOUT_ENV}={value!r}: expected a number of seconds") from None
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "unknown process"
+
+
+@contextlib.contextmanager
+def output_lock(parent: Path, name: str, timeout: float | None = None) -> Iterator[Path]:
+    """Hold the exclusive lock for output `name` in `parent` for the duration of the block.
+
+    Waits up to `timeout` seconds (None: `default_timeout()`) for another holder, then raises
+    `OutputBusyError` naming the output and the holder.
+    """
+    timeout = default_timeout() if timeout is None else timeout
+    path = lock_path(parent, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        started = time.monotonic()
+        warned = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if timeout is not None and waited >= timeout:
+                    raise OutputBusyError(
+                        f"{Path(parent) / name} is being written by another run "
+                        f"({_holder(fd)}); waited {waited:.0f} s. Let that run finish, or set "
+                        f"{LOCK_TIMEOUT_ENV} to wait longer."
+                    ) from None
+                if not warned:
+                    log.warning("%s: waiting for %s to finish writing it", path, _holder(fd))
+                    warned = True
+                time.sleep(_POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
