@@ -85,7 +85,9 @@ def _write_messy(root: Path, outside: Path) -> dict[str, tuple[str, object]]:
     (root / "truncated.txt.gz").write_bytes(whole[: len(whole) // 2])
     expected["truncated.txt.gz"] = ("skipped", "unreadable: corrupt gz data (EOFError")
     jsonl_gz = gzip.compress(
-        "".join(json.dumps({"text": f"record {i} " + "x" * 200}) + "\n" for i in range(400)).encode()
+        "".join(
+            json.dumps({"text": f"record {i} " + "x" * 200}) + "\n" for i in range(400)
+        ).encode()
     )
     (root / "truncated.jsonl.gz").write_bytes(jsonl_gz[: len(jsonl_gz) // 2])
     expected["truncated.jsonl.gz"] = ("skipped", "partly read: corrupt gz data (EOFError")

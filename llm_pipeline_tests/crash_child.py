@@ -1,0 +1,157 @@
+"""A stage run in its own process that stops in the middle of its write, to be SIGKILLed.
+
+Used by `test_crashes.py`: `python -m llm_pipeline_tests.crash_child STAGE CORPUS READY_FILE`
+with `LLM_PIPELINE_DATA_DIR` / `LLM_PIPELINE_MODELS_DIR` set. The stage runs for real (the Dagster
+asset, or `save_checkpoint` for checkpoints); one writer call is wrapped so that, after some bytes
+are on disk, it creates READY_FILE and sleeps until the test kills the process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+READY: Path
+
+
+def pause(note: str) -> None:
+    """Tell the parent we are mid-write, then wait to be killed."""
+    READY.write_text(f"{os.getpid()} {note}\n")
+    while True:
+        time.sleep(60)
+
+
+def run_asset(asset_name: str, corpus: str, config: dict) -> None:
+    from dagster import DagsterInstance, materialize
+
+    from llm_pipeline.assets.cleaned import cleaned_corpus
+    from llm_pipeline.assets.tokens import token_shards, tokenizer
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+    from llm_pipeline.resources import StorageResource
+
+    assets = {
+        "cleaned_corpus": cleaned_corpus,
+        "tokenizer": tokenizer,
+        "token_shards": token_shards,
+    }
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [corpus])
+    materialize(
+        [assets[asset_name]],
+        instance=instance,
+        partition_key=corpus,
+        resources={"storage": StorageResource()},
+        run_config={"ops": {asset_name: {"config": config}}},
+    )
+
+
+def tiny_training_state(seed: int) -> tuple:
+    """A tiny GPT after one optimizer step, its optimizer, and a checkpoint config."""
+    import torch
+
+    from llm_pipeline.lm.model import ModelConfig, build_model
+
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    model = build_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 300, (2, 16))
+    logits = model(ids)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    logits.float().mean().backward()
+    optimizer.step()
+    return model, optimizer, {"model": config.to_dict(), "seed": seed}
+
+
+def stage_cleaning(corpus: str) -> None:
+    import pyarrow.parquet as pq
+
+    real = pq.ParquetWriter.write_table
+
+    def write_table(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        pause("cleaning: a Parquet batch written")
+
+    pq.ParquetWriter.write_table = write_table
+    run_asset("cleaned_corpus", corpus, {"workers": 1, "min_words": 5})
+
+
+def stage_tokenizing(corpus: str) -> None:
+    real = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        if self.name.startswith(".tokenizer.json."):
+            real(self, data[: len(data) // 2])
+            pause("tokenizer: half of tokenizer.json written")
+        return real(self, data)
+
+    Path.write_bytes = write_bytes
+    run_asset("tokenizer", corpus, {"vocab_size": 300})
+
+
+def stage_shards(corpus: str) -> None:
+    from llm_pipeline.tokens import shards
+
+    real = shards.encode_ids
+    calls = []
+
+    def encode_ids(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # two batches of ids are in the temporary .bin files
+            pause("token shards: two batches written")
+        return real(*args, **kwargs)
+
+    shards.encode_ids = encode_ids
+    run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.2})
+
+
+def stage_checkpoint(corpus: str) -> None:
+    import torch
+
+    from llm_pipeline.lm.checkpoint import save_checkpoint
+    from llm_pipeline.lm.registry import run_dir
+
+    model, optimizer, config = tiny_training_state(seed=1)
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        real(obj, f, *args, **kwargs)
+        with open(f, "r+b") as fh:  # leave a torn file, as a kill during the write would
+            fh.truncate(os.path.getsize(f) // 2)
+        pause("checkpoint: weights written, optimizer state half written")
+
+    torch.save = save
+    tokenizer = Path(os.environ["LLM_PIPELINE_DATA_DIR"]) / "tokens" / corpus / "tokenizer.json"
+    save_checkpoint(run_dir(corpus, "run-1"), model, optimizer, config, [], tokenizer)
+
+
+def stage_swap(corpus: str) -> None:
+    """The two-rename folder swap (where renameat2 is unavailable), killed between renames."""
+    from llm_pipeline import atomic
+
+    atomic.USE_EXCHANGE = False
+    real = os.replace
+
+    def replace_first(src, dst):
+        real(src, dst)
+        if Path(dst).parent.name.endswith(".old"):
+            pause("swap: old folder moved aside, new one not yet in place")
+
+    atomic.os.replace = replace_first
+    run_asset("cleaned_corpus", corpus, {"workers": 1, "min_words": 5})
+
+
+STAGES = {
+    "cleaning": stage_cleaning,
+    "tokenizing": stage_tokenizing,
+    "shards": stage_shards,
+    "checkpoint": stage_checkpoint,
+    "swap": stage_swap,
+}
+
+if __name__ == "__main__":
+    stage, corpus, READY = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    STAGES[stage](corpus)
+    sys.exit(3)  # finished without reaching the write: the test reports it

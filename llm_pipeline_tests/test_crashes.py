@@ -1,0 +1,211 @@
+"""Crashes mid-write: each stage's process is SIGKILLed in the middle of writing its output.
+
+The previous good output must be byte-identical afterwards (after the automatic recovery a reader
+or the next writer performs), the killed writer's leftovers must be recognised and removed, and
+a rerun must succeed. Each stage runs for real in a child process (`crash_child.py`) that pauses
+inside a writer call once some bytes are on disk; the test then kills its whole process group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from llm_pipeline.assets.cleaned import cleaned_corpus
+from llm_pipeline.assets.tokens import token_shards, tokenizer
+from llm_pipeline.definitions import defs
+from llm_pipeline.lm.checkpoint import load_model, load_optimizer_state, save_checkpoint
+from llm_pipeline.lm.registry import run_dir
+from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.store import parquet_parts
+from llm_pipeline.tokens.bpe import load_tokenizer
+from llm_pipeline.tokens.shards import open_split, read_meta
+from llm_pipeline_tests.crash_child import tiny_training_state
+from llm_pipeline_tests.test_pipeline import FAST, make_corpus
+
+CORPUS = "crashy"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _set_roots(monkeypatch: pytest.MonkeyPatch, world: Path) -> None:
+    monkeypatch.setenv("LLM_PIPELINE_DATA_DIR", str(world / "data"))
+    monkeypatch.setenv("LLM_PIPELINE_MODELS_DIR", str(world / "models"))
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every data stage materialized once, plus a checkpoint: the 'previous good output'."""
+    world = tmp_path_factory.mktemp("golden")
+    make_corpus(world / "data" / "raw" / CORPUS)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _set_roots(monkeypatch, world)
+        instance = DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [CORPUS])
+        result = defs.resolve_job_def("corpus_data_job").execute_in_process(
+            instance=instance, partition_key=CORPUS, run_config={"ops": FAST}
+        )
+        assert result.success
+        model, optimizer, config = tiny_training_state(seed=0)
+        tokenizer_file = world / "data" / "tokens" / CORPUS / "tokenizer.json"
+        save_checkpoint(run_dir(CORPUS, "run-1"), model, optimizer, config, [], tokenizer_file)
+    return world
+
+
+@pytest.fixture
+def world(golden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy = tmp_path / "world"
+    shutil.copytree(golden, copy, symlinks=True)
+    _set_roots(monkeypatch, copy)
+    return copy
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """SHA-256 of every visible file (hidden locks and temporaries excluded)."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
+    }
+
+
+def leftovers(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob(".*") if p.name.endswith((".tmp", ".old")))
+
+
+def kill_mid_write(stage: str, world: Path, tmp_path: Path) -> str:
+    """Run `stage` in a child process, wait until it is inside its write, SIGKILL it."""
+    ready = tmp_path / "ready"
+    log = tmp_path / "child.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "llm_pipeline_tests.crash_child", stage, CORPUS, str(ready)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: worker processes die with it
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not ready.exists():
+                if child.poll() is not None:
+                    pytest.fail(
+                        f"{stage} child exited ({child.returncode}) before its write:\n"
+                        + log.read_text()[-3000:]
+                    )
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"{stage} child never reached its write:\n" + log.read_text()[-3000:]
+                    )
+                time.sleep(0.05)
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    return ready.read_text()
+
+
+def rerun(asset, config: dict) -> None:
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [CORPUS])
+    result = materialize(
+        [asset],
+        instance=instance,
+        partition_key=CORPUS,
+        resources={"storage": StorageResource()},
+        run_config={"ops": {asset.key.path[-1]: {"config": config}}},
+    )
+    assert result.success
+
+
+def test_killed_cleaning_keeps_previous_output(world: Path, tmp_path: Path) -> None:
+    before = snapshot(world)
+    kill_mid_write("cleaning", world, tmp_path)
+    data = world / "data"
+    (torn,) = leftovers(data / "cleaned")  # the killed writer's half-built folder
+    assert list(torn.glob("part-*.parquet"))
+    assert snapshot(world) == before
+
+    rerun(cleaned_corpus, {"workers": 1, "min_words": 5})
+    assert leftovers(data) == []
+    assert parquet_parts(data / "cleaned" / CORPUS)
+    assert snapshot(world) != before  # the rerun's own (stricter) output replaced it
+
+
+def test_killed_tokenizer_keeps_previous_output(world: Path, tmp_path: Path) -> None:
+    before = snapshot(world)
+    kill_mid_write("tokenizing", world, tmp_path)
+    folder = world / "data" / "tokens" / CORPUS
+    (torn,) = leftovers(folder)
+    assert torn.stat().st_size > 0
+    assert snapshot(world) == before
+    load_tokenizer(folder / "tokenizer.json")
+
+    rerun(tokenizer, {"vocab_size": 300})
+    assert leftovers(world) == []
+    assert load_tokenizer(folder / "tokenizer.json").get_vocab_size() <= 300
+
+
+def test_killed_shard_writer_keeps_previous_output(world: Path, tmp_path: Path) -> None:
+    before = snapshot(world)
+    kill_mid_write("shards", world, tmp_path)
+    folder = world / "data" / "tokens" / CORPUS
+    torn = leftovers(folder)
+    assert len(torn) == 2 and sum(p.stat().st_size for p in torn) > 0  # train and val
+    assert snapshot(world) == before
+
+    rerun(token_shards, {"batch_size": 16, "val_fraction": 0.2})
+    assert leftovers(world) == []
+    meta = read_meta(folder)
+    assert meta["val_fraction"] == 0.2
+    for split in ("train", "val"):
+        assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
+
+
+def test_killed_checkpoint_save_keeps_previous_checkpoint(world: Path, tmp_path: Path) -> None:
+    before = snapshot(world)
+    folder = run_dir(CORPUS, "run-1")
+    weights = load_model(folder).state_dict()
+    kill_mid_write("checkpoint", world, tmp_path)
+    (torn,) = leftovers(world / "models")
+    assert (torn / "model.safetensors").is_file()
+    assert snapshot(world) == before
+    for name, tensor in load_model(folder).state_dict().items():
+        assert tensor.equal(weights[name]), name
+    load_optimizer_state(folder)
+
+    model, optimizer, config = tiny_training_state(seed=2)
+    save_checkpoint(
+        folder, model, optimizer, config, [], world / "data/tokens/crashy/tokenizer.json"
+    )
+    assert leftovers(world) == []
+    assert not load_model(folder).state_dict()["lm_head.weight"].equal(weights["lm_head.weight"])
+
+
+def test_killed_between_the_two_renames_of_a_folder_swap_is_restored(
+    world: Path, tmp_path: Path
+) -> None:
+    """Where renameat2 is unavailable a folder swap is two renames; a kill between them leaves
+    no folder in place, and the next reader or writer puts the old one back."""
+    before = snapshot(world)
+    kill_mid_write("swap", world, tmp_path)
+    folder = world / "data" / "cleaned" / CORPUS
+    assert not folder.exists()
+    assert StorageResource().cleaned(CORPUS) == folder  # a reader resolving the path restores
+    assert snapshot(world) == before
+    assert leftovers(world) == []
+
+    rerun(cleaned_corpus, {"workers": 1, "min_words": 5})
+    assert leftovers(world) == [] and parquet_parts(folder)
+    assert snapshot(world) != before
