@@ -1,9 +1,9 @@
 """A stage run in its own process that stops in the middle of its write, to be SIGKILLed.
 
-Used by `test_crashes.py`: `python -m llm_pipeline_tests.crash_child STAGE CORPUS READY_FILE`
-with `LLM_PIPELINE_DATA_DIR` / `LLM_PIPELINE_MODELS_DIR` set. The stage runs for real (the Dagster
-asset, or `save_checkpoint` for checkpoints); one writer call is wrapped so that, after some bytes
-are on disk, it creates READY_FILE and sleeps until the test kills the process.
+Used by `test_crashes.py`: `python -m llm_pipeline_tests.crash_child STAGE CORPUS` with
+`LLM_PIPELINE_DATA_DIR` / `LLM_PIPELINE_MODELS_DIR` and `CRASH_READY_FILE` set. The stage runs
+for real (the Dagster asset, or `save_checkpoint` for checkpoints); one writer call is wrapped so
+that, after some bytes are on disk, it creates the ready file and sleeps until it is killed.
 """
 
 from __future__ import annotations
@@ -143,7 +143,29 @@ def stage_swap(corpus: str) -> None:
     run_asset("cleaned_corpus", corpus, {"workers": 1, "min_words": 5})
 
 
+def stage_shards_whole(corpus: str) -> None:
+    """token_shards without a pause (another run of the same stage and corpus)."""
+    run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.3})
+    sys.exit(0)
+
+
+def stage_corpus_data(corpus: str) -> None:
+    """The whole data job for one corpus, in the instance of DAGSTER_HOME."""
+    from dagster import DagsterInstance
+
+    from llm_pipeline.definitions import defs
+    from llm_pipeline_tests.test_pipeline import FAST
+
+    with DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("corpus_data_job").execute_in_process(
+            instance=instance, partition_key=corpus, run_config={"ops": FAST}
+        )
+    sys.exit(0 if result.success else 1)
+
+
 STAGES = {
+    "shards-whole": stage_shards_whole,
+    "corpus-data": stage_corpus_data,
     "cleaning": stage_cleaning,
     "tokenizing": stage_tokenizing,
     "shards": stage_shards,
@@ -152,6 +174,7 @@ STAGES = {
 }
 
 if __name__ == "__main__":
-    stage, corpus, READY = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    stage, corpus = sys.argv[1], sys.argv[2]
+    READY = Path(os.environ.get("CRASH_READY_FILE", "ready"))
     STAGES[stage](corpus)
     sys.exit(3)  # finished without reaching the write: the test reports it

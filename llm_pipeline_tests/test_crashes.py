@@ -8,6 +8,7 @@ inside a writer call once some bytes are on disk; the test then kills its whole 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -82,38 +83,50 @@ def leftovers(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(".*") if p.name.endswith((".tmp", ".old")))
 
 
-def kill_mid_write(stage: str, world: Path, tmp_path: Path) -> str:
-    """Run `stage` in a child process, wait until it is inside its write, SIGKILL it."""
-    ready = tmp_path / "ready"
-    log = tmp_path / "child.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(log, "wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "llm_pipeline_tests.crash_child", stage, CORPUS, str(ready)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: worker processes die with it
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while not ready.exists():
-                if child.poll() is not None:
-                    pytest.fail(
-                        f"{stage} child exited ({child.returncode}) before its write:\n"
-                        + log.read_text()[-3000:]
-                    )
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"{stage} child never reached its write:\n" + log.read_text()[-3000:]
-                    )
-                time.sleep(0.05)
-        finally:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+def start_child(stage: str, tmp_path: Path, name: str = "child", **env: str):
+    """Start `stage` of crash_child.py in its own process group."""
+    log = tmp_path / f"{name}.log"
+    out = open(log, "wb")  # noqa: SIM115 - closed when the child is reaped
+    child = subprocess.Popen(
+        [sys.executable, "-m", "llm_pipeline_tests.crash_child", stage, CORPUS],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: worker processes die with it
+    )
+    out.close()  # the child has its own copy
+    child.log = log
+    return child
+
+
+@contextlib.contextmanager
+def paused_child(stage: str, tmp_path: Path, name: str = "child"):
+    """A child inside its write (it created its ready file); SIGKILLed, with its group, after."""
+    ready = tmp_path / f"{name}.ready"
+    child = start_child(stage, tmp_path, name, CRASH_READY_FILE=str(ready))
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            if child.poll() is not None:
+                pytest.fail(
+                    f"{stage} child exited ({child.returncode}) before its write:\n"
+                    + child.log.read_text()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"{stage} child never reached its write:\n" + child.log.read_text())
+            time.sleep(0.05)
+        yield child
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
     assert child.returncode == -signal.SIGKILL
-    return ready.read_text()
+
+
+def kill_mid_write(stage: str, world: Path, tmp_path: Path) -> None:
+    """Run `stage` in a child process, wait until it is inside its write, SIGKILL it."""
+    with paused_child(stage, tmp_path):
+        pass
 
 
 def rerun(asset, config: dict) -> None:
@@ -209,3 +222,38 @@ def test_killed_between_the_two_renames_of_a_folder_swap_is_restored(
     rerun(cleaned_corpus, {"workers": 1, "min_words": 5})
     assert leftovers(world) == [] and parquet_parts(folder)
     assert snapshot(world) != before
+
+
+def test_two_runs_of_one_stage_and_corpus_are_serialised_by_a_lock(
+    world: Path, tmp_path: Path
+) -> None:
+    """Same corpus, same stage, at once: a lock, not last-writer-wins. A run that will not wait
+    fails naming the output and the holder; one that waits writes its own whole output after
+    the first ends, even when the first is SIGKILLed (the kernel drops its lock)."""
+    folder = world / "data" / "tokens" / CORPUS
+    before = snapshot(world)
+    with paused_child("shards", tmp_path, "first") as first:
+        impatient = start_child(
+            "shards-whole", tmp_path, "impatient", LLM_PIPELINE_LOCK_TIMEOUT="0"
+        )
+        assert impatient.wait(120) != 0
+        message = impatient.log.read_text()
+        assert (
+            f"{folder.parent / CORPUS}.shards is being written by another run (pid {first.pid}"
+            in (message)
+        )
+        assert "LLM_PIPELINE_LOCK_TIMEOUT" in message
+
+        second = start_child("shards-whole", tmp_path, "second")
+        deadline = time.monotonic() + 120
+        while "waiting for pid" not in second.log.read_text():
+            assert second.poll() is None, second.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "second run never reached the lock"
+            time.sleep(0.05)
+        assert snapshot(world) == before  # neither has published anything
+    assert second.wait(120) == 0, second.log.read_text()[-3000:]
+    meta = read_meta(folder)
+    assert meta["val_fraction"] == 0.3  # the second run's complete output
+    for split in ("train", "val"):
+        assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
+    assert leftovers(world) == []
