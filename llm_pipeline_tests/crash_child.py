@@ -150,15 +150,22 @@ def stage_shards_whole(corpus: str) -> None:
 
 
 def stage_corpus_data(corpus: str) -> None:
-    """The whole data job for one corpus, in the instance of DAGSTER_HOME."""
-    from dagster import DagsterInstance
+    """The four data stages for one corpus, in the instance of DAGSTER_HOME."""
+    from dagster import DagsterInstance, materialize
 
-    from llm_pipeline.definitions import defs
+    from llm_pipeline.assets.cleaned import cleaned_corpus
+    from llm_pipeline.assets.raw import raw_corpus
+    from llm_pipeline.assets.tokens import token_shards, tokenizer
+    from llm_pipeline.resources import StorageResource
     from llm_pipeline_tests.test_pipeline import FAST
 
     with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("corpus_data_job").execute_in_process(
-            instance=instance, partition_key=corpus, run_config={"ops": FAST}
+        result = materialize(
+            [raw_corpus, cleaned_corpus, tokenizer, token_shards],
+            instance=instance,
+            partition_key=corpus,
+            resources={"storage": StorageResource()},
+            run_config={"ops": FAST},
         )
     sys.exit(0 if result.success else 1)
 

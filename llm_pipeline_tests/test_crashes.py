@@ -83,12 +83,12 @@ def leftovers(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(".*") if p.name.endswith((".tmp", ".old")))
 
 
-def start_child(stage: str, tmp_path: Path, name: str = "child", **env: str):
+def start_child(stage: str, tmp_path: Path, name: str = "child", corpus: str = CORPUS, **env: str):
     """Start `stage` of crash_child.py in its own process group."""
     log = tmp_path / f"{name}.log"
     out = open(log, "wb")  # noqa: SIM115 - closed when the child is reaped
     child = subprocess.Popen(
-        [sys.executable, "-m", "llm_pipeline_tests.crash_child", stage, CORPUS],
+        [sys.executable, "-m", "llm_pipeline_tests.crash_child", stage, corpus],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         stdout=out,
