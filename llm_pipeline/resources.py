@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, Failure
 from pydantic import Field
 
 from llm_pipeline import paths
 from llm_pipeline.atomic import recover_dir
+from llm_pipeline.errors import UnsafePathError
 
 
 class StorageResource(ConfigurableResource):
@@ -27,19 +28,27 @@ class StorageResource(ConfigurableResource):
         return Path(self.models_dir) if self.models_dir else paths.models_dir()
 
     def raw(self, corpus: str) -> Path:
-        return paths.raw_dir(corpus, self.data_root())
+        return _checked(paths.raw_dir, corpus, self.data_root())
 
     # Folder outputs are restored first if a killed writer left a swap half done (only possible
     # where the atomic exchange is unsupported; see llm_pipeline.atomic).
     def documents(self, corpus: str) -> Path:
-        folder = paths.documents_dir(corpus, self.data_root())
+        folder = _checked(paths.documents_dir, corpus, self.data_root())
         recover_dir(folder)
         return folder
 
     def cleaned(self, corpus: str) -> Path:
-        folder = paths.cleaned_dir(corpus, self.data_root())
+        folder = _checked(paths.cleaned_dir, corpus, self.data_root())
         recover_dir(folder)
         return folder
 
     def tokens(self, corpus: str) -> Path:
-        return paths.tokens_dir(corpus, self.data_root())
+        return _checked(paths.tokens_dir, corpus, self.data_root())
+
+
+def _checked(folder_of, corpus: str, root: Path) -> Path:
+    """The folder, or a step failure whose message is the reason (not a library traceback)."""
+    try:
+        return folder_of(corpus, root)
+    except UnsafePathError as exc:
+        raise Failure(description=f"corpus {corpus!r}: {exc}") from None
