@@ -21,6 +21,9 @@ class DiskFullError(OSError):
     """A write failed for lack of space; the message names the path and says the old output is
     intact."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 class UnsafePathError(PipelineInputError):
     """A path that would lead outside the data or model root (`..`, absolute, or a symlink)."""

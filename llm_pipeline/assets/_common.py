@@ -1,6 +1,10 @@
 """Small helpers shared by the asset modules."""
 
-from dagster import MetadataValue
+import functools
+
+from dagster import Failure, MetadataValue
+
+from llm_pipeline.errors import DiskFullError, OutputBusyError, PipelineInputError
 
 GROUP_DATA = "corpus_data"
 GROUP_MODEL = "language_model"
@@ -17,3 +21,18 @@ def problems_markdown(problems: list[str], total: int) -> MetadataValue:
     if total > len(problems):
         lines.append(f"- … and {total - len(problems)} more")
     return MetadataValue.md("\n".join(lines))
+
+
+def clear_errors(compute):
+    """Put under `@asset`: errors the user can act on — bad input, a full disk, an output busy
+    in another run — fail the step with their own message (naming the file and the reason)
+    instead of a wrapped library traceback."""
+
+    @functools.wraps(compute)
+    def wrapper(*args, **kwargs):
+        try:
+            return compute(*args, **kwargs)
+        except (PipelineInputError, DiskFullError, OutputBusyError) as exc:
+            raise Failure(description=str(exc)) from exc
+
+    return wrapper

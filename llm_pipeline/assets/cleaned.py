@@ -13,7 +13,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_DATA
+from llm_pipeline.assets._common import GROUP_DATA, clear_errors
 from llm_pipeline.assets.raw import raw_corpus
 from llm_pipeline.atomic import atomic_dir, write_json_atomic
 from llm_pipeline.partitions import corpus_key, corpus_partitions
@@ -61,6 +61,7 @@ class CleanedCorpusConfig(Config):
     kinds={"parquet"},
     code_version="1",
 )
+@clear_errors
 def cleaned_corpus(
     context: AssetExecutionContext, config: CleanedCorpusConfig, storage: StorageResource
 ) -> MaterializeResult:

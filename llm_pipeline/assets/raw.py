@@ -14,7 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_DATA, problems_markdown
+from llm_pipeline.assets._common import GROUP_DATA, clear_errors, problems_markdown
 from llm_pipeline.atomic import atomic_dir, write_json_atomic
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
@@ -48,6 +48,7 @@ class RawCorpusConfig(Config):
     kinds={"parquet"},
     code_version="1",
 )
+@clear_errors
 def raw_corpus(
     context: AssetExecutionContext, config: RawCorpusConfig, storage: StorageResource
 ) -> MaterializeResult:

@@ -11,7 +11,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_DATA
+from llm_pipeline.assets._common import GROUP_DATA, clear_errors
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
@@ -75,6 +75,7 @@ def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
     kinds={"json"},
     code_version="1",
 )
+@clear_errors
 def tokenizer(
     context: AssetExecutionContext, config: TokenizerConfig, storage: StorageResource
 ) -> MaterializeResult:
@@ -118,6 +119,7 @@ def tokenizer(
     kinds={"numpy"},
     code_version="1",
 )
+@clear_errors
 def token_shards(
     context: AssetExecutionContext, config: TokenShardsConfig, storage: StorageResource
 ) -> MaterializeResult:
