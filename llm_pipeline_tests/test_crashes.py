@@ -23,7 +23,6 @@ from dagster import DagsterInstance, materialize
 
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.assets.tokens import token_shards, tokenizer
-from llm_pipeline.definitions import defs
 from llm_pipeline.lm.checkpoint import load_model, load_optimizer_state, save_checkpoint
 from llm_pipeline.lm.registry import run_dir
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
@@ -38,6 +37,28 @@ CORPUS = "crashy"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def build(instance, corpus: str, assets: list, run_config: dict | None = None):
+    """Materialize `assets` for `corpus` without their checks (fast setup for fault tests)."""
+    from llm_pipeline.assets.raw import raw_corpus
+
+    by_name = {a.key.path[-1]: a for a in (raw_corpus, cleaned_corpus, tokenizer, token_shards)}
+    if corpus not in instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME):
+        instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [corpus])
+    names = [a if isinstance(a, str) else a.key.path[-1] for a in assets]
+    ops = {name: op for name, op in {**FAST, **(run_config or {})}.items() if name in names}
+    return materialize(
+        [by_name[name] for name in names],
+        instance=instance,
+        partition_key=corpus,
+        resources={"storage": StorageResource()},
+        run_config={"ops": ops},
+        raise_on_error=False,
+    )
+
+
+DATA_STAGES = ["raw_corpus", "cleaned_corpus", "tokenizer", "token_shards"]
+
+
 def _set_roots(monkeypatch: pytest.MonkeyPatch, world: Path) -> None:
     monkeypatch.setenv("LLM_PIPELINE_DATA_DIR", str(world / "data"))
     monkeypatch.setenv("LLM_PIPELINE_MODELS_DIR", str(world / "models"))
@@ -50,12 +71,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_corpus(world / "data" / "raw" / CORPUS)
     with pytest.MonkeyPatch.context() as monkeypatch:
         _set_roots(monkeypatch, world)
-        instance = DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [CORPUS])
-        result = defs.resolve_job_def("corpus_data_job").execute_in_process(
-            instance=instance, partition_key=CORPUS, run_config={"ops": FAST}
-        )
-        assert result.success
+        assert build(DagsterInstance.ephemeral(), CORPUS, DATA_STAGES).success
         model, optimizer, config = tiny_training_state(seed=0)
         tokenizer_file = world / "data" / "tokens" / CORPUS / "tokenizer.json"
         save_checkpoint(run_dir(CORPUS, "run-1"), model, optimizer, config, [], tokenizer_file)

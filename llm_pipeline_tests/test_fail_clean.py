@@ -21,16 +21,13 @@ from llm_pipeline.assets.tokens import token_shards, tokenizer
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.errors import DiskFullError
 from llm_pipeline.lm.checkpoint import load_model, save_checkpoint
-from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tokens import shards
 from llm_pipeline.tokens.bpe import save_tokenizer, train_bpe
 from llm_pipeline_tests.crash_child import tiny_training_state
-from llm_pipeline_tests.test_crashes import leftovers, snapshot
+from llm_pipeline_tests.test_crashes import DATA_STAGES, build, leftovers, snapshot
 from llm_pipeline_tests.test_model_pipeline import TINY_MODEL
-from llm_pipeline_tests.test_pipeline import make_corpus, run
-
-DATA_STAGES = [AssetKey(a) for a in ("raw_corpus", "cleaned_corpus", "tokenizer", "token_shards")]
+from llm_pipeline_tests.test_pipeline import make_corpus
 
 
 def step_errors(result) -> list[str]:
@@ -54,7 +51,7 @@ def test_failed_expectation_stops_the_run_before_training_and_shows_the_observed
     blocking GX check; tokenizer, shards and training never run, and the check's record in the
     instance — what the UI shows — names the failed expectation with its observed counts."""
     make_corpus(data_root / "raw" / "twice")
-    assert run(instance, "twice", selection=DATA_STAGES[:2]).success
+    assert build(instance, "twice", DATA_STAGES[:2]).success
     folder = data_root / "cleaned" / "twice"
     (part,) = sorted(folder.glob("part-*.parquet"))
     rows = pq.ParquetFile(part).metadata.num_rows
@@ -93,10 +90,10 @@ def test_disk_full_while_cleaning_fails_the_step_and_keeps_earlier_outputs(
     data_root: Path, instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_corpus(data_root / "raw" / "full")
-    assert run(instance, "full", selection=DATA_STAGES).success
+    assert build(instance, "full", DATA_STAGES[:2]).success
     before = snapshot(data_root)
     monkeypatch.setattr(pq.ParquetWriter, "write_table", _no_space)
-    result = run(instance, "full", selection=DATA_STAGES[1:2])
+    result = build(instance, "full", DATA_STAGES[1:2])
     assert not result.success
     (message,) = step_errors(result)
     first_line = message.splitlines()[0]
@@ -110,7 +107,7 @@ def test_disk_full_while_writing_shards_fails_the_step_and_keeps_earlier_outputs
     data_root: Path, instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_corpus(data_root / "raw" / "fullshards")
-    assert run(instance, "fullshards", selection=DATA_STAGES).success
+    assert build(instance, "fullshards", DATA_STAGES).success
     before = snapshot(data_root)
     real_open = open
 
@@ -138,7 +135,7 @@ def test_disk_full_while_writing_shards_fails_the_step_and_keeps_earlier_outputs
             self.file.close()
 
     monkeypatch.setattr(shards, "open", FillingFile, raising=False)
-    result = run(instance, "fullshards", selection=DATA_STAGES[3:])
+    result = build(instance, "fullshards", DATA_STAGES[3:])
     assert not result.success
     (message,) = step_errors(result)
     first_line = message.splitlines()[0]
@@ -206,8 +203,7 @@ def test_really_full_disk(small_disk: Path, instance, monkeypatch: pytest.Monkey
     data_root = small_disk / "data"
     monkeypatch.setenv("LLM_PIPELINE_DATA_DIR", str(data_root))
     make_corpus(data_root / "raw" / "real")
-    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["real"])
-    assert run(instance, "real", selection=DATA_STAGES[:2]).success
+    assert build(instance, "real", DATA_STAGES[:2]).success
     before = snapshot(data_root)
     filler = small_disk / "filler"
     with open(filler, "wb") as fh:  # take every free block
@@ -217,11 +213,8 @@ def test_really_full_disk(small_disk: Path, instance, monkeypatch: pytest.Monkey
                 fh.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    result = run(
-        instance,
-        "real",
-        {"raw_corpus": {"config": {"max_doc_chars": 500}}},
-        selection=DATA_STAGES[:2],
+    result = build(
+        instance, "real", DATA_STAGES[:2], {"raw_corpus": {"config": {"max_doc_chars": 500}}}
     )
     assert not result.success
     (message,) = step_errors(result)
@@ -230,4 +223,4 @@ def test_really_full_disk(small_disk: Path, instance, monkeypatch: pytest.Monkey
     assert snapshot(data_root) == before
     assert leftovers(data_root) == []
     os.unlink(filler)
-    assert run(instance, "real", selection=DATA_STAGES[:2]).success
+    assert build(instance, "real", DATA_STAGES[:2]).success
