@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from llm_pipeline import paths
+from llm_pipeline import atomic, paths
 from llm_pipeline.atomic import DIR_MODE, FILE_MODE, atomic_dir, atomic_path, write_json_atomic
 from llm_pipeline.errors import InvalidCorpusName
 
@@ -70,3 +73,49 @@ def test_atomic_outputs_get_umask_permissions_not_private_temp_ones(tmp_path: Pa
     target = tmp_path / "f.json"
     write_json_atomic(target, [1])
     assert target.stat().st_mode & 0o777 == FILE_MODE
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_only_leftovers_of_dead_writers_on_this_host_are_removed(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    host = atomic._HOST
+    dead = tmp_path / f".out.{host}-{_dead_pid()}.x1.tmp"
+    live = tmp_path / f".out.{host}-{os.getppid()}.x2.tmp"  # a running process's
+    remote = tmp_path / ".out.otherhost-1.x3.tmp"  # another machine's, on a shared disk
+    for folder in (dead, live, remote):
+        folder.mkdir()
+    assert atomic.leftovers(target) == [dead]
+    with atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+    assert not dead.exists() and live.is_dir() and remote.is_dir()
+
+
+def test_half_done_swap_of_a_dead_writer_is_restored(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("good")
+    old = tmp_path / f".out.{atomic._HOST}-{_dead_pid()}.x1.old"
+    old.mkdir()
+    os.rename(target, old / "out")  # what the two-rename swap leaves if killed in between
+    assert atomic.recover_dir(target)
+    assert (target / "a").read_text() == "good" and not old.exists()
+    assert not atomic.recover_dir(target)  # nothing left to do
+
+
+def test_folder_swap_without_renameat2_still_replaces_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "USE_EXCHANGE", False)
+    target = tmp_path / "out"
+    for content in ("first", "second"):
+        with atomic_dir(target) as tmp:
+            (tmp / "f").write_text(content)
+    assert (target / "f").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
