@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from llm_pipeline_tests.test_pipeline import FAST
+
 READY: Path
 
 
@@ -75,7 +77,7 @@ def stage_cleaning(corpus: str) -> None:
         pause("cleaning: a Parquet batch written")
 
     pq.ParquetWriter.write_table = write_table
-    run_asset("cleaned_corpus", corpus, {"workers": 1, "min_words": 5})
+    run_asset("cleaned_corpus", corpus, FAST["cleaned_corpus"]["config"])
 
 
 def stage_tokenizing(corpus: str) -> None:
@@ -140,7 +142,7 @@ def stage_swap(corpus: str) -> None:
             pause("swap: old folder moved aside, new one not yet in place")
 
     atomic.os.replace = replace_first
-    run_asset("cleaned_corpus", corpus, {"workers": 1, "min_words": 5})
+    run_asset("cleaned_corpus", corpus, FAST["cleaned_corpus"]["config"])
 
 
 def stage_shards_whole(corpus: str) -> None:
@@ -157,7 +159,6 @@ def stage_corpus_data(corpus: str) -> None:
     from llm_pipeline.assets.raw import raw_corpus
     from llm_pipeline.assets.tokens import token_shards, tokenizer
     from llm_pipeline.resources import StorageResource
-    from llm_pipeline_tests.test_pipeline import FAST
 
     with DagsterInstance.get() as instance:
         result = materialize(

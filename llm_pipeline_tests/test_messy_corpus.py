@@ -271,3 +271,10 @@ def test_200_mb_file_without_a_newline_streams_in_bounded_memory(
     assert stats.files_read == 2 and stats.chunked_documents == 1
     assert stats.problems == [f"huge.jsonl:1: skipped line: line longer than {8 << 20} bytes"]
     assert peak < 48 << 20, f"peak {peak / 2**20:.0f} MiB while reading a 200 MiB file"
+
+
+def test_unlistable_corpus_folder_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    from llm_pipeline.errors import PipelineInputError
+
+    with pytest.raises(PipelineInputError, match="corpus folder cannot be listed"):
+        readers.corpus_files(tmp_path / "missing")

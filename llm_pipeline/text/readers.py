@@ -103,11 +103,13 @@ def corpus_files(root: Path) -> list[Path]:
         try:
             with os.scandir(folder) as listing:
                 children = list(listing)
-        except OSError:
+        except OSError as exc:
             if folder != root:
                 entries.append(folder)  # reported as unreadable
                 continue
-            raise
+            raise PipelineInputError(
+                f"{root}: corpus folder cannot be listed ({exc.strerror or exc})"
+            ) from None
         for child in children:
             if child.name.startswith("."):
                 continue
