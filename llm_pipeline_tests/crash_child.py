@@ -145,6 +145,19 @@ def stage_swap(corpus: str) -> None:
     run_asset("cleaned_corpus", corpus, FAST["cleaned_corpus"]["config"])
 
 
+def stage_shards_publish(corpus: str) -> None:
+    """token_shards killed while renaming its finished files into place."""
+    real = os.replace
+
+    def replace(source, target):
+        real(source, target)
+        if Path(target).name == "train.bin":
+            pause("token shards: train.bin renamed, val.bin and meta.json not yet")
+
+    os.replace = replace
+    run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.2})
+
+
 def stage_shards_whole(corpus: str) -> None:
     """token_shards without a pause (another run of the same stage and corpus)."""
     run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.3})
@@ -172,6 +185,7 @@ def stage_corpus_data(corpus: str) -> None:
 
 
 STAGES = {
+    "shards-publish": stage_shards_publish,
     "shards-whole": stage_shards_whole,
     "corpus-data": stage_corpus_data,
     "cleaning": stage_cleaning,

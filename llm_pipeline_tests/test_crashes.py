@@ -29,7 +29,7 @@ from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import load_tokenizer
-from llm_pipeline.tokens.shards import open_split, read_meta
+from llm_pipeline.tokens.shards import JOURNAL_FILE, open_split, read_meta
 from llm_pipeline_tests.crash_child import tiny_training_state
 from llm_pipeline_tests.test_pipeline import FAST, make_corpus
 
@@ -203,6 +203,24 @@ def test_killed_shard_writer_keeps_previous_output(world: Path, tmp_path: Path) 
     assert meta["val_fraction"] == 0.2
     for split in ("train", "val"):
         assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
+
+
+def test_killed_while_publishing_shards_never_shows_a_mixed_set(
+    world: Path, tmp_path: Path
+) -> None:
+    """Killed between renaming train.bin and val.bin: no meta.json is visible (so no reader
+    pairs new ids with old counts), and the first reader completes the new set."""
+    folder = world / "data" / "tokens" / CORPUS
+    kill_mid_write("shards-publish", world, tmp_path)
+    assert (folder / JOURNAL_FILE).is_file()
+    assert not (folder / "meta.json").exists()
+    meta = read_meta(folder)
+    assert meta["val_fraction"] == 0.2 and not (folder / JOURNAL_FILE).exists()
+    for split in ("train", "val"):
+        assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
+    rerun(token_shards, {"batch_size": 16})
+    assert leftovers(world) == []
+    assert read_meta(folder)["val_fraction"] == 0.05
 
 
 def test_killed_checkpoint_save_keeps_previous_checkpoint(world: Path, tmp_path: Path) -> None:

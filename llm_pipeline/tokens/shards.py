@@ -29,10 +29,12 @@ from llm_pipeline.atomic import (
     temp_file_for,
     write_json_atomic,
 )
+from llm_pipeline.errors import OutputBusyError
 from llm_pipeline.locking import output_lock
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
+JOURNAL_FILE = ".publish.json"
 
 
 def shard_dtype(vocab_size: int) -> np.dtype:
@@ -131,18 +133,19 @@ def write_shards(
 ) -> dict:
     """Encode (doc_ids, texts, byte_lengths) batches into `train.bin`/`val.bin` + `meta.json`.
 
-    The `.bin` files are written under temporary names; the old `meta.json` is removed before
-    they are renamed into place and the new one is written last, so a crash at any point leaves
-    either the previous complete set, no shards, or the new complete set. A failure while
-    encoding, a full disk (`DiskFullError`) or a kill while encoding leaves the previous set
-    byte-identical. Writers of one folder are serialised by a lock: a second run waits.
+    All three files are written under temporary names first. A failure while encoding, a full
+    disk (`DiskFullError`) or a kill while encoding leaves the previous set byte-identical. Then
+    they are published as a set: a journal naming the three renames is written, the old
+    `meta.json` is removed (a reader finds no shards, never ids that meta.json does not
+    describe), the renames run and the journal is deleted. A kill in between is completed by the
+    next reader (`read_meta`) or writer, so the result is the new complete set. Writers of one
+    folder are serialised by a lock: a second run waits.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    # One writer per shard folder (a second run waits); leftovers of killed writers are removed.
-    lock = output_lock(out_dir.parent, f"{out_dir.name}.shards")  # outside: the folder stays clean
-    with lock, disk_full_guard(out_dir):
-        for split in SPLITS:
-            for stale in leftovers(out_dir / f"{split}.bin"):
+    with _shards_lock(out_dir), disk_full_guard(out_dir):
+        finish_publish(out_dir)
+        for split in (*SPLITS, "meta"):
+            for stale in leftovers(out_dir / (META_FILE if split == "meta" else f"{split}.bin")):
                 stale.unlink(missing_ok=True)
         return _write_shards(tokenizer, batches, out_dir, threshold, eot_id, extra_meta)
 
@@ -183,18 +186,10 @@ def _write_shards(
                     counts[split].tokens += len(chunk)
                     counts[split].documents += int(mask.sum())
                     counts[split].bytes += int(np.asarray(byte_lengths)[mask].sum())
-            for fh in handles.values():
-                fh.flush()
-                os.fsync(fh.fileno())
-        # Publish as a set: the old meta goes first, so until the new one is written a reader
-        # finds no shards at all, never ids that meta.json does not describe.
-        (out_dir / META_FILE).unlink(missing_ok=True)
-        for split in SPLITS:
-            os.chmod(tmp[split], FILE_MODE)
-            os.replace(tmp[split], out_dir / f"{split}.bin")
-    finally:
+    except BaseException:
         for path in tmp.values():
             path.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - started
     meta = {
         "dtype": dtype.name,
@@ -205,12 +200,67 @@ def _write_shards(
         "encode_seconds": round(seconds, 3),
         **(extra_meta or {}),
     }
-    write_json_atomic(out_dir / META_FILE, meta)
+    _publish(out_dir, tmp, meta)
     return meta
 
 
+def _shards_lock(out_dir: Path, timeout: float | None = None):
+    # The lock file sits next to the folder, not in it: the folder holds only the shards.
+    return output_lock(out_dir.parent, f"{out_dir.name}.shards", timeout)
+
+
+def _publish(out_dir: Path, tmp: dict[str, Path], meta: dict) -> None:
+    """Rename the finished temporary files into place as one set (see `write_shards`)."""
+    meta_tmp = temp_file_for(out_dir / META_FILE)
+    staged = [*tmp.values(), meta_tmp]
+    try:
+        meta_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        for path in staged:
+            os.chmod(path, FILE_MODE)
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+        moves = [[tmp[split].name, f"{split}.bin"] for split in SPLITS]
+        moves.append([meta_tmp.name, META_FILE])
+        write_json_atomic(out_dir / JOURNAL_FILE, {"moves": moves})
+    except BaseException:
+        for path in staged:
+            path.unlink(missing_ok=True)
+        raise
+    finish_publish(out_dir)
+
+
+def finish_publish(out_dir: Path) -> bool:
+    """Complete a publish that a killed writer left half done; True if there was one.
+
+    Only the journal's own renames run: a temporary name (hidden) onto one of the three shard
+    files, so a tampered journal cannot move anything else.
+    """
+    journal = out_dir / JOURNAL_FILE
+    if not journal.is_file():
+        return False
+    try:
+        moves = json.loads(journal.read_text())["moves"]
+    except (OSError, ValueError, KeyError, TypeError):
+        moves = []
+    (out_dir / META_FILE).unlink(missing_ok=True)
+    allowed = {f"{split}.bin" for split in SPLITS} | {META_FILE}
+    for source, target in moves:
+        if "/" in source or not source.startswith(".") or target not in allowed:
+            continue
+        if (out_dir / source).exists():
+            os.replace(out_dir / source, out_dir / target)
+    journal.unlink(missing_ok=True)
+    return True
+
+
 def read_meta(shard_dir: Path) -> dict:
-    """Read `meta.json` of a shard folder."""
+    """Read `meta.json` of a shard folder (first completing a publish a killed writer left)."""
+    if (shard_dir / JOURNAL_FILE).is_file():
+        try:
+            with _shards_lock(shard_dir, timeout=0):
+                finish_publish(shard_dir)
+        except (OutputBusyError, OSError):
+            pass  # a live writer is publishing and will finish it
     return json.loads((shard_dir / META_FILE).read_text())
 
 
