@@ -275,6 +275,10 @@ def materialize(args: argparse.Namespace) -> int:
         raise PipelineInputError(
             f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
         )
+    from llm_pipeline.automation.executor import ensure_gpu_pool
+
+    # In-process runs skip the job's executor; the pool still keeps training steps apart.
+    ensure_gpu_pool(instance)
     result = job.execute_in_process(
         instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
     )

@@ -14,7 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from llm_pipeline.assets._common import GPU_POOL, GPU_TAGS, GROUP_MODEL
+from llm_pipeline.assets._common import GPU_POOL, GROUP_MODEL, training_op_tags
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
 from llm_pipeline.lm.checkpoint import save_checkpoint
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
@@ -88,7 +88,7 @@ def _format_eta(seconds: float | None) -> str:
     deps=[token_shards, tokenizer],
     group_name=GROUP_MODEL,
     kinds={"pytorch"},
-    op_tags=GPU_TAGS,
+    op_tags=training_op_tags(),
     pool=GPU_POOL,
     code_version="1",
 )
