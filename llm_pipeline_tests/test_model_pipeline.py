@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from dagster import AssetKey
@@ -179,6 +180,8 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
         )
         == 0
     )
-    assert capsys.readouterr().out.startswith("The")
+    captured = capsys.readouterr()
+    assert captured.out.startswith("The")
+    assert re.search(r"\[\d+ tokens in [\d.]+ s, [\d,]+ tokens/s\]", captured.err), captured.err
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err

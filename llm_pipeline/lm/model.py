@@ -80,6 +80,32 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, one (k, v) pair per layer, for generation.
+
+    With it, each new token costs one position's worth of compute instead of re-running the
+    whole context. Rotary positions continue from `length`.
+    """
+
+    def __init__(self, n_layer: int) -> None:
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+        self.length = 0
+
+    def reset(self) -> None:
+        self.layers = [None] * len(self.layers)
+        self.length = 0
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's (batch, heads, time, head_dim) keys/values; return all of them."""
+        past = self.layers[layer]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -88,14 +114,32 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         batch, time, channels = x.shape
         q, k, v = self.qkv(x).split(channels, dim=2)
         shape = (batch, time, self.n_head, channels // self.n_head)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0 if cache is None else cache.length
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        mask = None
+        if past and time > 1:  # new queries see all cached keys and the causal part of theirs
+            mask = torch.ones(time, past + time, dtype=torch.bool, device=x.device).tril(past)
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=past == 0,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         return self.proj(y.transpose(1, 2).contiguous().view(batch, time, channels))
 
@@ -121,8 +165,15 @@ class Block(nn.Module):
         self.norm_mlp = nn.RMSNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm_attn(x), cos, sin)
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm_attn(x), cos, sin, cache, layer)
         return x + self.mlp(self.norm_mlp(x))
 
 
@@ -157,19 +208,29 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (and loss with `targets`); with `cache`, `idx` continues the cached tokens."""
         time = idx.shape[1]
-        if time > self.config.block_size:
+        start = 0 if cache is None else cache.length
+        if start + time > self.config.block_size:
             raise ValueError(
-                f"sequence of {time} tokens exceeds block_size {self.config.block_size}"
+                f"sequence of {start + time} tokens exceeds block_size {self.config.block_size}"
             )
-        cos, sin = self.rope_cos[:time], self.rope_sin[:time]
+        cos, sin = self.rope_cos[start : start + time], self.rope_sin[start : start + time]
         x = self.drop(self.wte(idx))
-        for block in self.blocks:
-            x = block(x, cos, sin)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer)
+        if cache is not None:
+            cache.length += time
         logits = self.lm_head(self.norm_f(x))
         return logits, _loss(logits, targets)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.n_layer)
 
 
 # --------------------------------------------------------------------------- GRU
@@ -230,16 +291,28 @@ def generate(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
     stop_token: int | None = None,
+    use_cache: bool = True,
 ) -> torch.Tensor:
     """Sample `max_new_tokens` continuations of `idx` (batch, time), cropping to the block size.
 
     temperature 0 means greedy decoding. Stops early when every row emitted `stop_token`.
+    A GPT decodes with a KV cache (`use_cache`): the prompt is run once, then one token per step.
+    Once the text outgrows the block size, each step re-runs the last `block_size` tokens, exactly
+    what the uncached loop computes, so both give the same tokens.
     """
     model.eval()
     block_size = model.config.block_size
+    cache = model.new_cache() if use_cache and isinstance(model, GPT) else None
+    pending = idx
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     for _ in range(max_new_tokens):
-        logits, _ = model(idx[:, -block_size:])
+        if cache is None:
+            logits, _ = model(idx[:, -block_size:])
+        else:
+            if cache.length == 0 or cache.length + pending.shape[1] > block_size:
+                cache.reset()
+                pending = idx[:, -block_size:]
+            logits, _ = model(pending, cache=cache)
         logits = logits[:, -1, :].float()
         if temperature <= 0:
             next_id = logits.argmax(dim=-1, keepdim=True)
@@ -251,6 +324,7 @@ def generate(
             probs = F.softmax(logits, dim=-1)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)
         idx = torch.cat([idx, next_id], dim=1)
+        pending = next_id
         if stop_token is not None:
             finished |= next_id.squeeze(1) == stop_token
             if bool(finished.all()):
