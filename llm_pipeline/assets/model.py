@@ -19,6 +19,7 @@ from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
 from llm_pipeline.lm.checkpoint import CheckpointError, save_checkpoint
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.lm.presets import apply_preset
 from llm_pipeline.lm.registry import LATEST, run_dir, training_state_root, write_pointer
 from llm_pipeline.lm.resume import clear_training_state
 from llm_pipeline.lm.train import TrainConfig, train
@@ -36,6 +37,10 @@ class TrainedModelConfig(Config):
     (2 layers, batch 8) beat the 4-layer, batch-16 shape by about 0.05 bits/byte.
     """
 
+    preset: str = Field(
+        default="",
+        description="tiny, small or gpt2-124m (lm/presets.py): fills the settings not given here.",
+    )
     architecture: str = Field(default="gpt", description="gpt (transformer) or gru (classic).")
     n_layer: int = Field(default=2, description="Transformer blocks / GRU layers.")
     n_head: int = Field(default=4, description="Attention heads (gpt).")
@@ -73,19 +78,15 @@ class TrainedModelConfig(Config):
         default=2_000_000, description="Validation tokens scored for bits per byte."
     )
 
+    def resolved(self) -> dict:
+        """The settings with the preset applied to every field not set explicitly."""
+        return apply_preset(self.preset, self.model_dump(), self.model_fields_set)
+
     def to_model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(
-            architecture=self.architecture,
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_embd=self.n_embd,
-            dropout=self.dropout,
-        )
+        return ModelConfig.from_dict({**self.resolved(), "vocab_size": vocab_size})
 
     def to_train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict({**self.model_dump(), "measure_mfu": True})
+        return TrainConfig.from_dict({**self.resolved(), "measure_mfu": True})
 
 
 def _format_eta(seconds: float | None) -> str:
@@ -124,9 +125,9 @@ def trained_model(
             description=f"corpus {corpus!r}: {tokenizer_path} does not match the tokenizer the "
             "shards were encoded with; re-materialize token_shards"
         )
-    model_config = config.to_model_config(meta["vocab_size"])
-    train_config = config.to_train_config()
     try:
+        model_config = config.to_model_config(meta["vocab_size"])
+        train_config = config.to_train_config()
         model_config.validate()
         train_config.validate()
     except ValueError as exc:
