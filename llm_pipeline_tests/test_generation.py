@@ -8,11 +8,13 @@ import torch
 from llm_pipeline.lm.model import ModelConfig, build_model, generate
 
 CONFIG = {"vocab_size": 300, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}
+# GPT-2/nanoGPT parts: learned positions, LayerNorm, biases
+BASELINE = {**CONFIG, "position": "learned", "norm": "layer", "bias": True}
 
 
-def _model() -> torch.nn.Module:
+def _model(config: dict = CONFIG) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(**CONFIG)).eval()
+    model = build_model(ModelConfig(**config)).eval()
     # a trained-looking model: larger weights than the init, so logits are far from ties
     with torch.no_grad():
         for param in model.parameters():
@@ -20,8 +22,9 @@ def _model() -> torch.nn.Module:
     return model
 
 
-def test_cached_forward_matches_full_forward_chunk_by_chunk() -> None:
-    model = _model()
+@pytest.mark.parametrize("config", [CONFIG, BASELINE], ids=["ours", "baseline"])
+def test_cached_forward_matches_full_forward_chunk_by_chunk(config: dict) -> None:
+    model = _model(config)
     idx = torch.randint(0, 300, (2, 20))
     full, _ = model(idx)
     cache = model.new_cache()
@@ -32,10 +35,13 @@ def test_cached_forward_matches_full_forward_chunk_by_chunk() -> None:
         model(torch.zeros(2, 13, dtype=torch.long), cache=cache)
 
 
+@pytest.mark.parametrize("config", [CONFIG, BASELINE], ids=["ours", "baseline"])
 @pytest.mark.parametrize(("prompt_len", "new"), [(3, 20), (10, 50), (40, 5)])
-def test_greedy_generation_with_and_without_cache_is_identical(prompt_len: int, new: int) -> None:
+def test_greedy_generation_with_and_without_cache_is_identical(
+    prompt_len: int, new: int, config: dict
+) -> None:
     """Short runs, runs that outgrow block_size (32) and prompts longer than it."""
-    model = _model()
+    model = _model(config)
     prompt = torch.randint(0, 300, (2, prompt_len), generator=torch.Generator().manual_seed(1))
     cached = generate(model, prompt, new, temperature=0, use_cache=True)
     uncached = generate(model, prompt, new, temperature=0, use_cache=False)
@@ -56,3 +62,15 @@ def test_sampling_with_cache_follows_the_generator() -> None:
         model, prompt, 15, top_k=10, generator=torch.Generator().manual_seed(5), use_cache=False
     )
     assert torch.equal(runs[0], uncached)
+
+
+def test_baseline_parts_are_gpt2s() -> None:
+    model = _model(BASELINE)
+    names = dict(model.named_parameters())
+    assert names["wpe.weight"].shape == (32, 32)
+    assert "blocks.0.attn.qkv.bias" in names and "blocks.0.mlp.fc.bias" in names
+    assert isinstance(model.norm_f, torch.nn.LayerNorm)
+    ours = dict(_model().named_parameters())
+    assert "wpe.weight" not in ours and not any(n.endswith(".bias") for n in ours)
+    with pytest.raises(ValueError, match="position must be one of"):
+        ModelConfig(**{**CONFIG, "position": "sinusoid"}).validate()

@@ -16,11 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHITECTURES = ("gpt", "gru")
+POSITIONS = ("rope", "learned")
+NORMS = ("rms", "layer")
 
 
 @dataclass
 class ModelConfig:
-    """Shape of a model. `n_layer` and `n_embd` apply to both families; `n_head` to GPT only."""
+    """Shape of a model. `n_layer` and `n_embd` apply to both families; `n_head` to GPT only.
+
+    `position`, `norm` and `bias` choose the GPT's parts: ours (rotary positions, RMSNorm, no
+    biases) or GPT-2/nanoGPT's (`learned`, `layer`, `bias=True`), kept as a baseline to beat.
+    """
 
     architecture: str = "gpt"
     vocab_size: int = 4096
@@ -30,6 +36,9 @@ class ModelConfig:
     n_embd: int = 128
     dropout: float = 0.0
     rope_base: float = 10_000.0
+    position: str = "rope"
+    norm: str = "rms"
+    bias: bool = False
 
     def validate(self) -> None:
         """Raise ValueError for shapes that cannot be built, before any time is spent."""
@@ -40,12 +49,16 @@ class ModelConfig:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, not {self.position!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {self.norm!r}")
         if self.architecture == "gpt":
             if self.n_embd % self.n_head:
                 raise ValueError(
                     f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
                 )
-            if (self.n_embd // self.n_head) % 2:
+            if self.position == "rope" and (self.n_embd // self.n_head) % 2:
                 raise ValueError(
                     f"head size n_embd/n_head = {self.n_embd // self.n_head} must be even "
                     "(rotary embeddings rotate pairs of dimensions)"
@@ -110,15 +123,15 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
-        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
 
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
         cache: KVCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
@@ -126,7 +139,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(channels, dim=2)
         shape = (batch, time, self.n_head, channels // self.n_head)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cos is not None:
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         past = 0 if cache is None else cache.length
         if cache is not None:
             k, v = cache.update(layer, k, v)
@@ -147,12 +161,18 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "layer":
+        return nn.LayerNorm(config.n_embd, bias=config.bias)
+    return nn.RMSNorm(config.n_embd)
 
 
 class Block(nn.Module):
@@ -160,16 +180,16 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.norm_attn = nn.RMSNorm(config.n_embd)
+        self.norm_attn = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.norm_mlp = nn.RMSNorm(config.n_embd)
+        self.norm_mlp = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
         cache: KVCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
@@ -178,7 +198,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer: RMSNorm, rotary positions, SDPA attention, tied embeddings."""
+    """Decoder-only transformer: RMSNorm, rotary positions, SDPA attention, tied embeddings.
+
+    (Or, with `position="learned"`, `norm="layer"`, `bias=True`, GPT-2's parts.)
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -187,14 +210,18 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.norm_f = nn.RMSNorm(config.n_embd)
+        self.norm_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied input/output embeddings
-        cos, sin = rotary_tables(
-            config.n_embd // config.n_head, config.block_size, config.rope_base
-        )
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.wpe = None
+        if config.position == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        else:
+            cos, sin = rotary_tables(
+                config.n_embd // config.n_head, config.block_size, config.rope_base
+            )
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
         # Residual projections scaled by 1/sqrt(2 * n_layer) (GPT-2): the residual stream's
         # variance then stays constant with depth instead of growing with each block.
@@ -206,6 +233,8 @@ class GPT(nn.Module):
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     def forward(
         self,
@@ -220,8 +249,13 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {start + time} tokens exceeds block_size {self.config.block_size}"
             )
-        cos, sin = self.rope_cos[start : start + time], self.rope_sin[start : start + time]
-        x = self.drop(self.wte(idx))
+        x = self.wte(idx)
+        if self.wpe is not None:
+            cos = sin = None
+            x = x + self.wpe(torch.arange(start, start + time, device=idx.device))
+        else:
+            cos, sin = self.rope_cos[start : start + time], self.rope_sin[start : start + time]
+        x = self.drop(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, layer)
         if cache is not None:
