@@ -16,10 +16,12 @@ from pydantic import Field
 
 from llm_pipeline.assets._common import GPU_POOL, GROUP_MODEL, training_op_tags
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
-from llm_pipeline.lm.checkpoint import save_checkpoint
+from llm_pipeline.lm.checkpoint import CheckpointError, save_checkpoint
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.model import ModelConfig, count_parameters
-from llm_pipeline.lm.registry import LATEST, run_dir, write_pointer
+from llm_pipeline.lm.presets import apply_preset
+from llm_pipeline.lm.registry import LATEST, run_dir, training_state_root, write_pointer
+from llm_pipeline.lm.resume import clear_training_state
 from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
@@ -35,6 +37,10 @@ class TrainedModelConfig(Config):
     (2 layers, batch 8) beat the 4-layer, batch-16 shape by about 0.05 bits/byte.
     """
 
+    preset: str = Field(
+        default="",
+        description="tiny, small or gpt2-124m (lm/presets.py): fills the settings not given here.",
+    )
     architecture: str = Field(default="gpt", description="gpt (transformer) or gru (classic).")
     n_layer: int = Field(default=2, description="Transformer blocks / GRU layers.")
     n_head: int = Field(default=4, description="Attention heads (gpt).")
@@ -58,23 +64,29 @@ class TrainedModelConfig(Config):
     device: str = Field(default="auto", description="auto (CUDA, MPS, CPU), cpu, cuda, mps.")
     dtype: str = Field(default="auto", description="auto (bf16 where native), bf16 or fp32.")
     compile: bool = Field(default=False, description="torch.compile the model.")
+    checkpoint_interval_steps: int = Field(
+        default=0, description="Save a resumable training state every N steps (0: off)."
+    )
+    checkpoint_interval_minutes: float = Field(
+        default=1.0, description="Save a resumable training state every M minutes (0: off)."
+    )
+    resume: bool = Field(
+        default=True,
+        description="Continue an interrupted run of this config and shards; False: start fresh.",
+    )
     max_eval_tokens: int = Field(
         default=2_000_000, description="Validation tokens scored for bits per byte."
     )
 
+    def resolved(self) -> dict:
+        """The settings with the preset applied to every field not set explicitly."""
+        return apply_preset(self.preset, self.model_dump(), self.model_fields_set)
+
     def to_model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(
-            architecture=self.architecture,
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_embd=self.n_embd,
-            dropout=self.dropout,
-        )
+        return ModelConfig.from_dict({**self.resolved(), "vocab_size": vocab_size})
 
     def to_train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.model_dump())
+        return TrainConfig.from_dict({**self.resolved(), "measure_mfu": True})
 
 
 def _format_eta(seconds: float | None) -> str:
@@ -113,9 +125,9 @@ def trained_model(
             description=f"corpus {corpus!r}: {tokenizer_path} does not match the tokenizer the "
             "shards were encoded with; re-materialize token_shards"
         )
-    model_config = config.to_model_config(meta["vocab_size"])
-    train_config = config.to_train_config()
     try:
+        model_config = config.to_model_config(meta["vocab_size"])
+        train_config = config.to_train_config()
         model_config.validate()
         train_config.validate()
     except ValueError as exc:
@@ -131,9 +143,17 @@ def trained_model(
         )
 
     try:
-        result = train(model_config, train_config, shards, progress=progress)
-    except ValueError as exc:
+        result = train(
+            model_config,
+            train_config,
+            shards,
+            progress=progress,
+            state_root=training_state_root(corpus, storage.models_root()),
+        )
+    except (ValueError, CheckpointError) as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
+    if result.resumed_from_step:
+        context.log.info(f"resumed from the training state at step {result.resumed_from_step}")
     if result.stop_reason == "diverged":
         raise Failure(description=f"corpus {corpus!r}: training diverged (loss is not finite)")
 
@@ -170,6 +190,10 @@ def trained_model(
         ),
         "device": result.device,
         "dtype": result.dtype,
+        "resumed_from_step": result.resumed_from_step,
+        "flops_per_token": result.flops_per_token,
+        "peak_flops": result.peak_flops,
+        "mfu": result.mfu,
     }
     checkpoint_config = {
         "model": model_config.to_dict(),
@@ -187,6 +211,8 @@ def trained_model(
         out, result.model, result.optimizer, checkpoint_config, result.history, tokenizer_path
     )
     write_pointer(corpus, LATEST, context.run_id, storage.models_root())
+    if result.state_path:  # the finished checkpoint supersedes the resumable state
+        clear_training_state(result.state_path)
     context.log.info(
         f"trained {summary['parameters']:,} parameters for {result.steps} steps "
         f"({result.stop_reason}); val {val_bpb:.4f} bits/byte vs unigram {unigram_bpb:.4f}"
@@ -211,6 +237,12 @@ def trained_model(
             ),
             "device": result.device,
             "dtype": result.dtype,
+            "resumed_from_step": result.resumed_from_step,
+            **(
+                {"mfu": round(result.mfu, 4), "measured_peak_gflops": result.peak_flops / 1e9}
+                if result.mfu is not None and result.peak_flops
+                else {}
+            ),
             "run_id": context.run_id,
             "path": MetadataValue.path(str(out)),
         }

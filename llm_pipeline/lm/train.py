@@ -11,14 +11,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from llm_pipeline.lm.model import ModelConfig, build_model
+from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
+from llm_pipeline.lm.perf import flops_per_token, matmul_peak_flops
+from llm_pipeline.lm.resume import (
+    capture_rng,
+    clear_training_state,
+    has_training_state,
+    load_training_state,
+    load_weights_into,
+    restore_rng,
+    resume_key,
+    save_training_state,
+)
 from llm_pipeline.tokens.shards import open_split
 
 
@@ -45,6 +56,13 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
+    # Resume: a training state every N steps and/or M minutes (0 = off), found again by a re-run
+    # of the same config on the same shards; resume=False discards it and starts fresh.
+    checkpoint_interval_steps: int = 0
+    checkpoint_interval_minutes: float = 0.0
+    resume: bool = True
+    # Measure the device's matmul peak after training and report model FLOPs utilisation.
+    measure_mfu: bool = False
 
     def validate(self) -> None:
         if self.max_steps <= 0 and self.max_tokens <= 0 and self.max_seconds <= 0:
@@ -52,6 +70,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.checkpoint_interval_steps < 0 or self.checkpoint_interval_minutes < 0:
+            raise ValueError("checkpoint intervals must be 0 (off) or positive")
         if self.dtype not in ("auto", "bf16", "fp32"):
             raise ValueError(f"dtype must be auto, bf16 or fp32, not {self.dtype!r}")
 
@@ -137,7 +157,10 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 @dataclass
 class TrainResult:
-    """What a finished run hands to checkpointing and evaluation."""
+    """What a finished run hands to checkpointing and evaluation.
+
+    `seconds`, `steps` and `tokens_seen` count the whole run, including the part before a resume.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -148,6 +171,16 @@ class TrainResult:
     stop_reason: str
     device: str
     dtype: str
+    resumed_from_step: int = 0
+    checkpoint_steps: list[int] = field(default_factory=list)
+    state_path: str | None = None
+    flops_per_token: float = 0.0
+    peak_flops: float | None = None
+    mfu: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_seen / max(self.seconds, 1e-9)
 
 
 @torch.no_grad()
@@ -185,10 +218,19 @@ def train(
     shard_dir: Path,
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    state_root: Path | None = None,
 ) -> TrainResult:
-    """Train a fresh model on `shard_dir`'s `train.bin`, evaluating on fixed `val.bin` batches.
+    """Train a model on `shard_dir`'s `train.bin`, evaluating on fixed `val.bin` batches.
 
     `progress` receives every logged row (step, train/val loss, lr, tokens/s, percent, ETA).
+
+    With `state_root`, the run keeps its training state in `state_root/<key>/` (key: hash of the
+    model and training config and the shards; see `lm.resume`), every
+    `checkpoint_interval_steps` steps and/or `checkpoint_interval_minutes` minutes and when
+    `should_stop` ends it early, and a later call with the same inputs continues from there
+    (unless `config.resume` is False). The loss is read back from the device only at log,
+    evaluation and checkpoint steps, so the hot loop never waits on the GPU.
     """
     model_config.validate()
     config.validate()
@@ -201,7 +243,6 @@ def train(
 
     model = build_model(model_config).to(device)
     optimizer = optimizer_for(model, config, device)
-    step_model = torch.compile(model) if config.compile else model
 
     eval_generator = torch.Generator().manual_seed(config.seed + 1)
     eval_batches = [
@@ -214,10 +255,32 @@ def train(
     history: list[dict] = []
     tokens_seen = 0
     step = 0
-    started = time.perf_counter()
-    window_start, window_tokens = started, 0
+    elapsed_before = 0.0
+    state_path = None
+    if state_root is not None:
+        key = resume_key(model_config.to_dict(), config.to_dict(), shard_dir)
+        state_path = Path(state_root) / key
+        if not config.resume:
+            clear_training_state(state_path)
+        elif has_training_state(state_path):
+            saved = load_training_state(state_path)
+            load_weights_into(model, state_path)
+            optimizer.load_state_dict(saved.optimizer)
+            restore_rng(saved.rng, batch_generator, device)
+            step = saved.state["step"]
+            tokens_seen = saved.state["tokens_seen"]
+            elapsed_before = saved.state["elapsed_s"]
+            history = saved.state["history"]
+    resumed_from_step = step
+    step_model = torch.compile(model) if config.compile else model
+    pin = device.type == "cuda"
+
+    started = time.perf_counter() - elapsed_before
+    last_checkpoint = time.perf_counter()
+    checkpoint_steps: list[int] = []
+    window_start, window_tokens = time.perf_counter(), 0
     stop_reason = ""
-    train_loss = float("nan")
+    step_loss: torch.Tensor | None = None  # on the device; read only when needed
 
     def fraction_done(elapsed: float) -> float:
         parts = []
@@ -229,7 +292,7 @@ def train(
             parts.append(elapsed / config.max_seconds)
         return max(parts)
 
-    def log_row(val_loss: float | None, lr: float) -> None:
+    def log_row(train_loss: float | None, val_loss: float | None, lr: float) -> None:
         nonlocal window_start, window_tokens
         now = time.perf_counter()
         elapsed = now - started
@@ -238,7 +301,7 @@ def train(
         row = {
             "step": step,
             "tokens": tokens_seen,
-            "train_loss": None if math.isnan(train_loss) else train_loss,
+            "train_loss": train_loss,
             "val_loss": val_loss,
             "lr": lr,
             "tokens_per_s": rate,
@@ -251,8 +314,32 @@ def train(
         if progress:
             progress(row)
 
+    def save_state() -> None:
+        nonlocal last_checkpoint
+        state = {
+            "step": step,
+            "tokens_seen": tokens_seen,
+            "elapsed_s": time.perf_counter() - started,
+            "batches_drawn": step * config.grad_accum_steps,
+            "history": history,
+            "model": model_config.to_dict(),
+            "training": config.to_dict(),
+        }
+        rng = capture_rng(batch_generator, device)
+        save_training_state(state_path, model, optimizer, rng, state)
+        checkpoint_steps.append(step)
+        last_checkpoint = time.perf_counter()
+
+    def checkpoint_due() -> bool:
+        if state_path is None:
+            return False
+        if config.checkpoint_interval_steps and step % config.checkpoint_interval_steps == 0:
+            return True
+        minutes = config.checkpoint_interval_minutes
+        return bool(minutes) and time.perf_counter() - last_checkpoint >= 60.0 * minutes
+
     model.train()
-    lr = learning_rate(config, 0, 0.0)
+    lr = learning_rate(config, step, fraction_done(elapsed_before))
     while True:
         elapsed = time.perf_counter() - started
         done = fraction_done(elapsed)
@@ -261,20 +348,24 @@ def train(
             break
         if should_stop and should_stop():
             stop_reason = "stopped"
+            if state_path is not None and step > resumed_from_step:
+                save_state()
             break
         lr = learning_rate(config, step, done)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
+        total = torch.zeros((), device=device)
         for _ in range(config.grad_accum_steps):
             x, y = sample_batch(
                 train_data, config.batch_size, model_config.block_size, batch_generator
             )
+            if pin:
+                x, y = x.pin_memory(), y.pin_memory()
             with autocast_context(device, dtype):
-                _, loss = step_model(x.to(device), y.to(device))
+                _, loss = step_model(x.to(device, non_blocking=pin), y.to(device, non_blocking=pin))
             (loss / config.grad_accum_steps).backward()
-            total += loss.item()
-        train_loss = total / config.grad_accum_steps
+            total += loss.detach()
+        step_loss = total / config.grad_accum_steps
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
@@ -282,32 +373,56 @@ def train(
         step += 1
         tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
+        evaluate = step % config.eval_interval == 0
+        log = evaluate or step % config.log_interval == 0
+        save = checkpoint_due()
+        if not (log or save):
+            continue
+        train_loss = step_loss.item()  # the one host-device sync, at log/checkpoint steps only
         if not math.isfinite(train_loss):
             stop_reason = "diverged"
-            log_row(None, lr)
+            log_row(None, None, lr)
             break
-        if step % config.eval_interval == 0:
-            log_row(estimate_loss(model, eval_batches, device, dtype), lr)
-        elif step % config.log_interval == 0:
-            log_row(None, lr)
+        if log:
+            val = estimate_loss(model, eval_batches, device, dtype) if evaluate else None
+            log_row(train_loss, val, lr)
+        if save:
+            save_state()
+    if stop_reason != "diverged" and step_loss is not None:
+        final_loss = step_loss.item()
+        if not math.isfinite(final_loss):
+            stop_reason = "diverged"
     if history and history[-1]["step"] == step:
         if history[-1]["val_loss"] is not None:
             stop_reason = stop_reason or "done"
-        else:
+        elif stop_reason != "diverged":
             history.pop()  # replaced by the final row below, which has a validation loss
-    if not history or history[-1]["step"] != step:
-        log_row(estimate_loss(model, eval_batches, device, dtype), lr)
+    if stop_reason != "diverged" and (not history or history[-1]["step"] != step):
+        final = None if step_loss is None else step_loss.item()
+        log_row(final, estimate_loss(model, eval_batches, device, dtype), lr)
     model.eval()
+    seconds = time.perf_counter() - started
+    per_token = flops_per_token(model_config, count_parameters(model))
+    peak = mfu = None
+    if config.measure_mfu and seconds > 0:
+        peak = matmul_peak_flops(device, dtype)
+        mfu = per_token * tokens_seen / seconds / peak
     return TrainResult(
         model=model,
         optimizer=optimizer,
         history=history,
         steps=step,
         tokens_seen=tokens_seen,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         stop_reason=stop_reason,
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
+        resumed_from_step=resumed_from_step,
+        checkpoint_steps=checkpoint_steps,
+        state_path=None if state_path is None else str(state_path),
+        flops_per_token=per_token,
+        peak_flops=peak,
+        mfu=mfu,
     )
 
 
