@@ -1,8 +1,8 @@
 """`trained_model`: a GPT (default) or GRU language model trained on the token shards."""
 
 import json
-import math
-import time
+import tempfile
+from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -16,17 +16,20 @@ from pydantic import Field
 
 from llm_pipeline.assets._common import GPU_POOL, GROUP_MODEL, training_op_tags
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
-from llm_pipeline.lm.checkpoint import CheckpointError, save_checkpoint
-from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
-from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.automation.trainer_process import (
+    TrainerPipesClient,
+    available_devices,
+    trainer_command,
+)
+from llm_pipeline.lm.checkpoint import read_config
+from llm_pipeline.lm.model import ModelConfig
 from llm_pipeline.lm.presets import apply_preset
 from llm_pipeline.lm.registry import LATEST, run_dir, training_state_root, write_pointer
-from llm_pipeline.lm.resume import clear_training_state
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.lm.train import TrainConfig
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tokens.bpe import file_sha256
-from llm_pipeline.tokens.shards import open_split, read_meta
+from llm_pipeline.tokens.shards import read_meta
 
 
 class TrainedModelConfig(Config):
@@ -74,6 +77,11 @@ class TrainedModelConfig(Config):
         default=True,
         description="Continue an interrupted run of this config and shards; False: start fresh.",
     )
+    nproc_per_node: int = Field(
+        default=1,
+        description="Trainer processes: 1, or N data-parallel ranks under torchrun (DDP; one "
+        "per GPU, or CPU processes with gloo). batch_size is the global batch, split over them.",
+    )
     max_eval_tokens: int = Field(
         default=2_000_000, description="Validation tokens scored for bits per byte."
     )
@@ -87,12 +95,6 @@ class TrainedModelConfig(Config):
 
     def to_train_config(self) -> TrainConfig:
         return TrainConfig.from_dict({**self.resolved(), "measure_mfu": True})
-
-
-def _format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    return time.strftime("%M:%S", time.gmtime(seconds)) if seconds < 3600 else f"{seconds:.0f}s"
 
 
 @asset(
@@ -109,8 +111,11 @@ def trained_model(
 ) -> MaterializeResult:
     """A language model trained on `train.bin`, checkpointed in `models/<corpus>/<run_id>/`.
 
-    Stops at `max_steps`, `max_tokens` or `max_seconds`, whichever comes first; logs step, losses,
-    learning rate, tokens/s, percent done and ETA to the run log.
+    The trainer runs as its own process (`python -m llm_pipeline.lm.train`, or torchrun with
+    `nproc_per_node` > 1) through Dagster Pipes: its progress lines (step, losses, learning rate,
+    tokens/s, percent done, ETA) stream into the run log and its figures become this
+    materialization's metadata. Stops at `max_steps`, `max_tokens` or `max_seconds`, whichever
+    comes first. This step only checks the inputs, writes the job file and launches.
     """
     corpus = corpus_key(context)
     shards = storage.tokens(corpus)
@@ -133,116 +138,60 @@ def trained_model(
     except ValueError as exc:
         raise Failure(description=f"trained_model config: {exc}") from None
 
-    def progress(row: dict) -> None:
-        val = f" val {row['val_loss']:.4f}" if row["val_loss"] is not None else ""
-        train_loss = row["train_loss"]
-        context.log.info(
-            f"step {row['step']}: train {train_loss if train_loss is None else f'{train_loss:.4f}'}"
-            f"{val} lr {row['lr']:.2e} {row['tokens_per_s']:,.0f} tok/s "
-            f"{row['percent']:.0f}% ETA {_format_eta(row['eta_s'])}"
+    nproc = config.nproc_per_node
+    available, kind = available_devices(train_config.device)
+    if nproc < 1 or nproc > available:
+        raise Failure(
+            description=f"trained_model config: nproc_per_node {nproc} must be between 1 and "
+            f"the {available} {kind} available"
         )
-
-    try:
-        result = train(
-            model_config,
-            train_config,
-            shards,
-            progress=progress,
-            state_root=training_state_root(corpus, storage.models_root()),
+    if train_config.batch_size % nproc:
+        raise Failure(
+            description=f"trained_model config: batch_size {train_config.batch_size} must "
+            f"divide evenly over nproc_per_node {nproc} processes"
         )
-    except (ValueError, CheckpointError) as exc:
-        raise Failure(description=f"corpus {corpus!r}: {exc}") from None
-    if result.resumed_from_step:
-        context.log.info(f"resumed from the training state at step {result.resumed_from_step}")
-    if result.stop_reason == "diverged":
-        raise Failure(description=f"corpus {corpus!r}: training diverged (loss is not finite)")
-
-    val = open_split(shards, "val")
-    scored = min(len(val), config.max_eval_tokens)
-    val_bytes = meta["splits"]["val"]["bytes"] * scored / max(len(val), 1)
-    device = next(result.model.parameters()).device
-    nats, predicted = sum_nats(result.model, val[:scored], model_config.block_size, device=device)
-    val_bpb = bits_per_byte(nats, int(val_bytes))
-    unigram_bpb = unigram_bits_per_byte(
-        open_split(shards, "train"), val[:scored], meta["vocab_size"], int(val_bytes)
-    )
-    val_loss = nats / max(predicted, 1)
 
     manifest = storage.documents(corpus) / "manifest.json"
     raw_fingerprint = (
         json.loads(manifest.read_text())["fingerprint"] if manifest.is_file() else None
     )
-    summary = {
-        "run_id": context.run_id,
-        "corpus": corpus,
-        "steps": result.steps,
-        "tokens_seen": result.tokens_seen,
-        "training_seconds": round(result.seconds, 3),
-        "tokens_per_s": result.tokens_seen / max(result.seconds, 1e-9),
-        "stop_reason": result.stop_reason,
-        "parameters": count_parameters(result.model),
-        "val_loss": val_loss,
-        "val_bits_per_byte": val_bpb,
-        "unigram_bits_per_byte": unigram_bpb,
-        "final_train_loss": next(
-            (r["train_loss"] for r in reversed(result.history) if r["train_loss"] is not None),
-            None,
-        ),
-        "device": result.device,
-        "dtype": result.dtype,
-        "resumed_from_step": result.resumed_from_step,
-        "flops_per_token": result.flops_per_token,
-        "peak_flops": result.peak_flops,
-        "mfu": result.mfu,
-    }
-    checkpoint_config = {
+    out = run_dir(corpus, context.run_id, storage.models_root())
+    job = {
         "model": model_config.to_dict(),
         "training": train_config.to_dict(),
-        "tokenizer": {"sha256": tokenizer_sha, "eot_id": meta["eot_id"], "file": TOKENIZER_FILE},
-        "data": {
-            "corpus": corpus,
-            "raw_fingerprint": raw_fingerprint,
-            "shards": {k: meta[k] for k in ("dtype", "vocab_size", "splits")},
+        "shards": str(shards),
+        "state_root": str(training_state_root(corpus, storage.models_root())),
+        "out_dir": str(out),
+        "tokenizer_path": str(tokenizer_path),
+        "max_eval_tokens": config.max_eval_tokens,
+        "run_id": context.run_id,
+        "corpus": corpus,
+        "checkpoint": {
+            "tokenizer": {
+                "sha256": tokenizer_sha,
+                "eot_id": meta["eot_id"],
+                "file": TOKENIZER_FILE,
+            },
+            "data": {
+                "corpus": corpus,
+                "raw_fingerprint": raw_fingerprint,
+                "shards": {k: meta[k] for k in ("dtype", "vocab_size", "splits")},
+            },
         },
-        "summary": summary,
     }
-    out = run_dir(corpus, context.run_id, storage.models_root())
-    save_checkpoint(
-        out, result.model, result.optimizer, checkpoint_config, result.history, tokenizer_path
-    )
+    with tempfile.TemporaryDirectory(prefix=f"trainer-{corpus}-") as tmp:
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps(job, indent=2))
+        invocation = TrainerPipesClient().run(
+            context=context, command=trainer_command(str(job_file), nproc)
+        )
+    reported = invocation.get_materialize_result()
+    # The trainer wrote the checkpoint; point `latest` at it only once it is really there.
+    read_config(out)
     write_pointer(corpus, LATEST, context.run_id, storage.models_root())
-    if result.state_path:  # the finished checkpoint supersedes the resumable state
-        clear_training_state(result.state_path)
-    context.log.info(
-        f"trained {summary['parameters']:,} parameters for {result.steps} steps "
-        f"({result.stop_reason}); val {val_bpb:.4f} bits/byte vs unigram {unigram_bpb:.4f}"
-    )
     return MaterializeResult(
         metadata={
-            "architecture": model_config.architecture,
-            "parameters": summary["parameters"],
-            "steps": result.steps,
-            "tokens_seen": result.tokens_seen,
-            "training_seconds": round(result.seconds, 1),
-            "tokens_per_s": round(summary["tokens_per_s"], 1),
-            "stop_reason": result.stop_reason,
-            "val_loss": round(val_loss, 4),
-            "val_bits_per_byte": round(val_bpb, 4),
-            "unigram_bits_per_byte": round(unigram_bpb, 4),
-            "losses_finite": all(
-                math.isfinite(v)
-                for r in result.history
-                for v in (r["train_loss"], r["val_loss"])
-                if v is not None
-            ),
-            "device": result.device,
-            "dtype": result.dtype,
-            "resumed_from_step": result.resumed_from_step,
-            **(
-                {"mfu": round(result.mfu, 4), "measured_peak_gflops": result.peak_flops / 1e9}
-                if result.mfu is not None and result.peak_flops
-                else {}
-            ),
+            **reported.metadata,
             "run_id": context.run_id,
             "path": MetadataValue.path(str(out)),
         }

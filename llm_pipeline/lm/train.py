@@ -8,7 +8,9 @@ budget runs out.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
 from llm_pipeline.lm.perf import flops_per_token, matmul_peak_flops
@@ -121,10 +125,22 @@ def autocast_context(device: torch.device, dtype: torch.dtype):
 
 
 def sample_batch(
-    data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator
+    data: np.ndarray,
+    batch_size: int,
+    block_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of `block_size` tokens and their next-token targets."""
+    """Random windows of `block_size` tokens and their next-token targets.
+
+    Data-parallel ranks share one generator stream and each keeps its slice of the same
+    `batch_size` windows, so the global batch is exactly the single-process batch.
+    """
     starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
+    if world_size > 1:
+        share = batch_size // world_size
+        starts = starts[rank * share : (rank + 1) * share]
     rows = np.stack([data[s : s + block_size + 1] for s in starts.tolist()]).astype(np.int64)
     tensor = torch.from_numpy(rows)
     return tensor[:, :-1], tensor[:, 1:]
@@ -201,6 +217,26 @@ def estimate_loss(
     return float(np.mean(losses))
 
 
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in the initialised process group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_ranks_agree(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any (stop decisions must match or DDP hangs)."""
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / dist.get_world_size()
+
+
 def check_data_fits(shard_dir: Path, model_config: ModelConfig) -> None:
     """Refuse a run that cannot work, before any training time is spent."""
     for split in ("train", "val"):
@@ -235,8 +271,18 @@ def train(
     model_config.validate()
     config.validate()
     check_data_fits(shard_dir, model_config)
-    torch.manual_seed(config.seed)
+    rank, world_size = distributed_rank()
+    if world_size > 1 and config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} must divide evenly over {world_size} processes"
+        )
+    if world_size > 1:
+        state_root = None  # a resumable state holds one process's RNG: single-process runs only
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
     device = resolve_device(config.device)
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
     dtype = resolve_dtype(config.dtype, device)
     train_data = open_split(shard_dir, "train")
     val_data = open_split(shard_dir, "val")
@@ -272,7 +318,12 @@ def train(
             elapsed_before = saved.state["elapsed_s"]
             history = saved.state["history"]
     resumed_from_step = step
-    step_model = torch.compile(model) if config.compile else model
+    step_model: nn.Module = model
+    ddp = None
+    if world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        step_model = ddp = DistributedDataParallel(model, device_ids=ids)
+    step_model = torch.compile(step_model) if config.compile else step_model
     pin = device.type == "cuda"
 
     started = time.perf_counter() - elapsed_before
@@ -343,6 +394,13 @@ def train(
     while True:
         elapsed = time.perf_counter() - started
         done = fraction_done(elapsed)
+        if world_size > 1:  # time budgets and stop requests differ by rank: stop together
+            stopping = done >= 1.0 or bool(should_stop and should_stop())
+            if _all_ranks_agree(stopping, device):
+                stop_reason = _budget_reason(config, step, tokens_seen, elapsed)
+                if done < 1.0:
+                    stop_reason = "stopped"
+                break
         if done >= 1.0:
             stop_reason = _budget_reason(config, step, tokens_seen, elapsed)
             break
@@ -355,15 +413,25 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         total = torch.zeros((), device=device)
-        for _ in range(config.grad_accum_steps):
+        for micro in range(config.grad_accum_steps):
             x, y = sample_batch(
-                train_data, config.batch_size, model_config.block_size, batch_generator
+                train_data,
+                config.batch_size,
+                model_config.block_size,
+                batch_generator,
+                rank,
+                world_size,
             )
             if pin:
                 x, y = x.pin_memory(), y.pin_memory()
-            with autocast_context(device, dtype):
-                _, loss = step_model(x.to(device, non_blocking=pin), y.to(device, non_blocking=pin))
-            (loss / config.grad_accum_steps).backward()
+            # DDP averages gradients once per optimizer step, on the last micro-batch.
+            last = micro == config.grad_accum_steps - 1
+            sync = ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
+            with sync:
+                with autocast_context(device, dtype):
+                    x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+                    _, loss = step_model(x, y)
+                (loss / config.grad_accum_steps).backward()
             total += loss.detach()
         step_loss = total / config.grad_accum_steps
         if config.grad_clip > 0:
@@ -378,6 +446,8 @@ def train(
         save = checkpoint_due()
         if not (log or save):
             continue
+        if world_size > 1:  # log steps are the same on every rank; saves are off (see above)
+            step_loss = _mean_over_ranks(step_loss)
         train_loss = step_loss.item()  # the one host-device sync, at log/checkpoint steps only
         if not math.isfinite(train_loss):
             stop_reason = "diverged"
@@ -388,6 +458,8 @@ def train(
             log_row(train_loss, val, lr)
         if save:
             save_state()
+    if world_size > 1 and step_loss is not None:
+        step_loss = _mean_over_ranks(step_loss)  # every rank leaves the loop at the same step
     if stop_reason != "diverged" and step_loss is not None:
         final_loss = step_loss.item()
         if not math.isfinite(final_loss):
@@ -406,7 +478,7 @@ def train(
     peak = mfu = None
     if config.measure_mfu and seconds > 0:
         peak = matmul_peak_flops(device, dtype)
-        mfu = per_token * tokens_seen / seconds / peak
+        mfu = per_token * tokens_seen / seconds / (peak * world_size)  # peak is one device's
     return TrainResult(
         model=model,
         optimizer=optimizer,
@@ -432,3 +504,9 @@ def _budget_reason(config: TrainConfig, step: int, tokens: int, elapsed: float) 
     if config.max_tokens > 0 and tokens >= config.max_tokens:
         return "max_tokens"
     return "max_seconds"
+
+
+if __name__ == "__main__":  # `python -m llm_pipeline.lm.train --job job.json`: see trainer_main
+    from llm_pipeline.lm.trainer_main import main
+
+    raise SystemExit(main())
