@@ -224,11 +224,11 @@ def distributed_rank() -> tuple[int, int]:
     return 0, 1
 
 
-def _all_ranks_agree(flag: bool, device: torch.device) -> bool:
-    """True on every rank when it is true on any (stop decisions must match or DDP hangs)."""
-    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+def _max_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """The element-wise maximum over all ranks, the same on every rank."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item())
+    return tensor.tolist()
 
 
 def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
@@ -394,17 +394,19 @@ def train(
     while True:
         elapsed = time.perf_counter() - started
         done = fraction_done(elapsed)
-        if world_size > 1:  # time budgets and stop requests differ by rank: stop together
-            stopping = done >= 1.0 or bool(should_stop and should_stop())
-            if _all_ranks_agree(stopping, device):
-                stop_reason = _budget_reason(config, step, tokens_seen, elapsed)
-                if done < 1.0:
-                    stop_reason = "stopped"
+        if world_size > 1:
+            # Clocks and stop requests differ by rank; every rank must use the same progress
+            # (it sets the learning rate) and stop at the same step, or DDP drifts or hangs.
+            asked = bool(should_stop and should_stop())
+            done, any_asked = _max_over_ranks([done, float(asked)], device)
+            if done >= 1.0 or any_asked:
+                budget = _budget_reason(config, step, tokens_seen, elapsed)
+                stop_reason = "stopped" if done < 1.0 else budget
                 break
-        if done >= 1.0:
+        elif done >= 1.0:
             stop_reason = _budget_reason(config, step, tokens_seen, elapsed)
             break
-        if should_stop and should_stop():
+        elif should_stop and should_stop():
             stop_reason = "stopped"
             if state_path is not None and step > resumed_from_step:
                 save_state()
