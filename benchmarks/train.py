@@ -49,7 +49,7 @@ random tokens (vocab 50257) in a temporary folder, for a machine without the bui
 
     .venv/bin/python benchmarks/train.py [--shards DIR] [--arch gpt] [--steps 60] [--warmup 10]
         [--repeat 3] [--dtype auto] [--device auto] [--max-wait 60] [--preset NAME] [--compile]
-        [--synthetic]
+        [--synthetic] [--threads N]
 """
 
 # The import path must be fixed before anything imports the standard library's `tokenize`:
@@ -295,7 +295,10 @@ def main() -> None:
     parser.add_argument("--preset", default="", help="model shape and batch from lm/presets.py")
     parser.add_argument("--compile", action="store_true", help="torch.compile the pipeline runs")
     parser.add_argument("--synthetic", action="store_true", help="random-token shards, vocab 50257")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     shards = synthetic_shards() if args.synthetic else find_shards(args.shards)
     meta = read_meta(shards)

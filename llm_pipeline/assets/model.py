@@ -67,6 +67,9 @@ class TrainedModelConfig(Config):
     device: str = Field(default="auto", description="auto (CUDA, MPS, CPU), cpu, cuda, mps.")
     dtype: str = Field(default="auto", description="auto (bf16 where native), bf16 or fp32.")
     compile: bool = Field(default=False, description="torch.compile the model.")
+    num_threads: int = Field(
+        default=0, description="CPU threads (0: one per core); 1 helps on a busy shared machine."
+    )
     checkpoint_interval_steps: int = Field(
         default=0, description="Save a resumable training state every N steps (0: off)."
     )

@@ -40,7 +40,8 @@ STATE_FILE = "state.json"
 STATE_VERSION = 1
 
 # Training settings that do not change what is computed, so changing them keeps the resume key:
-# how often to checkpoint or log, and whether to resume at all.
+# how often to checkpoint or log, whether to resume at all, and the CPU thread count (which can
+# change the last bits of a float sum, but not what is trained).
 NOT_IN_KEY = frozenset(
     {
         "checkpoint_interval_steps",
@@ -48,6 +49,7 @@ NOT_IN_KEY = frozenset(
         "resume",
         "log_interval",
         "measure_mfu",
+        "num_threads",
     }
 )
 

@@ -60,6 +60,10 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
+    # CPU threads for this process (0: PyTorch's default, one per core). On a machine shared with
+    # other busy processes, 1 avoids OpenMP oversubscription (5-16x faster steps measured here
+    # while other processes kept ~1.5 of 2 cores busy: benchmarks/quality.py --threads).
+    num_threads: int = 0
     # Resume: a training state every N steps and/or M minutes (0 = off), found again by a re-run
     # of the same config on the same shards; resume=False discards it and starts fresh.
     checkpoint_interval_steps: int = 0
@@ -74,6 +78,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be 0 (default) or positive, got {self.num_threads}")
         if self.checkpoint_interval_steps < 0 or self.checkpoint_interval_minutes < 0:
             raise ValueError("checkpoint intervals must be 0 (off) or positive")
         if self.dtype not in ("auto", "bf16", "fp32"):
@@ -279,6 +285,8 @@ def train(
     if world_size > 1:
         state_root = None  # a resumable state holds one process's RNG: single-process runs only
     torch.manual_seed(config.seed)  # the same initial weights on every rank
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
     if world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
