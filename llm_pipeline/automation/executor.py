@@ -27,7 +27,6 @@ from dagster import (
     executor,
     multiprocess_executor,
 )
-from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 
 from llm_pipeline.assets._common import GPU_POOL, GPU_TAGS
 from llm_pipeline.automation.settings import (
@@ -75,7 +74,7 @@ def ensure_gpu_pool(instance: DagsterInstance) -> int | None:
 @executor(
     name="multiprocess_gpu_limited",
     config_schema=multiprocess_executor.config_schema,
-    requirements=multiple_process_executor_requirements(),
+    requirements=multiprocess_executor.get_requirements({}),
 )
 def gpu_limited_multiprocess_executor(init_context: InitExecutorContext):
     """Each step in its own process; at most `LLM_PIPELINE_GPU_SLOTS` GPU steps at once.
