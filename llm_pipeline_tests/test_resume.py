@@ -82,7 +82,8 @@ def test_killed_trainer_resumes_to_the_same_losses(tmp_path: Path, shards: Path)
     # A slow run (it sleeps in its progress callback) that we kill once a state exists.
     victim = _run_trainer(script, shards, str(state_root), tmp_path / "killed.json", 0.3, config)
     deadline = time.monotonic() + 120
-    while not list(state_root.glob(f"*/{STATE_FILE}")):
+    # "[!.]*": not the hidden temporary folder a state is written into before its rename
+    while not list(state_root.glob(f"[!.]*/{STATE_FILE}")):
         assert victim.poll() is None, "trainer ended before writing a checkpoint"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
@@ -90,7 +91,7 @@ def test_killed_trainer_resumes_to_the_same_losses(tmp_path: Path, shards: Path)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed.json").exists()
-    (state_dir,) = state_root.iterdir()
+    (state_dir,) = [p for p in state_root.iterdir() if not p.name.startswith(".")]
     saved_step = load_training_state(state_dir).state["step"]
     assert 0 < saved_step < config.max_steps
 
