@@ -8,8 +8,9 @@ number N of optimizer steps:
 
 - pipeline: `llm_pipeline.lm.train.train(...)` with `max_steps=N` and evaluation and logging
   pushed out of the way. Its tokens/s is `tokens_seen / seconds` of the result with nothing
-  subtracted: batch sampling, the learning-rate schedule, `loss.item()` every step and the one
-  validation batch it scores at the end (`eval_batches=1`) are all its honest cost.
+  subtracted: batch sampling, the learning-rate schedule, the loss read back once at the end
+  (the loop syncs with the device only at log/eval/checkpoint steps) and the one validation
+  batch it scores at the end (`eval_batches=1`) are all its honest cost.
 - plain: a minimal PyTorch loop written here in nanoGPT's shape: the same model from
   `build_model`, AdamW, random windows read from a numpy memmap, autocast to the same dtype,
   gradient clipping. Timed the same way (the clock starts once model and optimizer exist).
@@ -42,8 +43,13 @@ the term is an upper bound and MFU reads high by at most that much (≈ 5% of th
 defaults). For the GRU, N is each layer's input and hidden matrices (3·n_embd² each, the
 first layer's input side included) plus the output head; the gates' elementwise work is ignored.
 
+`--preset` takes a model shape and batch from `lm/presets.py` (e.g. `gpt2-124m` on a GPU, with
+`--compile` to run the pipeline contenders through `torch.compile`); `--synthetic` trains on
+random tokens (vocab 50257) in a temporary folder, for a machine without the built-in shards.
+
     .venv/bin/python benchmarks/train.py [--shards DIR] [--arch gpt] [--steps 60] [--warmup 10]
-        [--repeat 3] [--dtype auto] [--device auto] [--max-wait 60]
+        [--repeat 3] [--dtype auto] [--device auto] [--max-wait 60] [--preset NAME] [--compile]
+        [--synthetic] [--threads N]
 """
 
 # The import path must be fixed before anything imports the standard library's `tokenize`:
@@ -94,6 +100,24 @@ def find_shards(given: str | None) -> Path:
         )
         sys.exit(2)
     return shards
+
+
+def synthetic_shards(vocab_size: int = 50257, tokens: int = 2_000_000) -> Path:
+    """Random-token train/val shards in a temporary folder (throughput only; nothing to learn)."""
+    import json
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="train-bench-"))
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", tokens), ("val", tokens // 10)):
+        rng.integers(0, vocab_size, n, dtype=np.uint32).astype(np.uint16).tofile(
+            folder / f"{split}.bin"
+        )
+        splits[split] = {"tokens": n, "documents": 1, "bytes": 4 * n}
+    meta = {"dtype": "uint16", "vocab_size": vocab_size, "eot_id": 0, "splits": splits}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
 
 
 def _machine_busy_seconds() -> float | None:
@@ -232,9 +256,11 @@ def pipeline_loop(
     batch_size: int,
     device: torch.device,
     dtype: torch.dtype,
+    compile: bool = False,
 ) -> float:
     """The pipeline's `train`; returns the result's tokens_seen / seconds."""
     config = TrainConfig(
+        compile=compile,
         batch_size=batch_size,
         max_steps=steps,
         eval_interval=NEVER,
@@ -266,9 +292,15 @@ def main() -> None:
     parser.add_argument(
         "--max-wait", type=float, default=60.0, help="seconds to wait for a quiet machine per run"
     )
+    parser.add_argument("--preset", default="", help="model shape and batch from lm/presets.py")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the pipeline runs")
+    parser.add_argument("--synthetic", action="store_true", help="random-token shards, vocab 50257")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    shards = find_shards(args.shards)
+    shards = synthetic_shards() if args.synthetic else find_shards(args.shards)
     meta = read_meta(shards)
     model_config = ModelConfig(
         architecture=args.arch,
@@ -278,6 +310,15 @@ def main() -> None:
         n_head=args.n_head,
         n_embd=args.n_embd,
     )
+    if args.preset:
+        preset = TrainedModelConfig(preset=args.preset)
+        model_config = preset.to_model_config(meta["vocab_size"])
+        args.batch_size, args.block_size = preset.resolved()["batch_size"], model_config.block_size
+        args.n_layer, args.n_head, args.n_embd = (
+            model_config.n_layer,
+            model_config.n_head,
+            model_config.n_embd,
+        )
     model_config.validate()
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
@@ -286,7 +327,10 @@ def main() -> None:
     tokens_per_step = args.batch_size * args.block_size
 
     def contender(loop: Callable[..., float], run_dtype: torch.dtype) -> Callable[[int], float]:
-        return lambda steps: loop(model_config, shards, steps, args.batch_size, device, run_dtype)
+        extra = {"compile": True} if args.compile and loop is pipeline_loop else {}
+        return lambda steps: loop(
+            model_config, shards, steps, args.batch_size, device, run_dtype, **extra
+        )
 
     name = DTYPE_NAMES[dtype]
     contenders = {

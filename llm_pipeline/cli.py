@@ -275,6 +275,10 @@ def materialize(args: argparse.Namespace) -> int:
         raise PipelineInputError(
             f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
         )
+    from llm_pipeline.automation.executor import ensure_gpu_pool
+
+    # In-process runs skip the job's executor; the pool still keeps training steps apart.
+    ensure_gpu_pool(instance)
     result = job.execute_in_process(
         instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
     )
@@ -336,10 +340,22 @@ def generate_text(args: argparse.Namespace) -> int:
     name = paths.validate_corpus_name(args.corpus)
     run = load_run(resolve_run(name, args.run))
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    stats: dict = {}
     text = complete(
-        run, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator=generator
+        run,
+        args.prompt,
+        args.max_new_tokens,
+        args.temperature,
+        args.top_k,
+        generator=generator,
+        stats=stats,
     )
     print(args.prompt + text)
+    print(
+        f"[{stats['new_tokens']} tokens in {stats['seconds']:.2f} s, "
+        f"{stats['tokens_per_s']:,.0f} tokens/s]",
+        file=sys.stderr,
+    )
     return 0
 
 

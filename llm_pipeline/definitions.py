@@ -14,6 +14,7 @@ from llm_pipeline.assets.tokens import (
     token_shards,
     tokenizer,
 )
+from llm_pipeline.automation.executor import pipeline_executor
 from llm_pipeline.automation.jobs import corpus_data_job, corpus_pipeline_job
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.checks.model import (
@@ -57,4 +58,6 @@ defs = Definitions(
     ],
     jobs=[corpus_data_job, corpus_pipeline_job],
     resources={"storage": StorageResource()},
+    # Multiprocess with a GPU step limit, or a pod per step on Kubernetes ($LLM_PIPELINE_EXECUTOR).
+    executor=pipeline_executor(),
 )

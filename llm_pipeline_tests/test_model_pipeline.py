@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from dagster import AssetKey
 
+from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
 from llm_pipeline.lm.checkpoint import load_model, read_config
-from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer
+from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, training_state_root
+from llm_pipeline.lm.train import train
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.test_pipeline import FAST, check_results, failures
 
 TINY_MODEL = {
@@ -104,10 +108,31 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     assert "heldout.txt" in markdown and "promoted" in markdown
     assert load_model(folder).config.n_embd == 32
 
+    trained = first.asset_materializations_for_node("trained_model")[0].metadata
+    assert 0 < trained["mfu"].value < 1 and trained["measured_peak_gflops"].value > 0
+    assert trained["resumed_from_step"].value == 0
+
     # A weaker challenger (fewer steps, still past the unigram check) is evaluated against the
-    # champion on the same validation text and not promoted.
+    # champion on the same validation text and not promoted. Its training was interrupted
+    # before (a state left at step 10): the asset resumes it and then discards the state.
+    challenger = TrainedModelConfig(**{**TINY_MODEL, "max_steps": 30})
+    shards = data_root / "tokens" / "tiny"
+    steps: list[int] = []
+    interrupted = train(
+        challenger.to_model_config(read_meta(shards)["vocab_size"]),
+        challenger.to_train_config(),
+        shards,
+        progress=lambda row: steps.append(row["step"]),
+        should_stop=lambda: bool(steps) and steps[-1] >= 10,
+        state_root=training_state_root("tiny"),
+    )
+    assert interrupted.stop_reason == "stopped" and Path(interrupted.state_path).is_dir()
     second = run_graph(instance, "tiny", {**TINY_MODEL, "max_steps": 30}, REPORT)
     assert second.success, failures(second)
+    trained = second.asset_materializations_for_node("trained_model")[0].metadata
+    assert trained["resumed_from_step"].value == interrupted.steps == 20  # first log row >= 10
+    assert trained["steps"].value == 30
+    assert not Path(interrupted.state_path).exists()
     report = second.asset_materializations_for_node("evaluation_report")[0].metadata
     assert report["promoted"].value is False
     assert report["champion_run"].value == run_id
@@ -155,6 +180,8 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
         )
         == 0
     )
-    assert capsys.readouterr().out.startswith("The")
+    captured = capsys.readouterr()
+    assert captured.out.startswith("The")
+    assert re.search(r"\[\d+ tokens in [\d.]+ s, [\d,]+ tokens/s\]", captured.err), captured.err
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err

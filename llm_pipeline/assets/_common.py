@@ -6,11 +6,21 @@ from dagster import Failure, MetadataValue
 
 from llm_pipeline.errors import DiskFullError, OutputBusyError, PipelineInputError
 
+from llm_pipeline.automation.settings import executor_kind, gpus_per_pod, k8s_gpu_tags
+
 GROUP_DATA = "corpus_data"
 GROUP_MODEL = "language_model"
 # Tags that mark a step as accelerator work; the executor limits how many run at once.
 GPU_POOL = "gpu"
 GPU_TAGS = {"llm_pipeline/accelerator": "gpu"}
+
+
+def training_op_tags() -> dict:
+    """The training step's tags: GPU work, and on Kubernetes a pod that asks for GPUs."""
+    tags: dict = dict(GPU_TAGS)
+    if executor_kind() == "k8s":
+        tags.update(k8s_gpu_tags(gpus_per_pod()))
+    return tags
 
 
 def problems_markdown(problems: list[str], total: int) -> MetadataValue:

@@ -1,8 +1,8 @@
 """`trained_model`: a GPT (default) or GRU language model trained on the token shards."""
 
 import json
-import math
-import time
+import tempfile
+from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -14,17 +14,22 @@ from dagster import (
 )
 from pydantic import Field
 
-from llm_pipeline.assets._common import GPU_POOL, GPU_TAGS, GROUP_MODEL
+from llm_pipeline.assets._common import GPU_POOL, GROUP_MODEL, training_op_tags
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
-from llm_pipeline.lm.checkpoint import save_checkpoint
-from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
-from llm_pipeline.lm.model import ModelConfig, count_parameters
-from llm_pipeline.lm.registry import LATEST, run_dir, write_pointer
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.automation.trainer_process import (
+    TrainerPipesClient,
+    available_devices,
+    trainer_command,
+)
+from llm_pipeline.lm.checkpoint import read_config
+from llm_pipeline.lm.model import ModelConfig
+from llm_pipeline.lm.presets import apply_preset
+from llm_pipeline.lm.registry import LATEST, run_dir, training_state_root, write_pointer
+from llm_pipeline.lm.train import TrainConfig
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tokens.bpe import file_sha256
-from llm_pipeline.tokens.shards import open_split, read_meta
+from llm_pipeline.tokens.shards import read_meta
 
 
 class TrainedModelConfig(Config):
@@ -35,6 +40,10 @@ class TrainedModelConfig(Config):
     (2 layers, batch 8) beat the 4-layer, batch-16 shape by about 0.05 bits/byte.
     """
 
+    preset: str = Field(
+        default="",
+        description="tiny, small or gpt2-124m (lm/presets.py): fills the settings not given here.",
+    )
     architecture: str = Field(default="gpt", description="gpt (transformer) or gru (classic).")
     n_layer: int = Field(default=2, description="Transformer blocks / GRU layers.")
     n_head: int = Field(default=4, description="Attention heads (gpt).")
@@ -58,29 +67,37 @@ class TrainedModelConfig(Config):
     device: str = Field(default="auto", description="auto (CUDA, MPS, CPU), cpu, cuda, mps.")
     dtype: str = Field(default="auto", description="auto (bf16 where native), bf16 or fp32.")
     compile: bool = Field(default=False, description="torch.compile the model.")
+    num_threads: int = Field(
+        default=0, description="CPU threads (0: one per core); 1 helps on a busy shared machine."
+    )
+    checkpoint_interval_steps: int = Field(
+        default=0, description="Save a resumable training state every N steps (0: off)."
+    )
+    checkpoint_interval_minutes: float = Field(
+        default=1.0, description="Save a resumable training state every M minutes (0: off)."
+    )
+    resume: bool = Field(
+        default=True,
+        description="Continue an interrupted run of this config and shards; False: start fresh.",
+    )
+    nproc_per_node: int = Field(
+        default=1,
+        description="Trainer processes: 1, or N data-parallel ranks under torchrun (DDP; one "
+        "per GPU, or CPU processes with gloo). batch_size is the global batch, split over them.",
+    )
     max_eval_tokens: int = Field(
         default=2_000_000, description="Validation tokens scored for bits per byte."
     )
 
+    def resolved(self) -> dict:
+        """The settings with the preset applied to every field not set explicitly."""
+        return apply_preset(self.preset, self.model_dump(), self.model_fields_set)
+
     def to_model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(
-            architecture=self.architecture,
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_embd=self.n_embd,
-            dropout=self.dropout,
-        )
+        return ModelConfig.from_dict({**self.resolved(), "vocab_size": vocab_size})
 
     def to_train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.model_dump())
-
-
-def _format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    return time.strftime("%M:%S", time.gmtime(seconds)) if seconds < 3600 else f"{seconds:.0f}s"
+        return TrainConfig.from_dict({**self.resolved(), "measure_mfu": True})
 
 
 @asset(
@@ -88,7 +105,7 @@ def _format_eta(seconds: float | None) -> str:
     deps=[token_shards, tokenizer],
     group_name=GROUP_MODEL,
     kinds={"pytorch"},
-    op_tags=GPU_TAGS,
+    op_tags=training_op_tags(),
     pool=GPU_POOL,
     code_version="1",
 )
@@ -97,8 +114,11 @@ def trained_model(
 ) -> MaterializeResult:
     """A language model trained on `train.bin`, checkpointed in `models/<corpus>/<run_id>/`.
 
-    Stops at `max_steps`, `max_tokens` or `max_seconds`, whichever comes first; logs step, losses,
-    learning rate, tokens/s, percent done and ETA to the run log.
+    The trainer runs as its own process (`python -m llm_pipeline.lm.train`, or torchrun with
+    `nproc_per_node` > 1) through Dagster Pipes: its progress lines (step, losses, learning rate,
+    tokens/s, percent done, ETA) stream into the run log and its figures become this
+    materialization's metadata. Stops at `max_steps`, `max_tokens` or `max_seconds`, whichever
+    comes first. This step only checks the inputs, writes the job file and launches.
     """
     corpus = corpus_key(context)
     shards = storage.tokens(corpus)
@@ -113,104 +133,68 @@ def trained_model(
             description=f"corpus {corpus!r}: {tokenizer_path} does not match the tokenizer the "
             "shards were encoded with; re-materialize token_shards"
         )
-    model_config = config.to_model_config(meta["vocab_size"])
-    train_config = config.to_train_config()
     try:
+        model_config = config.to_model_config(meta["vocab_size"])
+        train_config = config.to_train_config()
         model_config.validate()
         train_config.validate()
     except ValueError as exc:
         raise Failure(description=f"trained_model config: {exc}") from None
 
-    def progress(row: dict) -> None:
-        val = f" val {row['val_loss']:.4f}" if row["val_loss"] is not None else ""
-        train_loss = row["train_loss"]
-        context.log.info(
-            f"step {row['step']}: train {train_loss if train_loss is None else f'{train_loss:.4f}'}"
-            f"{val} lr {row['lr']:.2e} {row['tokens_per_s']:,.0f} tok/s "
-            f"{row['percent']:.0f}% ETA {_format_eta(row['eta_s'])}"
+    nproc = config.nproc_per_node
+    available, kind = available_devices(train_config.device)
+    if nproc < 1 or nproc > available:
+        raise Failure(
+            description=f"trained_model config: nproc_per_node {nproc} must be between 1 and "
+            f"the {available} {kind} available"
         )
-
-    try:
-        result = train(model_config, train_config, shards, progress=progress)
-    except ValueError as exc:
-        raise Failure(description=f"corpus {corpus!r}: {exc}") from None
-    if result.stop_reason == "diverged":
-        raise Failure(description=f"corpus {corpus!r}: training diverged (loss is not finite)")
-
-    val = open_split(shards, "val")
-    scored = min(len(val), config.max_eval_tokens)
-    val_bytes = meta["splits"]["val"]["bytes"] * scored / max(len(val), 1)
-    device = next(result.model.parameters()).device
-    nats, predicted = sum_nats(result.model, val[:scored], model_config.block_size, device=device)
-    val_bpb = bits_per_byte(nats, int(val_bytes))
-    unigram_bpb = unigram_bits_per_byte(
-        open_split(shards, "train"), val[:scored], meta["vocab_size"], int(val_bytes)
-    )
-    val_loss = nats / max(predicted, 1)
+    if train_config.batch_size % nproc:
+        raise Failure(
+            description=f"trained_model config: batch_size {train_config.batch_size} must "
+            f"divide evenly over nproc_per_node {nproc} processes"
+        )
 
     manifest = storage.documents(corpus) / "manifest.json"
     raw_fingerprint = (
         json.loads(manifest.read_text())["fingerprint"] if manifest.is_file() else None
     )
-    summary = {
-        "run_id": context.run_id,
-        "corpus": corpus,
-        "steps": result.steps,
-        "tokens_seen": result.tokens_seen,
-        "training_seconds": round(result.seconds, 3),
-        "tokens_per_s": result.tokens_seen / max(result.seconds, 1e-9),
-        "stop_reason": result.stop_reason,
-        "parameters": count_parameters(result.model),
-        "val_loss": val_loss,
-        "val_bits_per_byte": val_bpb,
-        "unigram_bits_per_byte": unigram_bpb,
-        "final_train_loss": next(
-            (r["train_loss"] for r in reversed(result.history) if r["train_loss"] is not None),
-            None,
-        ),
-        "device": result.device,
-        "dtype": result.dtype,
-    }
-    checkpoint_config = {
+    out = run_dir(corpus, context.run_id, storage.models_root())
+    job = {
         "model": model_config.to_dict(),
         "training": train_config.to_dict(),
-        "tokenizer": {"sha256": tokenizer_sha, "eot_id": meta["eot_id"], "file": TOKENIZER_FILE},
-        "data": {
-            "corpus": corpus,
-            "raw_fingerprint": raw_fingerprint,
-            "shards": {k: meta[k] for k in ("dtype", "vocab_size", "splits")},
+        "shards": str(shards),
+        "state_root": str(training_state_root(corpus, storage.models_root())),
+        "out_dir": str(out),
+        "tokenizer_path": str(tokenizer_path),
+        "max_eval_tokens": config.max_eval_tokens,
+        "run_id": context.run_id,
+        "corpus": corpus,
+        "checkpoint": {
+            "tokenizer": {
+                "sha256": tokenizer_sha,
+                "eot_id": meta["eot_id"],
+                "file": TOKENIZER_FILE,
+            },
+            "data": {
+                "corpus": corpus,
+                "raw_fingerprint": raw_fingerprint,
+                "shards": {k: meta[k] for k in ("dtype", "vocab_size", "splits")},
+            },
         },
-        "summary": summary,
     }
-    out = run_dir(corpus, context.run_id, storage.models_root())
-    save_checkpoint(
-        out, result.model, result.optimizer, checkpoint_config, result.history, tokenizer_path
-    )
+    with tempfile.TemporaryDirectory(prefix=f"trainer-{corpus}-") as tmp:
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps(job, indent=2))
+        invocation = TrainerPipesClient().run(
+            context=context, command=trainer_command(str(job_file), nproc)
+        )
+    reported = invocation.get_materialize_result()
+    # The trainer wrote the checkpoint; point `latest` at it only once it is really there.
+    read_config(out)
     write_pointer(corpus, LATEST, context.run_id, storage.models_root())
-    context.log.info(
-        f"trained {summary['parameters']:,} parameters for {result.steps} steps "
-        f"({result.stop_reason}); val {val_bpb:.4f} bits/byte vs unigram {unigram_bpb:.4f}"
-    )
     return MaterializeResult(
         metadata={
-            "architecture": model_config.architecture,
-            "parameters": summary["parameters"],
-            "steps": result.steps,
-            "tokens_seen": result.tokens_seen,
-            "training_seconds": round(result.seconds, 1),
-            "tokens_per_s": round(summary["tokens_per_s"], 1),
-            "stop_reason": result.stop_reason,
-            "val_loss": round(val_loss, 4),
-            "val_bits_per_byte": round(val_bpb, 4),
-            "unigram_bits_per_byte": round(unigram_bpb, 4),
-            "losses_finite": all(
-                math.isfinite(v)
-                for r in result.history
-                for v in (r["train_loss"], r["val_loss"])
-                if v is not None
-            ),
-            "device": result.device,
-            "dtype": result.dtype,
+            **reported.metadata,
             "run_id": context.run_id,
             "path": MetadataValue.path(str(out)),
         }

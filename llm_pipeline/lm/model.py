@@ -16,11 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHITECTURES = ("gpt", "gru")
+POSITIONS = ("rope", "learned")
+NORMS = ("rms", "layer")
 
 
 @dataclass
 class ModelConfig:
-    """Shape of a model. `n_layer` and `n_embd` apply to both families; `n_head` to GPT only."""
+    """Shape of a model. `n_layer` and `n_embd` apply to both families; `n_head` to GPT only.
+
+    `position`, `norm` and `bias` choose the GPT's parts: ours (rotary positions, RMSNorm, no
+    biases) or GPT-2/nanoGPT's (`learned`, `layer`, `bias=True`), kept as a baseline to beat.
+    """
 
     architecture: str = "gpt"
     vocab_size: int = 4096
@@ -30,6 +36,9 @@ class ModelConfig:
     n_embd: int = 128
     dropout: float = 0.0
     rope_base: float = 10_000.0
+    position: str = "rope"
+    norm: str = "rms"
+    bias: bool = False
 
     def validate(self) -> None:
         """Raise ValueError for shapes that cannot be built, before any time is spent."""
@@ -40,12 +49,16 @@ class ModelConfig:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, not {self.position!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {self.norm!r}")
         if self.architecture == "gpt":
             if self.n_embd % self.n_head:
                 raise ValueError(
                     f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
                 )
-            if (self.n_embd // self.n_head) % 2:
+            if self.position == "rope" and (self.n_embd // self.n_head) % 2:
                 raise ValueError(
                     f"head size n_embd/n_head = {self.n_embd // self.n_head} must be even "
                     "(rotary embeddings rotate pairs of dimensions)"
@@ -80,22 +93,67 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, one (k, v) pair per layer, for generation.
+
+    With it, each new token costs one position's worth of compute instead of re-running the
+    whole context. Rotary positions continue from `length`.
+    """
+
+    def __init__(self, n_layer: int) -> None:
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+        self.length = 0
+
+    def reset(self) -> None:
+        self.layers = [None] * len(self.layers)
+        self.length = 0
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's (batch, heads, time, head_dim) keys/values; return all of them."""
+        past = self.layers[layer]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
-        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         batch, time, channels = x.shape
         q, k, v = self.qkv(x).split(channels, dim=2)
         shape = (batch, time, self.n_head, channels // self.n_head)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cos is not None:
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0 if cache is None else cache.length
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        mask = None
+        if past and time > 1:  # new queries see all cached keys and the causal part of theirs
+            mask = torch.ones(time, past + time, dtype=torch.bool, device=x.device).tril(past)
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=past == 0,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         return self.proj(y.transpose(1, 2).contiguous().view(batch, time, channels))
 
@@ -103,12 +161,18 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "layer":
+        return nn.LayerNorm(config.n_embd, bias=config.bias)
+    return nn.RMSNorm(config.n_embd)
 
 
 class Block(nn.Module):
@@ -116,18 +180,28 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.norm_attn = nn.RMSNorm(config.n_embd)
+        self.norm_attn = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.norm_mlp = nn.RMSNorm(config.n_embd)
+        self.norm_mlp = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm_attn(x), cos, sin)
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm_attn(x), cos, sin, cache, layer)
         return x + self.mlp(self.norm_mlp(x))
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer: RMSNorm, rotary positions, SDPA attention, tied embeddings."""
+    """Decoder-only transformer: RMSNorm, rotary positions, SDPA attention, tied embeddings.
+
+    (Or, with `position="learned"`, `norm="layer"`, `bias=True`, GPT-2's parts.)
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -136,14 +210,18 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.norm_f = nn.RMSNorm(config.n_embd)
+        self.norm_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied input/output embeddings
-        cos, sin = rotary_tables(
-            config.n_embd // config.n_head, config.block_size, config.rope_base
-        )
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.wpe = None
+        if config.position == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        else:
+            cos, sin = rotary_tables(
+                config.n_embd // config.n_head, config.block_size, config.rope_base
+            )
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
         # Residual projections scaled by 1/sqrt(2 * n_layer) (GPT-2): the residual stream's
         # variance then stays constant with depth instead of growing with each block.
@@ -155,21 +233,38 @@ class GPT(nn.Module):
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (and loss with `targets`); with `cache`, `idx` continues the cached tokens."""
         time = idx.shape[1]
-        if time > self.config.block_size:
+        start = 0 if cache is None else cache.length
+        if start + time > self.config.block_size:
             raise ValueError(
-                f"sequence of {time} tokens exceeds block_size {self.config.block_size}"
+                f"sequence of {start + time} tokens exceeds block_size {self.config.block_size}"
             )
-        cos, sin = self.rope_cos[:time], self.rope_sin[:time]
-        x = self.drop(self.wte(idx))
-        for block in self.blocks:
-            x = block(x, cos, sin)
+        x = self.wte(idx)
+        if self.wpe is not None:
+            cos = sin = None
+            x = x + self.wpe(torch.arange(start, start + time, device=idx.device))
+        else:
+            cos, sin = self.rope_cos[start : start + time], self.rope_sin[start : start + time]
+        x = self.drop(x)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer)
+        if cache is not None:
+            cache.length += time
         logits = self.lm_head(self.norm_f(x))
         return logits, _loss(logits, targets)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.n_layer)
 
 
 # --------------------------------------------------------------------------- GRU
@@ -230,16 +325,28 @@ def generate(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
     stop_token: int | None = None,
+    use_cache: bool = True,
 ) -> torch.Tensor:
     """Sample `max_new_tokens` continuations of `idx` (batch, time), cropping to the block size.
 
     temperature 0 means greedy decoding. Stops early when every row emitted `stop_token`.
+    A GPT decodes with a KV cache (`use_cache`): the prompt is run once, then one token per step.
+    Once the text outgrows the block size, each step re-runs the last `block_size` tokens, exactly
+    what the uncached loop computes, so both give the same tokens.
     """
     model.eval()
     block_size = model.config.block_size
+    cache = model.new_cache() if use_cache and isinstance(model, GPT) else None
+    pending = idx
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     for _ in range(max_new_tokens):
-        logits, _ = model(idx[:, -block_size:])
+        if cache is None:
+            logits, _ = model(idx[:, -block_size:])
+        else:
+            if cache.length == 0 or cache.length + pending.shape[1] > block_size:
+                cache.reset()
+                pending = idx[:, -block_size:]
+            logits, _ = model(pending, cache=cache)
         logits = logits[:, -1, :].float()
         if temperature <= 0:
             next_id = logits.argmax(dim=-1, keepdim=True)
@@ -251,6 +358,7 @@ def generate(
             probs = F.softmax(logits, dim=-1)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)
         idx = torch.cat([idx, next_id], dim=1)
+        pending = next_id
         if stop_token is not None:
             finished |= next_id.squeeze(1) == stop_token
             if bool(finished.all()):

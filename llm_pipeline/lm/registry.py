@@ -23,12 +23,20 @@ def corpus_models_dir(corpus: str, root: Path | None = None) -> Path:
     return within_root(root or models_dir(), validate_corpus_name(corpus))
 
 
+TRAINING_STATE = "_training_state"
+
+
+def training_state_root(corpus: str, root: Path | None = None) -> Path:
+    """Where interrupted runs of a corpus keep their resumable state, one folder per config."""
+    return corpus_models_dir(corpus, root) / TRAINING_STATE
+
+
 def run_dir(corpus: str, run_id: str, root: Path | None = None) -> Path:
     if (
         not run_id
         or not _RUN_ID.fullmatch(run_id)
         or run_id.startswith(".")
-        or run_id in (LATEST, CURRENT)
+        or run_id in (LATEST, CURRENT, TRAINING_STATE)
     ):
         raise CheckpointError(f"invalid run id {run_id!r}")
     return within_root(corpus_models_dir(corpus, root), run_id)

@@ -7,6 +7,7 @@ at the next end-of-text.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +49,15 @@ def complete(
     top_k: int | None = 40,
     generator: torch.Generator | None = None,
     stop_at_end_of_text: bool = True,
+    stats: dict | None = None,
 ) -> str:
-    """The model's continuation of `prompt` (without the prompt and end-of-text tokens)."""
+    """The model's continuation of `prompt` (without the prompt and end-of-text tokens).
+
+    `stats`, if given, receives `new_tokens`, `seconds` and `tokens_per_s` of the generation.
+    """
     ids = [run.eot_id, *run.tokenizer.encode(prompt, add_special_tokens=False).ids]
     device = next(run.model.parameters()).device
+    started = time.perf_counter()
     out = generate(
         run.model,
         torch.tensor([ids], device=device),
@@ -61,5 +67,13 @@ def complete(
         generator=generator,
         stop_token=run.eot_id if stop_at_end_of_text else None,
     )
-    new = [t for t in out[0, len(ids) :].tolist() if t != run.eot_id]
+    generated = out[0, len(ids) :].tolist()  # .tolist() waits for the device
+    if stats is not None:
+        seconds = time.perf_counter() - started
+        stats.update(
+            new_tokens=len(generated),
+            seconds=seconds,
+            tokens_per_s=len(generated) / max(seconds, 1e-9),
+        )
+    new = [t for t in generated if t != run.eot_id]
     return run.tokenizer.decode(new)

@@ -8,17 +8,32 @@ budget runs out.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from llm_pipeline.lm.model import ModelConfig, build_model
+from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
+from llm_pipeline.lm.perf import flops_per_token, matmul_peak_flops
+from llm_pipeline.lm.resume import (
+    capture_rng,
+    clear_training_state,
+    has_training_state,
+    load_training_state,
+    load_weights_into,
+    restore_rng,
+    resume_key,
+    save_training_state,
+)
 from llm_pipeline.tokens.shards import open_split
 
 
@@ -45,6 +60,17 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
+    # CPU threads for this process (0: PyTorch's default, one per core). On a machine shared with
+    # other busy processes, 1 avoids OpenMP oversubscription (5-16x faster steps measured here
+    # while other processes kept ~1.5 of 2 cores busy: benchmarks/quality.py --threads).
+    num_threads: int = 0
+    # Resume: a training state every N steps and/or M minutes (0 = off), found again by a re-run
+    # of the same config on the same shards; resume=False discards it and starts fresh.
+    checkpoint_interval_steps: int = 0
+    checkpoint_interval_minutes: float = 0.0
+    resume: bool = True
+    # Measure the device's matmul peak after training and report model FLOPs utilisation.
+    measure_mfu: bool = False
 
     def validate(self) -> None:
         if self.max_steps <= 0 and self.max_tokens <= 0 and self.max_seconds <= 0:
@@ -52,6 +78,10 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be 0 (default) or positive, got {self.num_threads}")
+        if self.checkpoint_interval_steps < 0 or self.checkpoint_interval_minutes < 0:
+            raise ValueError("checkpoint intervals must be 0 (off) or positive")
         if self.dtype not in ("auto", "bf16", "fp32"):
             raise ValueError(f"dtype must be auto, bf16 or fp32, not {self.dtype!r}")
 
@@ -101,10 +131,22 @@ def autocast_context(device: torch.device, dtype: torch.dtype):
 
 
 def sample_batch(
-    data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator
+    data: np.ndarray,
+    batch_size: int,
+    block_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of `block_size` tokens and their next-token targets."""
+    """Random windows of `block_size` tokens and their next-token targets.
+
+    Data-parallel ranks share one generator stream and each keeps its slice of the same
+    `batch_size` windows, so the global batch is exactly the single-process batch.
+    """
     starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
+    if world_size > 1:
+        share = batch_size // world_size
+        starts = starts[rank * share : (rank + 1) * share]
     rows = np.stack([data[s : s + block_size + 1] for s in starts.tolist()]).astype(np.int64)
     tensor = torch.from_numpy(rows)
     return tensor[:, :-1], tensor[:, 1:]
@@ -137,7 +179,10 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 @dataclass
 class TrainResult:
-    """What a finished run hands to checkpointing and evaluation."""
+    """What a finished run hands to checkpointing and evaluation.
+
+    `seconds`, `steps` and `tokens_seen` count the whole run, including the part before a resume.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -148,6 +193,16 @@ class TrainResult:
     stop_reason: str
     device: str
     dtype: str
+    resumed_from_step: int = 0
+    checkpoint_steps: list[int] = field(default_factory=list)
+    state_path: str | None = None
+    flops_per_token: float = 0.0
+    peak_flops: float | None = None
+    mfu: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_seen / max(self.seconds, 1e-9)
 
 
 @torch.no_grad()
@@ -168,6 +223,26 @@ def estimate_loss(
     return float(np.mean(losses))
 
 
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in the initialised process group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _max_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """The element-wise maximum over all ranks, the same on every rank."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
+def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / dist.get_world_size()
+
+
 def check_data_fits(shard_dir: Path, model_config: ModelConfig) -> None:
     """Refuse a run that cannot work, before any training time is spent."""
     for split in ("train", "val"):
@@ -185,23 +260,43 @@ def train(
     shard_dir: Path,
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    state_root: Path | None = None,
 ) -> TrainResult:
-    """Train a fresh model on `shard_dir`'s `train.bin`, evaluating on fixed `val.bin` batches.
+    """Train a model on `shard_dir`'s `train.bin`, evaluating on fixed `val.bin` batches.
 
     `progress` receives every logged row (step, train/val loss, lr, tokens/s, percent, ETA).
+
+    With `state_root`, the run keeps its training state in `state_root/<key>/` (key: hash of the
+    model and training config and the shards; see `lm.resume`), every
+    `checkpoint_interval_steps` steps and/or `checkpoint_interval_minutes` minutes and when
+    `should_stop` ends it early, and a later call with the same inputs continues from there
+    (unless `config.resume` is False). The loss is read back from the device only at log,
+    evaluation and checkpoint steps, so the hot loop never waits on the GPU.
     """
     model_config.validate()
     config.validate()
     check_data_fits(shard_dir, model_config)
-    torch.manual_seed(config.seed)
+    rank, world_size = distributed_rank()
+    if world_size > 1 and config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} must divide evenly over {world_size} processes"
+        )
+    if world_size > 1:
+        state_root = None  # a resumable state holds one process's RNG: single-process runs only
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
     dtype = resolve_dtype(config.dtype, device)
     train_data = open_split(shard_dir, "train")
     val_data = open_split(shard_dir, "val")
 
     model = build_model(model_config).to(device)
     optimizer = optimizer_for(model, config, device)
-    step_model = torch.compile(model) if config.compile else model
 
     eval_generator = torch.Generator().manual_seed(config.seed + 1)
     eval_batches = [
@@ -214,10 +309,37 @@ def train(
     history: list[dict] = []
     tokens_seen = 0
     step = 0
-    started = time.perf_counter()
-    window_start, window_tokens = started, 0
+    elapsed_before = 0.0
+    state_path = None
+    if state_root is not None:
+        key = resume_key(model_config.to_dict(), config.to_dict(), shard_dir)
+        state_path = Path(state_root) / key
+        if not config.resume:
+            clear_training_state(state_path)
+        elif has_training_state(state_path):
+            saved = load_training_state(state_path)
+            load_weights_into(model, state_path)
+            optimizer.load_state_dict(saved.optimizer)
+            restore_rng(saved.rng, batch_generator, device)
+            step = saved.state["step"]
+            tokens_seen = saved.state["tokens_seen"]
+            elapsed_before = saved.state["elapsed_s"]
+            history = saved.state["history"]
+    resumed_from_step = step
+    step_model: nn.Module = model
+    ddp = None
+    if world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        step_model = ddp = DistributedDataParallel(model, device_ids=ids)
+    step_model = torch.compile(step_model) if config.compile else step_model
+    pin = device.type == "cuda"
+
+    started = time.perf_counter() - elapsed_before
+    last_checkpoint = time.perf_counter()
+    checkpoint_steps: list[int] = []
+    window_start, window_tokens = time.perf_counter(), 0
     stop_reason = ""
-    train_loss = float("nan")
+    step_loss: torch.Tensor | None = None  # on the device; read only when needed
 
     def fraction_done(elapsed: float) -> float:
         parts = []
@@ -229,7 +351,7 @@ def train(
             parts.append(elapsed / config.max_seconds)
         return max(parts)
 
-    def log_row(val_loss: float | None, lr: float) -> None:
+    def log_row(train_loss: float | None, val_loss: float | None, lr: float) -> None:
         nonlocal window_start, window_tokens
         now = time.perf_counter()
         elapsed = now - started
@@ -238,7 +360,7 @@ def train(
         row = {
             "step": step,
             "tokens": tokens_seen,
-            "train_loss": None if math.isnan(train_loss) else train_loss,
+            "train_loss": train_loss,
             "val_loss": val_loss,
             "lr": lr,
             "tokens_per_s": rate,
@@ -251,30 +373,77 @@ def train(
         if progress:
             progress(row)
 
+    def save_state() -> None:
+        nonlocal last_checkpoint
+        state = {
+            "step": step,
+            "tokens_seen": tokens_seen,
+            "elapsed_s": time.perf_counter() - started,
+            "batches_drawn": step * config.grad_accum_steps,
+            "history": history,
+            "model": model_config.to_dict(),
+            "training": config.to_dict(),
+        }
+        rng = capture_rng(batch_generator, device)
+        save_training_state(state_path, model, optimizer, rng, state)
+        checkpoint_steps.append(step)
+        last_checkpoint = time.perf_counter()
+
+    def checkpoint_due() -> bool:
+        if state_path is None:
+            return False
+        if config.checkpoint_interval_steps and step % config.checkpoint_interval_steps == 0:
+            return True
+        minutes = config.checkpoint_interval_minutes
+        return bool(minutes) and time.perf_counter() - last_checkpoint >= 60.0 * minutes
+
     model.train()
-    lr = learning_rate(config, 0, 0.0)
+    lr = learning_rate(config, step, fraction_done(elapsed_before))
     while True:
         elapsed = time.perf_counter() - started
         done = fraction_done(elapsed)
-        if done >= 1.0:
+        if world_size > 1:
+            # Clocks and stop requests differ by rank; every rank must use the same progress
+            # (it sets the learning rate) and stop at the same step, or DDP drifts or hangs.
+            asked = bool(should_stop and should_stop())
+            done, any_asked = _max_over_ranks([done, float(asked)], device)
+            if done >= 1.0 or any_asked:
+                budget = _budget_reason(config, step, tokens_seen, elapsed)
+                stop_reason = "stopped" if done < 1.0 else budget
+                break
+        elif done >= 1.0:
             stop_reason = _budget_reason(config, step, tokens_seen, elapsed)
             break
-        if should_stop and should_stop():
+        elif should_stop and should_stop():
             stop_reason = "stopped"
+            if state_path is not None and step > resumed_from_step:
+                save_state()
             break
         lr = learning_rate(config, step, done)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
-        for _ in range(config.grad_accum_steps):
+        total = torch.zeros((), device=device)
+        for micro in range(config.grad_accum_steps):
             x, y = sample_batch(
-                train_data, config.batch_size, model_config.block_size, batch_generator
+                train_data,
+                config.batch_size,
+                model_config.block_size,
+                batch_generator,
+                rank,
+                world_size,
             )
-            with autocast_context(device, dtype):
-                _, loss = step_model(x.to(device), y.to(device))
-            (loss / config.grad_accum_steps).backward()
-            total += loss.item()
-        train_loss = total / config.grad_accum_steps
+            if pin:
+                x, y = x.pin_memory(), y.pin_memory()
+            # DDP averages gradients once per optimizer step, on the last micro-batch.
+            last = micro == config.grad_accum_steps - 1
+            sync = ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
+            with sync:
+                with autocast_context(device, dtype):
+                    x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+                    _, loss = step_model(x, y)
+                (loss / config.grad_accum_steps).backward()
+            total += loss.detach()
+        step_loss = total / config.grad_accum_steps
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
@@ -282,32 +451,60 @@ def train(
         step += 1
         tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
+        evaluate = step % config.eval_interval == 0
+        log = evaluate or step % config.log_interval == 0
+        save = checkpoint_due()
+        if not (log or save):
+            continue
+        if world_size > 1:  # log steps are the same on every rank; saves are off (see above)
+            step_loss = _mean_over_ranks(step_loss)
+        train_loss = step_loss.item()  # the one host-device sync, at log/checkpoint steps only
         if not math.isfinite(train_loss):
             stop_reason = "diverged"
-            log_row(None, lr)
+            log_row(None, None, lr)
             break
-        if step % config.eval_interval == 0:
-            log_row(estimate_loss(model, eval_batches, device, dtype), lr)
-        elif step % config.log_interval == 0:
-            log_row(None, lr)
+        if log:
+            val = estimate_loss(model, eval_batches, device, dtype) if evaluate else None
+            log_row(train_loss, val, lr)
+        if save:
+            save_state()
+    if world_size > 1 and step_loss is not None:
+        step_loss = _mean_over_ranks(step_loss)  # every rank leaves the loop at the same step
+    if stop_reason != "diverged" and step_loss is not None:
+        final_loss = step_loss.item()
+        if not math.isfinite(final_loss):
+            stop_reason = "diverged"
     if history and history[-1]["step"] == step:
         if history[-1]["val_loss"] is not None:
             stop_reason = stop_reason or "done"
-        else:
+        elif stop_reason != "diverged":
             history.pop()  # replaced by the final row below, which has a validation loss
-    if not history or history[-1]["step"] != step:
-        log_row(estimate_loss(model, eval_batches, device, dtype), lr)
+    if stop_reason != "diverged" and (not history or history[-1]["step"] != step):
+        final = None if step_loss is None else step_loss.item()
+        log_row(final, estimate_loss(model, eval_batches, device, dtype), lr)
     model.eval()
+    seconds = time.perf_counter() - started
+    per_token = flops_per_token(model_config, count_parameters(model))
+    peak = mfu = None
+    if config.measure_mfu and seconds > 0:
+        peak = matmul_peak_flops(device, dtype)
+        mfu = per_token * tokens_seen / seconds / (peak * world_size)  # peak is one device's
     return TrainResult(
         model=model,
         optimizer=optimizer,
         history=history,
         steps=step,
         tokens_seen=tokens_seen,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         stop_reason=stop_reason,
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
+        resumed_from_step=resumed_from_step,
+        checkpoint_steps=checkpoint_steps,
+        state_path=None if state_path is None else str(state_path),
+        flops_per_token=per_token,
+        peak_flops=peak,
+        mfu=mfu,
     )
 
 
@@ -317,3 +514,9 @@ def _budget_reason(config: TrainConfig, step: int, tokens: int, elapsed: float) 
     if config.max_tokens > 0 and tokens >= config.max_tokens:
         return "max_tokens"
     return "max_seconds"
+
+
+if __name__ == "__main__":  # `python -m llm_pipeline.lm.train --job job.json`: see trainer_main
+    from llm_pipeline.lm.trainer_main import main
+
+    raise SystemExit(main())

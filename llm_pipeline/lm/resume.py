@@ -1,0 +1,182 @@
+"""Training state for exact resume: weights, optimizer, schedule position, RNG and data position.
+
+A run writes its state every N steps or M minutes into one folder, swapped in atomically, so a
+crash (even `kill -9`) leaves either the previous complete state or the new one. A re-run with
+the same model/training config on the same shards finds the folder by a key hashed from exactly
+those inputs and carries on; any change to them gives a new key, hence a fresh start.
+
+What makes the resume *exact* (bit-for-bit on CPU in fp32):
+- weights from `model.safetensors` and the AdamW moments/step counts from `optimizer.pt`;
+- the step, token count and elapsed seconds in `state.json`, from which the learning-rate
+  schedule (warm-up + cosine over progress) is recomputed, and the logged history so far;
+- the global torch RNG (dropout), the CUDA RNGs, and the batch sampler's own generator in
+  `rng.pt`. Batches are drawn at random positions by that generator, so its state *is* the
+  data position. Python's `random` and numpy's RNG are not used by the loop.
+
+Nothing here is unpickled: tensors load with `torch.load(weights_only=True)`, the rest is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from llm_pipeline.atomic import FILE_MODE, atomic_dir
+from llm_pipeline.lm.checkpoint import CheckpointError
+
+WEIGHTS_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+
+# Training settings that do not change what is computed, so changing them keeps the resume key:
+# how often to checkpoint or log, whether to resume at all, and the CPU thread count (which can
+# change the last bits of a float sum, but not what is trained).
+NOT_IN_KEY = frozenset(
+    {
+        "checkpoint_interval_steps",
+        "checkpoint_interval_minutes",
+        "resume",
+        "log_interval",
+        "measure_mfu",
+        "num_threads",
+    }
+)
+
+
+def shard_fingerprint(shard_dir: Path) -> str:
+    """Digest of the shards' `meta.json` (tokenizer hash, split counts) and the split file sizes.
+
+    Timings in `meta.json` (`*_seconds`) are left out: re-encoding the same text with the same
+    tokenizer gives the same shards, and a re-run of the whole graph must still resume.
+    """
+    shard_dir = Path(shard_dir)
+    meta = json.loads((shard_dir / "meta.json").read_text())
+    stable = {k: v for k, v in meta.items() if not k.endswith("_seconds")}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode())
+    for split in ("train", "val"):
+        path = shard_dir / f"{split}.bin"
+        digest.update(f"{split}:{path.stat().st_size if path.exists() else -1};".encode())
+    return digest.hexdigest()
+
+
+def resume_key(model: dict, training: dict, shard_dir: Path) -> str:
+    """Short hash of everything that decides the computation: model, training config and data."""
+    payload = {
+        "model": model,
+        "training": {k: v for k, v in training.items() if k not in NOT_IN_KEY},
+        "data": shard_fingerprint(shard_dir),
+        "version": STATE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainingState:
+    """A loaded state folder: plain data for the loop to apply to its model and optimizer."""
+
+    path: Path
+    optimizer: dict
+    rng: dict[str, torch.Tensor]
+    state: dict
+
+
+def capture_rng(batch_generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every RNG the loop draws from, as tensors."""
+    rng = {"torch_cpu": torch.get_rng_state(), "batch_generator": batch_generator.get_state()}
+    if device.type == "cuda":
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"cuda_{i}"] = state
+    return rng
+
+
+def restore_rng(
+    rng: dict[str, torch.Tensor], batch_generator: torch.Generator, device: torch.device
+) -> None:
+    """Put back what `capture_rng` saved."""
+    torch.set_rng_state(rng["torch_cpu"])
+    batch_generator.set_state(rng["batch_generator"])
+    if device.type == "cuda":
+        states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda_"))]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+
+
+def save_training_state(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: dict[str, torch.Tensor],
+    state: dict,
+) -> Path:
+    """Write the whole state folder atomically (the previous one stays until this one is whole)."""
+    with atomic_dir(Path(path)) as tmp:
+        safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
+        os.chmod(tmp / WEIGHTS_FILE, FILE_MODE)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(rng, tmp / RNG_FILE)
+        text = json.dumps({**state, "version": STATE_VERSION}, indent=1, sort_keys=True)
+        (tmp / STATE_FILE).write_text(text + "\n")
+    return Path(path)
+
+
+def has_training_state(path: Path) -> bool:
+    return (Path(path) / STATE_FILE).is_file()
+
+
+def load_training_state(path: Path) -> TrainingState:
+    """Read a state folder; a clear `CheckpointError` naming the file if any part is unusable."""
+    path = Path(path)
+    state_file = path / STATE_FILE
+    try:
+        state = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{state_file}: missing (no training state to resume)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{state_file}: not valid JSON ({exc})") from None
+    if state.get("version") != STATE_VERSION:
+        raise CheckpointError(
+            f"{state_file}: training state version {state.get('version')!r}, expected "
+            f"{STATE_VERSION}; start fresh (resume=False)"
+        )
+    if not (path / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing (incomplete training state)")
+    tensors = {}
+    for name in (OPTIMIZER_FILE, RNG_FILE):
+        file = path / name
+        try:
+            tensors[name] = torch.load(file, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"{file}: missing (incomplete training state)") from None
+        except Exception as exc:  # torch raises several types for corrupt or unsafe files
+            raise CheckpointError(f"{file}: cannot be loaded safely ({exc})") from None
+    return TrainingState(path, tensors[OPTIMIZER_FILE], tensors[RNG_FILE], state)
+
+
+def load_weights_into(model: nn.Module, source: Path) -> None:
+    """Load the state's weights into `model`, refusing a state whose tensors do not match it."""
+    file = Path(source) / WEIGHTS_FILE
+    try:
+        missing, unexpected = safetensors.torch.load_model(model, str(file), strict=False)
+    except (safetensors.SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{file}: missing, corrupt or incompatible ({exc})") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{file}: weights do not match the model "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+        )
+
+
+def clear_training_state(path: Path) -> None:
+    """Remove a state folder once its run's final checkpoint is safely written."""
+    shutil.rmtree(Path(path), ignore_errors=True)

@@ -1,0 +1,202 @@
+"""The trainer as its own process: `python -m llm_pipeline.lm.train --job job.json`.
+
+Run by the `trained_model` asset through Dagster Pipes, alone or under `torchrun` for
+data-parallel training (DDP: `nccl` on CUDA, `gloo` on CPU). It reads a job file (model and
+training settings, where the shards are, where the checkpoint goes), trains, evaluates and
+writes the checkpoint. Only rank 0 talks to Dagster: progress lines go to the run log and the
+final figures become the materialization's metadata. Without a Pipes session (run by hand) the
+lines go to stderr instead.
+
+`dagster_pipes` is imported only inside `main`: the core stays free of Dagster at import time,
+and `dagster-pipes` is a small package with no Dagster dependency of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.lm.checkpoint import save_checkpoint
+from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
+from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.lm.resume import clear_training_state
+from llm_pipeline.lm.train import TrainConfig, distributed_rank, train
+from llm_pipeline.tokens.shards import open_split, read_meta
+
+PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return time.strftime("%M:%S", time.gmtime(seconds)) if seconds < 3600 else f"{seconds:.0f}s"
+
+
+def progress_line(row: dict) -> str:
+    """One logged training row as a readable line for the run log."""
+    val = f" val {row['val_loss']:.4f}" if row["val_loss"] is not None else ""
+    train_loss = row["train_loss"]
+    return (
+        f"step {row['step']}: train {train_loss if train_loss is None else f'{train_loss:.4f}'}"
+        f"{val} lr {row['lr']:.2e} {row['tokens_per_s']:,.0f} tok/s "
+        f"{row['percent']:.0f}% ETA {format_eta(row['eta_s'])}"
+    )
+
+
+def run_job(job: dict, log: Callable[[str], None]) -> dict | None:
+    """Train as the job says; on rank 0 evaluate, save the checkpoint and return its metadata.
+
+    Other ranks return None once training ends (they take part only in the training loop).
+    """
+    rank, world_size = distributed_rank()
+    model_config = ModelConfig.from_dict(job["model"])
+    train_config = TrainConfig.from_dict(job["training"])
+    if rank != 0:
+        train_config.measure_mfu = False
+    shards = Path(job["shards"])
+    state_root = job.get("state_root")
+    result = train(
+        model_config,
+        train_config,
+        shards,
+        progress=(lambda row: log(progress_line(row))) if rank == 0 else None,
+        state_root=Path(state_root) if state_root else None,
+    )
+    if rank != 0:
+        return None
+    if result.resumed_from_step:
+        log(f"resumed from the training state at step {result.resumed_from_step}")
+    if result.stop_reason == "diverged":
+        raise ValueError("training diverged (loss is not finite)")
+
+    meta = read_meta(shards)
+    val = open_split(shards, "val")
+    scored = min(len(val), int(job["max_eval_tokens"]))
+    val_bytes = meta["splits"]["val"]["bytes"] * scored / max(len(val), 1)
+    device = next(result.model.parameters()).device
+    nats, predicted = sum_nats(result.model, val[:scored], model_config.block_size, device=device)
+    val_bpb = bits_per_byte(nats, int(val_bytes))
+    unigram_bpb = unigram_bits_per_byte(
+        open_split(shards, "train"), val[:scored], meta["vocab_size"], int(val_bytes)
+    )
+    val_loss = nats / max(predicted, 1)
+    summary = {
+        "run_id": job["run_id"],
+        "corpus": job["corpus"],
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "training_seconds": round(result.seconds, 3),
+        "tokens_per_s": result.tokens_per_s,
+        "stop_reason": result.stop_reason,
+        "parameters": count_parameters(result.model),
+        "val_loss": val_loss,
+        "val_bits_per_byte": val_bpb,
+        "unigram_bits_per_byte": unigram_bpb,
+        "final_train_loss": next(
+            (r["train_loss"] for r in reversed(result.history) if r["train_loss"] is not None),
+            None,
+        ),
+        "device": result.device,
+        "dtype": result.dtype,
+        "processes": world_size,
+        "resumed_from_step": result.resumed_from_step,
+        "flops_per_token": result.flops_per_token,
+        "peak_flops": result.peak_flops,
+        "mfu": result.mfu,
+    }
+    checkpoint_config = {
+        "model": model_config.to_dict(),
+        "training": train_config.to_dict(),
+        **job["checkpoint"],
+        "summary": summary,
+    }
+    out = Path(job["out_dir"])
+    save_checkpoint(
+        out,
+        result.model,
+        result.optimizer,
+        checkpoint_config,
+        result.history,
+        Path(job["tokenizer_path"]),
+    )
+    if result.state_path:  # the finished checkpoint supersedes the resumable state
+        clear_training_state(result.state_path)
+    log(
+        f"trained {summary['parameters']:,} parameters for {result.steps} steps "
+        f"({result.stop_reason}) on {world_size} process(es); "
+        f"val {val_bpb:.4f} bits/byte vs unigram {unigram_bpb:.4f}"
+    )
+    metadata = {
+        "architecture": model_config.architecture,
+        "parameters": summary["parameters"],
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "training_seconds": round(result.seconds, 1),
+        "tokens_per_s": round(summary["tokens_per_s"], 1),
+        "stop_reason": result.stop_reason,
+        "val_loss": round(val_loss, 4),
+        "val_bits_per_byte": round(val_bpb, 4),
+        "unigram_bits_per_byte": round(unigram_bpb, 4),
+        "losses_finite": all(
+            math.isfinite(v)
+            for r in result.history
+            for v in (r["train_loss"], r["val_loss"])
+            if v is not None
+        ),
+        "device": result.device,
+        "dtype": result.dtype,
+        "processes": world_size,
+        "resumed_from_step": result.resumed_from_step,
+    }
+    if result.mfu is not None and result.peak_flops:
+        metadata["mfu"] = round(result.mfu, 4)
+        metadata["measured_peak_gflops"] = result.peak_flops / 1e9
+    return metadata
+
+
+def _init_distributed() -> None:
+    """Join torchrun's process group (nccl on CUDA, gloo on CPU) when started by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend=backend)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llm_pipeline.lm.train", description=__doc__)
+    parser.add_argument("--job", required=True, help="the job file the trained_model asset wrote")
+    args = parser.parse_args(argv)
+    try:
+        job = json.loads(Path(args.job).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: {args.job}: cannot read the job file ({exc})", file=sys.stderr)
+        return 2
+    _init_distributed()
+    rank, _ = distributed_rank()
+    try:
+        if rank == 0 and os.environ.get(PIPES_CONTEXT_ENV):
+            from dagster_pipes import open_dagster_pipes
+
+            with open_dagster_pipes() as pipes:
+                metadata = run_job(job, pipes.log.info)
+                pipes.report_asset_materialization(metadata=metadata)
+        else:
+            run_job(job, lambda line: print(line, file=sys.stderr, flush=True))
+    except (ValueError, PipelineInputError) as exc:
+        # A clear reason as the last line of stderr, which the asset puts in its error.
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
