@@ -4,8 +4,8 @@ A document's shingles are its overlapping word `ngram`s after lower-casing and d
 punctuation (so "Hello, world" and "hello world" shingle alike). Each shingle is a 64-bit hash;
 each of the `bands * rows` permutations is a multiply-shift hash `(a * s) >> 32`
 (Dietzfelbinger) with a random odd 64-bit `a`, and a document's signature is the minimum of each
-over its shingles. Two documents agree on one signature entry with probability equal to the Jaccard similarity of their
-shingle sets, so agreement over all entries estimates it.
+over its shingles. Two documents agree on one signature entry with probability equal to the
+Jaccard similarity of their shingle sets, so agreement over all entries estimates it.
 
 Locality-sensitive hashing: the signature is cut into `bands` bands of `rows` entries; two
 documents whose band agrees entirely land in the same bucket, which happens with probability

@@ -126,7 +126,14 @@ def apply_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> dict
                 raise ValueError(f"cleaning override {key!r}: {section} has no {name!r}; {names}")
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-            out[section] = dataclasses.replace(out.get(section) or cls(), **{name: value})
+            current_section = out.get(section) or cls()
+            current = getattr(current_section, name)
+            # Configs from YAML or the launchpad may give 20.0 for 20 or 0/1 for a switch.
+            if isinstance(current, bool):
+                value = bool(value)
+            elif isinstance(current, int) and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            out[section] = dataclasses.replace(current_section, **{name: value})
         else:
             out[key] = value
     return out

@@ -264,12 +264,12 @@ class GopherRepetitionFilter(_Rule):
                 continue  # even the best-placed n-gram cannot reach the limit
             h = _ngram_hashes(ids, n)
             _, first, counts = np.unique(h, return_index=True, return_counts=True)
-            top = int(np.argmax(counts))
-            if counts[top] < 2:
+            top = int(counts.max())
+            if top < 2:
                 continue
-            start = int(first[top])
+            start = int(first[counts == top].min())  # ties: the first to occur, like Counter
             ngram_chars = int(lengths[start : start + n].sum()) + n - 1  # " ".join
-            if ngram_chars * int(counts[top]) / n_chars > limit:
+            if ngram_chars * top / n_chars > limit:
                 return f"top_{n}_gram_char_fraction"
         dup = sorted((n, limit) for n, limit in self.dup_ngram_char_fractions if limit)
         if dup and len(words) >= dup[0][0]:
