@@ -31,8 +31,9 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _BYTE_BASE = np.uint64(0x100000001B3)
-# Shingles per numpy block: bounds the (shingles x permutations) temporary to ~30 MB.
-_BLOCK_SHINGLES = 32_768
+# Shingles per numpy block: bounds the (permutations x shingles) temporary to ~15 MB.
+_BLOCK_SHINGLES = 16_384
+_GROUP_CHARS = 1_000_000
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -102,7 +103,20 @@ class MinHasher:
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """(len(texts), bands * rows) uint32 signatures. A document with fewer words than
-        `ngram` has one shingle, all its words; one with no words gets all-max (matches none)."""
+        `ngram` has one shingle, all its words; one with no words gets all-max (matches none).
+
+        Texts are hashed in groups of about `_GROUP_CHARS` characters: the per-byte index arrays
+        cost ~40 bytes per input byte, so a group bounds the temporaries to ~40 MB."""
+        out = np.empty((len(texts), self.config.num_perm), np.uint32)
+        start, size = 0, 0
+        for i, text in enumerate(texts):
+            size += len(text)
+            if size >= _GROUP_CHARS or i == len(texts) - 1:
+                out[start : i + 1] = self._signatures(texts[start : i + 1])
+                start, size = i + 1, 0
+        return out
+
+    def _signatures(self, texts: list[str]) -> np.ndarray:
         n = self.config.ngram
         sig = np.full((len(texts), self.config.num_perm), np.iinfo(np.uint32).max, np.uint32)
         words, docs = self._word_hashes(texts)
