@@ -85,6 +85,10 @@ def lr_plot_png(history: Sequence[dict[str, Any]]) -> bytes:
     return _to_png(fig)
 
 
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.2f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1e3:,.1f} kB"
+
+
 def funnel_plot_png(funnel: Sequence[dict[str, Any]], docs_in: int, bytes_in: int) -> bytes:
     """The cleaning funnel as PNG bytes: documents left after each step as bars, each labelled
     with the documents and bytes that step removed, so the costliest rule stands out.
@@ -107,10 +111,10 @@ def funnel_plot_png(funnel: Sequence[dict[str, Any]], docs_in: int, bytes_in: in
         colors = ["#4c72b0"] + ["#dd8452" if r["docs_removed"] else "#8c8c8c" for r in rows]
         ax.barh(positions, left, color=colors, height=0.7)
         ax.set_yticks(positions, labels)
-        notes = [f"{docs_in:,} docs, {bytes_in / 1e6:,.2f} MB"]
+        notes = [f"{docs_in:,} docs, {_size(bytes_in)}"]
         for r in rows:
             notes.append(
-                f"−{r['docs_removed']:,} docs, −{r['bytes_removed'] / 1e6:,.2f} MB"
+                f"−{r['docs_removed']:,} docs, −{_size(r['bytes_removed'])}"
                 if r["docs_removed"] or r["bytes_removed"]
                 else "nothing removed"
             )
