@@ -216,7 +216,11 @@ def test_c4_drops_whole_documents() -> None:
     assert rule.clean(body + "\nLorem ipsum dolor sit amet, consectetur.").reason == "lorem_ipsum"
     assert rule.clean(body + "\nfunction f() { return 1; }.").reason == "curly_bracket"
     assert rule.clean("Only one sentence here.").reason == "too_few_sentences"
-    assert rule.clean(body).text == body.strip() or rule.clean(body).reason is None
+    kept = rule.clean(body)
+    assert kept.reason is None and kept.text == body and kept.lines_removed == 0
+    # Only lines that survive the line rules count: a removed line cannot drop the document.
+    with_code = rule.clean(body + "\nvar config = {debug: true}")
+    assert with_code.reason is None and with_code.lines_removed == 1
 
 
 # --- Profiles -------------------------------------------------------------------------------

@@ -352,11 +352,12 @@ class C4LineFilter:
         sentences = 0
         edited = False
         lowered_text = text.lower()
-        if self.drop_lorem_ipsum and "lorem ipsum" in lowered_text:
-            return LineCleanResult(None, "lorem_ipsum", 0)
-        if self.drop_curly_bracket and "{" in text:
-            return LineCleanResult(None, "curly_bracket", 0)
+        # As in C4 (and datatrove), the document-level rules look only at lines that survive
+        # the line rules; the substring tests on the whole text skip the per-line work when a
+        # rule cannot fire at all.
+        check_lorem = self.drop_lorem_ipsum and "lorem ipsum" in lowered_text
         check_js = self.drop_javascript_lines and "javascript" in lowered_text
+        check_curly = self.drop_curly_bracket and "{" in text
         check_policy = self.drop_policy_lines and any(
             p in lowered_text for p in C4_POLICY_SUBSTRINGS
         )
@@ -382,11 +383,16 @@ class C4LineFilter:
             ):
                 removed += 1
                 continue
-            if check_js or check_policy:
+            if check_lorem or check_js or check_curly or check_policy:
                 lowered = stripped.lower()
-                if (check_js and "javascript" in lowered) or (
-                    check_policy and any(p in lowered for p in C4_POLICY_SUBSTRINGS)
-                ):
+                if check_lorem and "lorem ipsum" in lowered:
+                    return LineCleanResult(None, "lorem_ipsum", removed)
+                if check_js and "javascript" in lowered:
+                    removed += 1
+                    continue
+                if check_curly and "{" in stripped:
+                    return LineCleanResult(None, "curly_bracket", removed)
+                if check_policy and any(p in lowered for p in C4_POLICY_SUBSTRINGS):
                     removed += 1
                     continue
             if self.min_sentences:
