@@ -26,6 +26,7 @@ from llm_pipeline.text.minhash import MinHashConfig, MinHasher, shingle_jaccard
 from llm_pipeline.text.profiles import PROFILES
 from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
 from llm_pipeline.text.store import parquet_parts
+from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.conftest import WORDS, make_document
 from llm_pipeline_tests.test_pipeline import failures, make_corpus, run
 
@@ -386,11 +387,20 @@ def test_report_shows_the_cleaning_funnel(tmp_path: Path) -> None:
 
 def test_cleaned_corpus_asset_writes_funnel_and_samples(data_root: Path, instance) -> None:
     make_corpus(data_root / "raw" / "funnel")
-    config = {"cleaned_corpus": {"config": {"workers": 1, "profile": "web"}}}
-    result = run(
-        instance, "funnel", config, selection=[AssetKey("raw_corpus"), AssetKey("cleaned_corpus")]
-    )
+    # make_document writes one-sentence paragraphs: C4's 5-sentence minimum would leave 1 doc.
+    settings = {"workers": 1, "profile": "web", "thresholds": {"c4.min_sentences": 1}}
+    result = run(instance, "funnel", {"cleaned_corpus": {"config": settings}})  # + checks
     assert result.success
+    # Downstream readers and the check ignore _dropped/ (its samples never reach training).
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+    assert "cleaned_corpus_expectations" in {e.check_name for e in evaluations}
+    meta = read_meta(data_root / "tokens" / "funnel")
+    shard_docs = meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"]
+    cleaned_rows = sum(
+        pq.ParquetFile(p).metadata.num_rows for p in parquet_parts(data_root / "cleaned" / "funnel")
+    )
+    assert shard_docs == cleaned_rows
     folder = data_root / "cleaned" / "funnel"
     saved = json.loads((folder / "cleaning.json").read_text())
     assert saved["config"]["profile"] == "web"
