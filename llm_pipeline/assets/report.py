@@ -70,7 +70,7 @@ def validation_texts(cleaned: Path, threshold: int, max_bytes: int) -> list[str]
 
 
 def read_cleaning_stats(cleaned: Path) -> dict | None:
-    """The cleaning funnel stats of the corpus the model was trained on, or None if the cleaned
+    """The cleaning funnel stats of the corpus's current cleaned data, or None if the cleaned
     corpus predates them or cannot be read (the report is still worth having without them)."""
     try:
         stats = json.loads((cleaned / CLEANING_FILE).read_text())["stats"]
