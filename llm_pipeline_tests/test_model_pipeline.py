@@ -95,6 +95,7 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
         "report.html",
         "loss.png",
         "lr.png",
+        "cleaning_funnel.png",
     } <= {p.name for p in folder.iterdir()}
     config = read_config(folder)
     assert config["data"]["raw_fingerprint"]
@@ -106,6 +107,7 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     assert "data:image/png;base64," in report["report"].value
     markdown = (folder / "report.md").read_text()
     assert "heldout.txt" in markdown and "promoted" in markdown
+    assert "## Cleaning funnel" in markdown  # read from the cleaned corpus's cleaning.json
     assert load_model(folder).config.n_embd == 32
 
     trained = first.asset_materializations_for_node("trained_model")[0].metadata

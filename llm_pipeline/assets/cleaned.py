@@ -1,4 +1,4 @@
-"""`cleaned_corpus`: normalised, filtered, exactly-deduplicated documents as Parquet."""
+"""`cleaned_corpus`: normalised, quality-filtered, exact- and near-deduplicated documents."""
 
 import os
 from dataclasses import asdict
@@ -15,43 +15,101 @@ from pydantic import Field
 
 from llm_pipeline.assets._common import GROUP_DATA, clear_errors
 from llm_pipeline.assets.raw import raw_corpus
-from llm_pipeline.atomic import atomic_dir, write_json_atomic
+from llm_pipeline.atomic import atomic_dir, write_bytes_atomic, write_json_atomic
 from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.report.plots import funnel_plot_png
+from llm_pipeline.report.render import png_data_uri
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_document_batches
+from llm_pipeline.text.clean import (
+    DROPPED_DIR,
+    CleaningConfig,
+    clean_documents,
+    iter_document_batches,
+)
+from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
 from llm_pipeline.text.store import parquet_parts
 
 CLEANING_FILE = "cleaning.json"
+FUNNEL_FILE = "funnel.png"
 
 
 class CleanedCorpusConfig(Config):
-    """Filter thresholds (0, or 1.0 for a fraction, turns a filter off)."""
+    """A profile picks the filters and thresholds; any field left unset keeps the profile's value.
 
-    min_chars: int = Field(default=20, ge=0, description="Drop documents shorter than this.")
-    max_chars: int = Field(default=100_000, ge=0, description="Drop documents longer than this.")
-    min_words: int = Field(default=3, ge=0, description="Drop documents with fewer words.")
-    max_non_alnum_fraction: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="Drop documents whose visible characters are mostly symbols.",
+    Thresholds: 0 (or 1.0 for a fraction) turns a basic filter off. Finer thresholds of the
+    Gopher/C4 filters go in `thresholds` as `{"quality.min_words": 20, "c4.min_sentences": 3}`
+    (sections `quality`, `repetition`, `c4`; see llm_pipeline/text/quality.py).
+    """
+
+    profile: str = Field(
+        default=DEFAULT_PROFILE,
+        description=f"Filter defaults for a kind of text: one of {', '.join(PROFILES)}.",
     )
-    max_duplicate_line_fraction: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="Drop documents in which more of the lines repeat than this.",
+    min_chars: int | None = Field(default=None, ge=0, description="Drop shorter documents.")
+    max_chars: int | None = Field(default=None, ge=0, description="Drop longer documents.")
+    min_words: int | None = Field(default=None, ge=0, description="Drop documents with fewer.")
+    max_non_alnum_fraction: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop documents that are mostly symbols."
+    )
+    max_duplicate_line_fraction: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop documents with more repeated lines."
+    )
+    c4_lines: bool | None = Field(default=None, description="C4 line cleaning on/off.")
+    gopher_repetition: bool | None = Field(
+        default=None, description="Gopher repetition filter on/off."
+    )
+    gopher_quality: bool | None = Field(default=None, description="Gopher quality filter on/off.")
+    thresholds: dict[str, float] = Field(
+        default={}, description='Filter thresholds, e.g. {"quality.min_stop_words": 1}.'
+    )
+    exact_dedup: bool = Field(default=True, description="Drop exact duplicates.")
+    near_dedup: bool = Field(default=True, description="Drop MinHash near-duplicates.")
+    minhash_ngram: int = Field(default=5, ge=1, description="Words per shingle.")
+    minhash_bands: int = Field(default=14, ge=1, description="LSH bands.")
+    minhash_rows: int = Field(default=8, ge=1, description="Signature rows per band.")
+    near_dup_threshold: float = Field(
+        default=0.8, ge=0.0, le=1.0, description="Estimated Jaccard similarity that counts."
+    )
+    dropped_sample_size: int = Field(
+        default=100, ge=0, description="Removed documents kept per filter in _dropped/."
     )
     workers: int = Field(default=0, ge=0, description="Cleaning processes; 0 = one per CPU core.")
 
     def cleaning(self) -> CleaningConfig:
-        return CleaningConfig(
-            min_chars=self.min_chars,
-            max_chars=self.max_chars,
-            min_words=self.min_words,
-            max_non_alnum_fraction=self.max_non_alnum_fraction,
-            max_duplicate_line_fraction=self.max_duplicate_line_fraction,
+        """The resolved core config; a ValueError names a bad profile or threshold key."""
+        overrides: dict = {
+            name: getattr(self, name)
+            for name in (
+                "min_chars",
+                "max_chars",
+                "min_words",
+                "max_non_alnum_fraction",
+                "max_duplicate_line_fraction",
+                "c4_lines",
+                "gopher_repetition",
+                "gopher_quality",
+            )
+            if getattr(self, name) is not None
+        }
+        for key, value in self.thresholds.items():
+            if "." not in key or key.startswith("minhash."):
+                raise ValueError(
+                    f"cleaned_corpus.thresholds: {key!r} is not a 'section.field' key of "
+                    "quality, repetition or c4"
+                )
+            overrides[key] = value
+        overrides.update(
+            {
+                "exact_dedup": self.exact_dedup,
+                "near_dedup": self.near_dedup,
+                "minhash.ngram": self.minhash_ngram,
+                "minhash.bands": self.minhash_bands,
+                "minhash.rows": self.minhash_rows,
+                "minhash.threshold": self.near_dup_threshold,
+                "dropped_sample_size": self.dropped_sample_size,
+            }
         )
+        return CleaningConfig.from_profile(self.profile, **overrides)
 
 
 @asset(
@@ -59,22 +117,27 @@ class CleanedCorpusConfig(Config):
     deps=[raw_corpus],
     group_name=GROUP_DATA,
     kinds={"parquet"},
-    code_version="1",
+    code_version="2",
 )
 @clear_errors
 def cleaned_corpus(
     context: AssetExecutionContext, config: CleanedCorpusConfig, storage: StorageResource
 ) -> MaterializeResult:
-    """Documents after Unicode/whitespace normalisation, quality filters and exact dedup.
+    """Documents after Unicode/whitespace normalisation, the profile's quality filters (Gopher,
+    C4), exact dedup and MinHash near-dedup, with a funnel of what each step removed.
 
-    Streams batch by batch; output `data/cleaned/<corpus>/part-*.parquet` (zstd) with `doc_id`
-    (content hash), `text`, `n_chars`, `source`.
+    Streams in two passes; output `data/cleaned/<corpus>/part-*.parquet` (zstd) with `doc_id`
+    (content hash), `text`, `n_chars`, `source`; `cleaning.json` (config and funnel counts),
+    `funnel.png`, and a sample of removed documents per filter in `_dropped/<filter>.parquet`.
     """
     corpus = corpus_key(context)
     inputs = parquet_parts(storage.documents(corpus))
     if not inputs:
         raise Failure(description=f"corpus {corpus!r}: raw_corpus has no output; materialize it")
-    cleaning = config.cleaning()
+    try:
+        cleaning = config.cleaning()
+    except ValueError as exc:
+        raise Failure(description=f"cleaned_corpus config: {exc}") from None
     workers = config.workers or os.cpu_count() or 1
     out = storage.cleaned(corpus)
     with atomic_dir(out) as tmp:
@@ -83,22 +146,40 @@ def cleaned_corpus(
             raise Failure(
                 description=f"corpus {corpus!r}: no documents left after cleaning "
                 f"({stats.docs_in} in; dropped: {stats.dropped}). Relax the filters in the "
-                "cleaned_corpus config or add more text."
+                f"cleaned_corpus config (profile {cleaning.profile!r}; profiles: {PROFILES}) "
+                "or add more text."
             )
+        funnel_png = funnel_plot_png(stats.funnel, stats.docs_in, stats.bytes_in)
+        write_bytes_atomic(tmp / FUNNEL_FILE, funnel_png)
         write_json_atomic(
             tmp / CLEANING_FILE, {"config": asdict(cleaning), "stats": stats.to_dict()}
         )
+    removed = {name: count for name, count in stats.dropped.items() if count}
     context.log.info(
-        f"cleaned {stats.docs_in} → {stats.docs_out} documents at {stats.mb_per_s:.1f} MB/s"
+        f"cleaned {stats.docs_in} → {stats.docs_out} documents at {stats.mb_per_s:.1f} MB/s "
+        f"(profile {cleaning.profile}; removed {removed})"
     )
+    table = ["| step | docs removed | MB removed | docs left |", "| --- | ---: | ---: | ---: |"]
+    table += [
+        f"| {r['step']} | {r['docs_removed']:,} | {r['bytes_removed'] / 1e6:,.3f} | "
+        f"{r['docs_left']:,} |"
+        for r in stats.funnel
+    ]
+    funnel_md = "\n".join([*table, "", f"![cleaning funnel]({png_data_uri(funnel_png)})"])
     return MaterializeResult(
         metadata={
+            "profile": cleaning.profile,
             "docs_in": stats.docs_in,
             "docs_out": stats.docs_out,
             "bytes_in": stats.bytes_in,
             "bytes_out": stats.bytes_out,
             "dropped": MetadataValue.json(stats.dropped),
+            "dropped_bytes": MetadataValue.json(stats.dropped_bytes),
+            "drop_reasons": MetadataValue.json(stats.reasons),
             **{f"dropped_{name}": count for name, count in stats.dropped.items()},
+            "c4_lines_removed": stats.lines_removed,
+            "funnel": MetadataValue.md(funnel_md),
+            "dropped_samples": MetadataValue.path(str(out / DROPPED_DIR)),
             "throughput_mb_per_s": round(stats.mb_per_s, 2),
             "parts": stats.parts,
             "path": MetadataValue.path(str(out)),

@@ -1,5 +1,6 @@
 """`evaluation_report`: metrics, plots, samples, and the champion/challenger decision."""
 
+import json
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dagster import (
 from pydantic import Field
 
 from llm_pipeline.assets._common import GROUP_MODEL
+from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import read_metrics
@@ -67,6 +69,16 @@ def validation_texts(cleaned: Path, threshold: int, max_bytes: int) -> list[str]
                     if total >= max_bytes:
                         return texts
     return texts
+
+
+def read_cleaning_stats(cleaned: Path) -> dict | None:
+    """The cleaning funnel stats of the corpus's current cleaned data, or None if the cleaned
+    corpus predates them or cannot be read (the report is still worth having without them)."""
+    try:
+        stats = json.loads((cleaned / CLEANING_FILE).read_text())["stats"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return stats if isinstance(stats, dict) and isinstance(stats.get("funnel"), list) else None
 
 
 def _score_on(path: Path, texts: list[str]) -> float:
@@ -187,6 +199,7 @@ def evaluation_report(
             history=history,
             samples=samples,
             comparison=comparison,
+            cleaning=read_cleaning_stats(storage.cleaned(corpus)),
         ),
     )
     if promoted:

@@ -83,3 +83,46 @@ def lr_plot_png(history: Sequence[dict[str, Any]]) -> bytes:
     ax.set_title("Learning rate")
     fig.tight_layout()
     return _to_png(fig)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.2f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1e3:,.1f} kB"
+
+
+def funnel_plot_png(funnel: Sequence[dict[str, Any]], docs_in: int, bytes_in: int) -> bytes:
+    """The cleaning funnel as PNG bytes: documents left after each step as bars, each labelled
+    with the documents and bytes that step removed, so the costliest rule stands out.
+
+    `funnel` rows are `{"step", "docs_removed", "bytes_removed", "docs_left", "bytes_left"}`
+    in the order the steps ran (see `CleaningStats.build_funnel`).
+    """
+    rows = list(funnel)
+    height = max(FIGSIZE_IN[1], 0.9 + 0.32 * (len(rows) + 1))
+    fig = Figure(figsize=(FIGSIZE_IN[0] + 1.5, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.grid(True, axis="x", alpha=0.3)
+    if not rows or docs_in <= 0:
+        _no_data(ax)
+    else:
+        labels = ["input", *(r["step"] for r in rows)]
+        left = [docs_in, *(r["docs_left"] for r in rows)]
+        positions = list(range(len(labels)))[::-1]
+        colors = ["#4c72b0"] + ["#dd8452" if r["docs_removed"] else "#8c8c8c" for r in rows]
+        ax.barh(positions, left, color=colors, height=0.7)
+        ax.set_yticks(positions, labels)
+        notes = [f"{docs_in:,} docs, {_size(bytes_in)}"]
+        for r in rows:
+            notes.append(
+                f"−{r['docs_removed']:,} docs, −{_size(r['bytes_removed'])}"
+                if r["docs_removed"] or r["bytes_removed"]
+                else "nothing removed"
+            )
+        for y, value, note in zip(positions, left, notes):
+            ax.text(value, y, "  " + note, va="center", fontsize=8)
+        ax.set_xlim(0, docs_in * 1.55)
+        ax.xaxis.set_major_formatter(EngFormatter())
+    ax.set_xlabel("documents left")
+    ax.set_title("Cleaning funnel")
+    fig.tight_layout()
+    return _to_png(fig)

@@ -21,11 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 from llm_pipeline.atomic import write_bytes_atomic
-from llm_pipeline.report.plots import loss_plot_png, lr_plot_png
+from llm_pipeline.report.plots import funnel_plot_png, loss_plot_png, lr_plot_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LOSS_IMAGE = "loss"
 LR_IMAGE = "lr"
+FUNNEL_IMAGE = "cleaning_funnel"
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # Headline metrics in display order (bits per byte first: it is comparable across tokenizers,
@@ -58,6 +59,28 @@ class ReportInputs:
     samples: list[dict[str, Any]]
     comparison: dict[str, Any]
     extra_images: dict[str, bytes] = field(default_factory=dict)
+    # The cleaned corpus's `cleaning.json` stats (docs_in, bytes_in, funnel, ...), if known.
+    cleaning: dict[str, Any] | None = None
+
+
+def _funnel_rows(cleaning: Mapping[str, Any] | None) -> list[tuple[str, ...]]:
+    """(step, documents removed, MB removed, documents left) per cleaning step."""
+    if not cleaning or not cleaning.get("funnel"):
+        return []
+    rows = [("input", "", "", f"{int(cleaning.get('docs_in', 0)):,}")]
+    for r in cleaning["funnel"]:
+        rows.append(
+            (
+                str(r["step"]),
+                f"{int(r['docs_removed']):,}",
+                f"{r['bytes_removed'] / 1e6:,.3f}",
+                f"{int(r['docs_left']):,}",
+            )
+        )
+    return rows
+
+
+_FUNNEL_HEADER = ["Step", "Documents removed", "MB removed", "Documents left"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +270,11 @@ def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
         rows = [(name, _bpb(bpb)) for name, bpb in sorted(inputs.eval_files.items())]
         out += _md_table(["File", "Bits per byte"], rows)
 
+    funnel = _funnel_rows(inputs.cleaning)
+    if funnel:
+        out += ["", "## Cleaning funnel", ""]
+        out += _md_table(_FUNNEL_HEADER, funnel)
+
     if images:
         out += ["", "## Plots", ""]
         for name, target in images.items():
@@ -347,6 +375,10 @@ def render_html(inputs: ReportInputs, images: Mapping[str, bytes]) -> str:
             _html_table(["File", "Bits per byte"], rows, True),
         ]
 
+    funnel = _funnel_rows(inputs.cleaning)
+    if funnel:
+        parts += ["<h2>Cleaning funnel</h2>", _html_table(_FUNNEL_HEADER, funnel, True)]
+
     if images:
         parts.append("<h2>Plots</h2>")
         for name, data in images.items():
@@ -393,6 +425,11 @@ def write_report(out_dir: Path, inputs: ReportInputs) -> dict[str, Any]:
         LOSS_IMAGE: loss_plot_png(inputs.history),
         LR_IMAGE: lr_plot_png(inputs.history),
     }
+    if _funnel_rows(inputs.cleaning):
+        cleaning = inputs.cleaning or {}
+        images[FUNNEL_IMAGE] = funnel_plot_png(
+            cleaning["funnel"], int(cleaning.get("docs_in", 0)), int(cleaning.get("bytes_in", 0))
+        )
     for name, data in inputs.extra_images.items():
         if name in images:
             raise ValueError(f"report image name {name!r} is reserved for a built-in plot")

@@ -22,11 +22,13 @@ def parquet_parts(folder: Path) -> list[Path]:
 
 
 class PartWriter:
-    """Append record batches to `part-NNNNN.parquet` files of bounded size, zstd-compressed."""
+    """Append record batches to `part-NNNNN.parquet` files of bounded size, zstd-compressed
+    (`compression="none"` for scratch copies that are read once and deleted)."""
 
-    def __init__(self, out_dir: Path, schema: pa.Schema) -> None:
+    def __init__(self, out_dir: Path, schema: pa.Schema, compression: str = "zstd") -> None:
         self.out_dir = out_dir
         self.schema = schema
+        self.compression = compression
         self.writer: pq.ParquetWriter | None = None
         self.part_bytes = 0
         self.parts = 0
@@ -39,7 +41,7 @@ class PartWriter:
         if self.writer is None or self.part_bytes >= PART_TARGET_BYTES:
             self.close()
             path = self.out_dir / f"part-{self.parts:05d}.parquet"
-            self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
             self.parts += 1
             self.part_bytes = 0
         table = pa.Table.from_arrays(columns, schema=self.schema)

@@ -1,0 +1,139 @@
+"""Cleaning profiles: defaults that fit a kind of text instead of throwing it away.
+
+The published Gopher and C4 thresholds were tuned on web crawls. Applied to other text they
+remove good data: C4's "every line ends in punctuation" deletes verse and code, Gopher's
+"≥ 50 words, ≥ 2 stop words" deletes most one-line docstrings, and "≤ 30 % duplicated lines"
+deletes plays (speaker names repeat). A profile starts from the web defaults and turns off or
+relaxes exactly the rules that misfire on its kind of text:
+
+- `web`: everything on at the published thresholds (C4 lines, Gopher repetition and quality).
+- `books`: no C4 line rules (verse, dialogue, headings); line repetition off (speaker names,
+  refrains), paragraph and n-gram repetition kept; Gopher quality on with ≥ 20 words so the
+  last chunk of a book survives.
+- `docs`: short texts are the norm: no C4, no Gopher word minimum, stop-word rule or maximum
+  mean word length (URLs, dotted names), no ellipsis ratio (doctest `...` prompts), fewer
+  alphabetic words allowed (code examples), relaxed line repetition (section underlines), and
+  n-gram repetition only from 50 words up (in a two-line docstring one repeated phrase is a
+  large fraction by chance).
+- `code`: no C4, no Gopher quality (symbols, short identifiers and few stop words are normal),
+  only extreme n-gram repetition (generated or minified files), a higher symbol ceiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from llm_pipeline.text.minhash import MinHashConfig
+from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
+
+PROFILES = ("web", "books", "docs", "code")
+# The built-in corpus is the standard library's docstrings.
+DEFAULT_PROFILE = "docs"
+
+_WEB: dict[str, Any] = {
+    "min_chars": 20,
+    "max_chars": 100_000,
+    "min_words": 3,
+    "max_non_alnum_fraction": 0.5,
+    "max_duplicate_line_fraction": 0.5,
+    "c4_lines": True,
+    "gopher_repetition": True,
+    "gopher_quality": True,
+    "c4": C4LineFilter(),
+    "repetition": GopherRepetitionFilter(),
+    "quality": GopherQualityFilter(),
+}
+
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+    "web": _WEB,
+    "books": {
+        **_WEB,
+        "max_duplicate_line_fraction": 1.0,
+        "c4_lines": False,
+        "repetition": GopherRepetitionFilter(
+            max_dup_line_fraction=0.0, max_dup_line_char_fraction=0.0
+        ),
+        "quality": GopherQualityFilter(min_words=20),
+    },
+    "docs": {
+        **_WEB,
+        "c4_lines": False,
+        "repetition": GopherRepetitionFilter(
+            max_dup_line_fraction=0.5,
+            max_dup_line_char_fraction=0.3,
+            max_dup_paragraph_fraction=0.5,
+            max_dup_paragraph_char_fraction=0.3,
+            ngram_min_words=50,
+        ),
+        "quality": GopherQualityFilter(
+            min_words=0,
+            max_mean_word_length=0.0,
+            max_symbol_word_ratio=0.0,
+            max_ellipsis_lines_fraction=0.5,
+            min_alpha_words_fraction=0.5,
+            min_stop_words=0,
+        ),
+    },
+    "code": {
+        **_WEB,
+        "min_words": 1,
+        "max_non_alnum_fraction": 0.7,
+        "max_duplicate_line_fraction": 1.0,
+        "c4_lines": False,
+        "gopher_quality": False,
+        "repetition": GopherRepetitionFilter(
+            max_dup_line_fraction=0.0,
+            max_dup_paragraph_fraction=0.0,
+            max_dup_line_char_fraction=0.0,
+            max_dup_paragraph_char_fraction=0.0,
+            top_ngram_char_fractions=(),
+            dup_ngram_char_fractions=((10, 0.5),),
+        ),
+    },
+}
+
+_SECTIONS = {
+    "c4": C4LineFilter,
+    "repetition": GopherRepetitionFilter,
+    "quality": GopherQualityFilter,
+}
+_SECTIONS_WITH_MINHASH = {**_SECTIONS, "minhash": MinHashConfig}
+
+
+def profile_settings(profile: str) -> dict[str, Any]:
+    """The settings a profile picks (a copy), or a ValueError naming the valid profiles."""
+    if profile not in PROFILE_SETTINGS:
+        raise ValueError(f"unknown cleaning profile {profile!r}; choose one of {PROFILES}")
+    return dict(PROFILE_SETTINGS[profile])
+
+
+def apply_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overlay `{"field": v}` and `{"section.field": v}` overrides (sections: c4, repetition,
+    quality, minhash); unknown keys raise a ValueError that lists the valid ones."""
+    out = dict(settings)
+    for key, value in overrides.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            cls = _SECTIONS_WITH_MINHASH.get(section)
+            if cls is None:
+                raise ValueError(
+                    f"cleaning override {key!r}: unknown section {section!r}; "
+                    f"use one of {sorted(_SECTIONS_WITH_MINHASH)}"
+                )
+            names = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+            if name not in names:
+                raise ValueError(f"cleaning override {key!r}: {section} has no {name!r}; {names}")
+            if isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            current_section = out.get(section) or cls()
+            current = getattr(current_section, name)
+            # Configs from YAML or the launchpad may give 20.0 for 20 or 0/1 for a switch.
+            if isinstance(current, bool):
+                value = bool(value)
+            elif isinstance(current, int) and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            out[section] = dataclasses.replace(current_section, **{name: value})
+        else:
+            out[key] = value
+    return out
