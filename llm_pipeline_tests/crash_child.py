@@ -74,7 +74,9 @@ def stage_cleaning(corpus: str) -> None:
 
     def write_table(self, *args, **kwargs):
         real(self, *args, **kwargs)
-        pause("cleaning: a Parquet batch written")
+        # Cleaning writes a staging copy first; pause in the output's own parts.
+        if ".scratch" not in Path(str(self.where)).parts:
+            pause("cleaning: a Parquet batch written")
 
     pq.ParquetWriter.write_table = write_table
     run_asset("cleaned_corpus", corpus, FAST["cleaned_corpus"]["config"])

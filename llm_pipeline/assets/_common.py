@@ -4,9 +4,8 @@ import functools
 
 from dagster import Failure, MetadataValue
 
-from llm_pipeline.errors import DiskFullError, OutputBusyError, PipelineInputError
-
 from llm_pipeline.automation.settings import executor_kind, gpus_per_pod, k8s_gpu_tags
+from llm_pipeline.errors import DiskFullError, OutputBusyError, PipelineInputError
 
 GROUP_DATA = "corpus_data"
 GROUP_MODEL = "language_model"
