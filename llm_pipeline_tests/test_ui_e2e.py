@@ -1,5 +1,6 @@
 """The real UI, end to end: `dagster dev` (webserver + daemon), a partitioned run launched over
-GraphQL, and the evaluation report with its loss plot rendered in headless Chromium.
+GraphQL, the evaluation report with its loss plot rendered in headless Chromium, and a backfill
+submitted by `llm-pipeline backfill` that the daemon then runs.
 
 Needs Debian's `chromium` (`make browser`; `.ci/run` installs it). Without it the test fails, so
 CI cannot pass without the UI having been checked; set `LLM_PIPELINE_SKIP_UI_TEST=1` to skip it
@@ -10,10 +11,15 @@ deliberately on a machine that has no browser. Screenshots go to `$LLM_PIPELINE_
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from llm_pipeline.lm.registry import LATEST, read_pointer
 from llm_pipeline_tests.test_model_pipeline import REPORT, TINY_MODEL, make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
 from llm_pipeline_tests.ui import (
@@ -22,6 +28,7 @@ from llm_pipeline_tests.ui import (
     chromium_path,
     dagster_dev,
     launch_partition_run,
+    wait_for_backfill,
     wait_for_run,
 )
 
@@ -96,5 +103,28 @@ def test_ui_runs_the_graph_and_renders_the_report_with_its_loss_plot(tmp_path: P
             page.wait_for_timeout(1500)  # let the graph finish its zoom-to-fit animation
             graph_shot = artifacts / "asset-graph.png"
             page.screenshot(path=str(graph_shot))
+
+        # The CLI's backfill lands in the same instance and the daemon runs it: retrain + report.
+        settings = tmp_path / "tiny.yaml"
+        settings.write_text(
+            yaml.safe_dump({"trained_model": TINY_MODEL, "evaluation_report": REPORT})
+        )
+        cli = Path(sys.executable).with_name("llm-pipeline")
+        command = [str(cli), "backfill", "--corpus", "tiny", "--from", "trained_model"]
+        submitted = subprocess.run(
+            [*command, "--config", str(settings)],
+            env={**os.environ, **env, "DAGSTER_HOME": str(tmp_path / "dagster_home")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        backfill_id = re.search(r"^backfill (\S+):", submitted.stdout, re.M).group(1)
+        done = wait_for_backfill(dev, backfill_id)
+        assert done["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (done, dev.log_tail())
+        [backfill_run] = done["runs"]
+        assert backfill_run["status"] == "SUCCESS"
+        assert read_pointer("tiny", LATEST, models) == backfill_run["runId"] != run_id
+        assert (models / "tiny" / backfill_run["runId"] / "report.html").is_file()
     print(f"screenshots: {report_shot} {graph_shot}")
     assert report_shot.stat().st_size > 10_000 and graph_shot.stat().st_size > 10_000

@@ -219,6 +219,32 @@ def wait_for_run(dev: DagsterDev, run_id: str, timeout: float = 900) -> str:
     raise RuntimeError(f"run {run_id} still {status} after {timeout:.0f} s:\n{dev.log_tail()}")
 
 
+BACKFILL = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status runs(limit: 20) { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def wait_for_backfill(dev: DagsterDev, backfill_id: str, timeout: float = 900) -> dict:
+    """Poll until the daemon has finished a backfill; returns its status and runs."""
+    deadline = time.monotonic() + timeout
+    outcome: dict = {}
+    while time.monotonic() < deadline:
+        outcome = dev.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        if outcome.get("status") in BACKFILL_DONE:
+            return outcome
+        if dev.process.poll() is not None:
+            raise RuntimeError(f"dagster dev exited during the backfill:\n{dev.log_tail()}")
+        time.sleep(3)
+    raise RuntimeError(f"backfill {backfill_id} not done after {timeout:.0f} s: {outcome}")
+
+
 @contextmanager
 def browser_page(width: int = 1600, height: int = 1000):
     """A page in headless system Chromium driven by Playwright (which downloads nothing here)."""
