@@ -27,6 +27,7 @@ from llm_pipeline_tests.ui import (
     browser_page,
     chromium_path,
     dagster_dev,
+    dismiss_community_dialog,
     launch_partition_run,
     wait_for_backfill,
     wait_for_run,
@@ -65,18 +66,17 @@ def test_ui_runs_the_graph_and_renders_the_report_with_its_loss_plot(tmp_path: P
         assert wait_for_run(dev, run_id) == "SUCCESS", dev.log_tail()
         assert (models / "tiny" / run_id / "report.html").is_file()
 
+        dismiss_community_dialog(dev)
         with browser_page() as page:
-            # Dagster's one-time "join the community" dialog would cover the page.
-            page.add_locator_handler(
-                page.get_by_role("button", name="Skip"), lambda button: button.click()
-            )
             page.goto(f"{dev.url}/assets/evaluation_report?partition=tiny")
             show = page.get_by_text("[Show Markdown]").first
             show.wait_for(timeout=120_000)
             assert page.get_by_text("bits_per_byte", exact=True).first.is_visible()
             show.click()
-            report = page.get_by_role("dialog")
-            report.get_by_role("heading", name=f"tiny — run {run_id}").wait_for(timeout=30_000)
+            heading = page.get_by_role("heading", name=f"tiny — run {run_id}")
+            report = page.get_by_role("dialog").filter(has=heading)
+            heading.wait_for(timeout=30_000)
+            assert page.get_by_role("dialog").count() == 1  # nothing else covers the report
             text = report.inner_text()
             for section in ("Headline metrics", "Champion and challenger", "Plots", "Samples"):
                 assert section in text

@@ -1,8 +1,9 @@
 """Drive the real `dagster dev` (webserver + daemon) and the system Chromium, for UI tests/docs.
 
-Used by `test_ui_e2e.py` and by `python -m llm_pipeline_tests.ui screenshot` (the README's
-screenshot). Nothing here mocks Dagster: the webserver, the daemon and the run workers are the
-processes `make ui` starts, talked to over GraphQL exactly like the UI does.
+Used by `test_ui_e2e.py`, which also takes the README's screenshot (`docs/asset-graph.png`: run
+it with `LLM_PIPELINE_TEST_ARTIFACTS=some/folder` and copy `asset-graph.png`). Nothing here mocks
+Dagster: the webserver, the daemon and the run workers are the processes `make ui` starts,
+talked to over GraphQL exactly like the UI does.
 """
 
 from __future__ import annotations
@@ -177,6 +178,15 @@ query($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status } ... on PythonError { message } }
 }
 """
+
+
+def dismiss_community_dialog(dev: DagsterDev) -> None:
+    """Mark Dagster's one-time "join the community" dialog as seen, as its Skip button does.
+
+    It opens a second after the first page load and would cover (and race with) what a test
+    looks at; this is the same mutation the dialog sends, so nothing about the UI is faked.
+    """
+    dev.graphql("mutation { setNuxSeen }")
 
 
 def add_partition(dev: DagsterDev, corpus: str) -> None:
