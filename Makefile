@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 CORPUS ?= python-stdlib-docs
 
-.PHONY: install run test ui lint format clean-data
+.PHONY: install run test ui browser lint format clean-data
 
 install: $(VENV)/.installed
 
@@ -24,13 +24,22 @@ run: install
 	$(BIN)/llm-pipeline corpus add $(CORPUS) --builtin --if-missing
 	$(BIN)/llm-pipeline run --corpus $(CORPUS)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
+# The Dagster UI and daemon on http://127.0.0.1:3000, state in .dagster_home/ (git-ignored).
+# The daemon runs queued runs, backfills, retrain_schedule and new_corpus_sensor; the schedule
+# and the sensor start switched off: turn them on under Automation.
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
+browser:
+	command -v chromium >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 lint: install
 	$(BIN)/ruff format --check .

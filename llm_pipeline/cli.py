@@ -330,6 +330,85 @@ def run_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+PIPELINE_ASSETS = (*DATA_ASSETS, "trained_model", "evaluation_report")
+
+
+def backfill(args: argparse.Namespace) -> int:
+    """Submit a partition backfill of the graph (or of STAGE and downstream) for some corpora.
+
+    The backfill is stored in the Dagster instance, exactly as the UI's "Materialize" dialog
+    stores one: it shows on the Backfills page and the daemon (`make ui`, `dagster-daemon run`)
+    launches its runs. Everything is checked first, so a typo submits nothing.
+    """
+    if args.all == bool(args.corpus):
+        raise PipelineInputError("give either --corpus NAME[,NAME...] or --all")
+    if args.stage not in PIPELINE_ASSETS:
+        raise PipelineInputError(
+            f"unknown stage {args.stage!r}; stages: {', '.join(PIPELINE_ASSETS)}"
+        )
+    run_config = load_run_config(args.config)
+    instance = _instance()
+    from dagster import AssetKey, AssetSelection
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+    from dagster._time import get_current_timestamp
+
+    from llm_pipeline.definitions import defs
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+
+    registered = set(instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME))
+    if args.all:
+        corpora = sorted(registered)
+        if not corpora:
+            raise PipelineInputError(
+                "no corpora registered; add one with `llm-pipeline corpus add`"
+            )
+    else:
+        corpora = [paths.validate_corpus_name(n.strip()) for n in args.corpus.split(",")]
+        unknown = [name for name in corpora if name not in registered]
+        if unknown:
+            known = ", ".join(sorted(registered)) or "none"
+            raise PipelineInputError(
+                f"unknown corpus {', '.join(map(repr, unknown))} (registered: {known}); "
+                "add it with `llm-pipeline corpus add NAME SOURCE...`; nothing was submitted"
+            )
+        corpora = list(dict.fromkeys(corpora))
+    if run_config:
+        from dagster import DagsterInvalidConfigError, validate_run_config
+
+        try:
+            validate_run_config(defs.resolve_job_def(PIPELINE_JOB), run_config)
+        except DagsterInvalidConfigError as exc:
+            reasons = "; ".join(error.message for error in exc.errors)
+            raise PipelineInputError(f"{args.config}: invalid settings: {reasons}") from None
+    asset_graph = defs.resolve_asset_graph()
+    selected = AssetSelection.assets(args.stage).downstream().resolve(asset_graph) & {
+        AssetKey(name) for name in PIPELINE_ASSETS
+    }
+    backfill_id = make_new_backfill_id()
+    submitted = PartitionBackfill.from_asset_partitions(
+        backfill_id=backfill_id,
+        asset_graph=asset_graph,
+        partition_names=corpora,
+        asset_selection=sorted(selected, key=lambda key: PIPELINE_ASSETS.index(key.path[-1])),
+        backfill_timestamp=get_current_timestamp(),
+        tags={"llm_pipeline/source": "cli"},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=f"llm-pipeline backfill from {args.stage}",
+        description=f"corpora: {', '.join(corpora)}",
+        run_config=run_config or None,
+    )
+    instance.add_backfill(submitted)
+    stages = ", ".join(key.path[-1] for key in submitted.asset_selection)
+    print(
+        f"backfill {backfill_id}: {len(corpora)} corpora ({', '.join(corpora)}); assets: {stages}"
+    )
+    print("  runs are launched by the Dagster daemon (`make ui` starts one); follow it in the UI")
+    print(f"  under Overview → Backfills, or at /runs/b/{backfill_id}")
+    return 0
+
+
 def generate_text(args: argparse.Namespace) -> int:
     """Sample from the promoted (or a named) model of a corpus."""
     import torch
@@ -385,6 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
     whole.add_argument("--corpus", required=True)
     whole.add_argument("--config", help="YAML file {asset_name: {key: value}}")
     whole.set_defaults(func=run_pipeline)
+
+    fill = commands.add_parser(
+        "backfill", help="submit a backfill of the graph for corpora (run by the daemon)"
+    )
+    which = fill.add_mutually_exclusive_group(required=True)
+    which.add_argument("--corpus", help="comma-separated corpus names")
+    which.add_argument("--all", action="store_true", help="every registered corpus")
+    fill.add_argument(
+        "--from",
+        dest="stage",
+        default=PIPELINE_ASSETS[0],
+        metavar="STAGE",
+        help=f"first stage to rebuild, with everything downstream (default {PIPELINE_ASSETS[0]})",
+    )
+    fill.add_argument("--config", help="YAML file {asset_name: {key: value}} for its runs")
+    fill.set_defaults(func=backfill)
 
     sample = commands.add_parser("generate", help="sample text from a trained model")
     sample.add_argument("--corpus", required=True)

@@ -16,6 +16,8 @@ from llm_pipeline.assets.tokens import (
 )
 from llm_pipeline.automation.executor import pipeline_executor
 from llm_pipeline.automation.jobs import corpus_data_job, corpus_pipeline_job
+from llm_pipeline.automation.schedules import retrain_schedule
+from llm_pipeline.automation.sensors import new_corpus_sensor
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.checks.model import (
     beats_unigram_baseline,
@@ -57,6 +59,8 @@ defs = Definitions(
         checkpoint_loads_and_generates,
     ],
     jobs=[corpus_data_job, corpus_pipeline_job],
+    schedules=[retrain_schedule],
+    sensors=[new_corpus_sensor],
     resources={"storage": StorageResource()},
     # Multiprocess with a GPU step limit, or a pod per step on Kubernetes ($LLM_PIPELINE_EXECUTOR).
     executor=pipeline_executor(),

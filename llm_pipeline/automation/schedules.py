@@ -1,0 +1,198 @@
+"""`retrain_schedule`: retrain every corpus whose raw data or training config changed.
+
+Each tick compares, per registered corpus, what the newest trained model was trained on (its
+checkpoint `config.json`: the raw files' fingerprint and the model/training settings) with what a
+run would use now. Only corpora that differ get a run; every other corpus is listed with the
+reason it was skipped, in the tick's log and, when nothing runs, in the tick's skip message — both
+visible on the schedule's page in the UI.
+
+The newest model (`latest`), not the promoted one (`current`), is the reference: a retrained model
+that lost to the champion was still trained on today's data, so retraining it again next week on
+the same data and settings would only repeat the same run.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import (
+    DagsterInvalidConfigError,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+    validate_run_config,
+)
+from dagster._utils.schedules import is_valid_cron_string
+
+from llm_pipeline import paths
+from llm_pipeline.automation.jobs import corpus_pipeline_job
+from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+
+RETRAIN_CRON_ENV = "LLM_PIPELINE_RETRAIN_CRON"
+RETRAIN_CONFIG_ENV = "LLM_PIPELINE_RETRAIN_CONFIG"
+RETRAIN_TIMEZONE_ENV = "LLM_PIPELINE_RETRAIN_TIMEZONE"
+DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays at 03:00
+REASON_TAG = "llm_pipeline/retrain_reason"
+ACTIVE_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+class InvalidScheduleSetting(PipelineInputError):
+    """A schedule setting from the environment that cannot be used."""
+
+
+def retrain_cron() -> str:
+    """The retraining cron string from `LLM_PIPELINE_RETRAIN_CRON`, checked before Dagster sees it.
+
+    Checked here so a typo reads as one line naming the variable, instead of Dagster's definition
+    error deep inside the code location's load traceback.
+    """
+    cron = os.environ.get(RETRAIN_CRON_ENV, "").strip() or DEFAULT_RETRAIN_CRON
+    if not is_valid_cron_string(cron):
+        raise InvalidScheduleSetting(
+            f"{RETRAIN_CRON_ENV}={cron!r} is not a valid cron string; expected five fields "
+            "'minute hour day-of-month month day-of-week', e.g. '0 3 * * 0' (Sundays 03:00)"
+        )
+    return cron
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether one corpus needs a run, and why (shown in the UI either way)."""
+
+    corpus: str
+    retrain: bool
+    reason: str
+
+
+def _model_settings(run_config: dict, vocab_size: int) -> tuple[dict, dict]:
+    """The model and training settings a run with `run_config` would save in its checkpoint."""
+    from llm_pipeline.assets.model import TrainedModelConfig
+
+    values = run_config.get("ops", {}).get("trained_model", {}).get("config", {})
+    config = TrainedModelConfig(**values)
+    return config.to_model_config(vocab_size).to_dict(), config.to_train_config().to_dict()
+
+
+def _changed_keys(saved: dict, current: dict) -> list[str]:
+    return sorted(key for key, value in current.items() if saved.get(key) != value)
+
+
+def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root: Path):
+    """Compare a corpus's newest model with its raw files and the settings a run would use now."""
+    from llm_pipeline.lm.checkpoint import CheckpointError, read_config
+    from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
+    from llm_pipeline.text.readers import corpus_files, fingerprint_files
+
+    try:
+        folder = paths.raw_dir(corpus, data_root)
+    except PipelineInputError:
+        return RetrainDecision(corpus, False, "invalid corpus name (delete this partition)")
+    if not folder.is_dir() or not corpus_files(folder):
+        return RetrainDecision(corpus, False, f"no raw files in {folder}")
+    run_id = read_pointer(corpus, LATEST, models_root)
+    if run_id is None:
+        return RetrainDecision(corpus, True, "no trained model yet")
+    try:
+        saved = read_config(run_dir(corpus, run_id, models_root))
+    except CheckpointError as exc:
+        return RetrainDecision(corpus, True, f"model {run_id} unreadable ({exc})")
+    # The same fingerprint raw_corpus records, so "changed" means exactly what makes it stale.
+    fingerprint = fingerprint_files(folder)
+    if saved.get("data", {}).get("raw_fingerprint") != fingerprint:
+        return RetrainDecision(corpus, True, f"raw data changed since model {run_id}")
+    saved_model, saved_training = saved.get("model", {}), saved.get("training", {})
+    model_now, training_now = _model_settings(run_config, saved_model.get("vocab_size", 0))
+    model_now.pop("vocab_size", None)  # set by the tokenizer, not by the training config
+    changed = _changed_keys(saved_model, model_now) + _changed_keys(saved_training, training_now)
+    if changed:
+        return RetrainDecision(
+            corpus, True, f"training config changed since model {run_id}: {', '.join(changed)}"
+        )
+    return RetrainDecision(corpus, False, f"unchanged since model {run_id}")
+
+
+def retrain_run_config(job=None) -> dict:
+    """Run config for scheduled runs: the YAML file in `LLM_PIPELINE_RETRAIN_CONFIG`, if set.
+
+    Same format as `llm-pipeline run --config`; read on every tick, so an edit takes effect on
+    the next one, and a broken file fails the tick with the file's name and reason instead of
+    queueing runs that would fail at launch.
+    """
+    path = os.environ.get(RETRAIN_CONFIG_ENV, "").strip()
+    if not path:
+        return {}
+    from llm_pipeline.cli import load_run_config
+
+    run_config = load_run_config(path)
+    if job is not None:
+        try:
+            validate_run_config(job, run_config)
+        except DagsterInvalidConfigError as exc:
+            reasons = "; ".join(error.message for error in exc.errors)
+            raise InvalidScheduleSetting(f"{path}: invalid settings: {reasons}") from None
+    return run_config
+
+
+def _active_corpora(context: ScheduleEvaluationContext) -> set[str]:
+    runs = context.instance.get_runs(
+        RunsFilter(job_name=corpus_pipeline_job.name, statuses=ACTIVE_STATUSES)
+    )
+    return {run.tags.get("dagster/partition") for run in runs}
+
+
+@schedule(
+    name="retrain_schedule",
+    cron_schedule=retrain_cron(),
+    execution_timezone=os.environ.get(RETRAIN_TIMEZONE_ENV) or "UTC",
+    job=corpus_pipeline_job,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Retrain every corpus whose raw data or training config changed since its newest "
+    f"model (cron from {RETRAIN_CRON_ENV}, default '{DEFAULT_RETRAIN_CRON}'; run config from the "
+    f"YAML file in {RETRAIN_CONFIG_ENV}).",
+)
+def retrain_schedule(context: ScheduleEvaluationContext):
+    """One run per changed corpus; a skip reason per unchanged one."""
+    run_config = retrain_run_config(context.repository_def.get_job(corpus_pipeline_job.name))
+    data_root, models_root = paths.data_dir(), paths.models_dir()
+    active = _active_corpora(context)
+    corpora = sorted(context.instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME))
+    requests, skipped = [], []
+    config_hash = hashlib.sha256(json.dumps(run_config, sort_keys=True).encode()).hexdigest()
+    tick = context.scheduled_execution_time
+    tick_id = tick.isoformat() if tick is not None else "manual"
+    for corpus in corpora:
+        if corpus in active:
+            decision = RetrainDecision(corpus, False, "a pipeline run is already queued or running")
+        else:
+            decision = retrain_decision(corpus, run_config, data_root, models_root)
+        if decision.retrain:
+            context.log.info(f"{corpus}: retrain — {decision.reason}")
+            requests.append(
+                RunRequest(
+                    # One run per corpus per tick: a failed run is retried on the next tick.
+                    run_key=f"{corpus}:{tick_id}:{config_hash[:12]}",
+                    partition_key=corpus,
+                    run_config=run_config,
+                    tags={REASON_TAG: decision.reason[:200]},
+                )
+            )
+        else:
+            context.log.info(f"{corpus}: skipped — {decision.reason}")
+            skipped.append(f"{corpus}: {decision.reason}")
+    if requests:
+        return requests
+    if not corpora:
+        return SkipReason("no corpora registered")
+    return SkipReason("nothing to retrain; " + "; ".join(skipped))
