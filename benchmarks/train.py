@@ -104,10 +104,13 @@ def find_shards(given: str | None) -> Path:
 
 def synthetic_shards(vocab_size: int = 50257, tokens: int = 2_000_000) -> Path:
     """Random-token train/val shards in a temporary folder (throughput only; nothing to learn)."""
+    import atexit
     import json
+    import shutil
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="train-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     rng = np.random.default_rng(0)
     splits = {}
     for split, n in (("train", tokens), ("val", tokens // 10)):
