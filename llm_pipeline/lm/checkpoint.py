@@ -77,16 +77,25 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> nn.Module:
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing (incomplete checkpoint)")
+    load_weights_file(model, weights)
+    return model.to(device).eval()
+
+
+def load_weights_file(model: nn.Module, weights: Path) -> None:
+    """Load a safetensors file into `model`, every tensor matching by name and shape.
+
+    The one way weights enter a model (checkpoints and resumable training states alike): only
+    safetensors, so a swapped-in file can hold tensors but never code.
+    """
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(weights), strict=False)
     except (safetensors.SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: corrupt or incompatible weights ({exc})") from None
     if missing or unexpected:
         raise CheckpointError(
-            f"{weights}: weights do not match the model in {CONFIG_FILE} "
+            f"{weights}: weights do not match the model "
             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
         )
-    return model.to(device).eval()
 
 
 def load_optimizer_state(path: Path) -> dict:

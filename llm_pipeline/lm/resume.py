@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from llm_pipeline.atomic import FILE_MODE, atomic_dir
-from llm_pipeline.lm.checkpoint import CheckpointError
+from llm_pipeline.lm.checkpoint import CheckpointError, load_weights_file
 
 WEIGHTS_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -165,16 +165,7 @@ def load_training_state(path: Path) -> TrainingState:
 
 def load_weights_into(model: nn.Module, source: Path) -> None:
     """Load the state's weights into `model`, refusing a state whose tensors do not match it."""
-    file = Path(source) / WEIGHTS_FILE
-    try:
-        missing, unexpected = safetensors.torch.load_model(model, str(file), strict=False)
-    except (safetensors.SafetensorError, OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{file}: missing, corrupt or incompatible ({exc})") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{file}: weights do not match the model "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-        )
+    load_weights_file(model, Path(source) / WEIGHTS_FILE)
 
 
 def clear_training_state(path: Path) -> None:
