@@ -20,11 +20,12 @@ With `--datatrove-mb M` (default 20; 0 skips) the same generated text of M MB go
 datatrove 0.10's Gopher repetition + quality filters and MinHash dedup (its own recipe, 5-grams,
 14 x 8) and through ours with the same rules (profile `web` without C4 and the basic rules) on the
 same number of worker processes, one after the other; it prints our throughput ÷ datatrove's and
-how far the kept-document sets agree. datatrove lives in its own virtual environment, made on
-first use (not a project dependency):
+how far the kept-document sets agree. datatrove lives in its own virtual environment, which you
+make once (not a project dependency; without it the comparison is skipped with a note). xxhash 4
+breaks datatrove 0.10's MinHash, hence the pin:
 
     python3 -m venv benchmarks/.work/datatrove-venv
-    benchmarks/.work/datatrove-venv/bin/pip install datatrove spacy orjson regex tokenizers
+    benchmarks/.work/datatrove-venv/bin/pip install datatrove spacy orjson regex tokenizers 'xxhash<4'
 
 Goals: ≥ 20 MB/s basic, peak RSS < 1 GB and flat as the corpus grows, ≥ 5x datatrove.
 
