@@ -25,7 +25,8 @@ make once (not a project dependency; without it the comparison is skipped with a
 breaks datatrove 0.10's MinHash, hence the pin:
 
     python3 -m venv benchmarks/.work/datatrove-venv
-    benchmarks/.work/datatrove-venv/bin/pip install datatrove spacy orjson regex tokenizers 'xxhash<4'
+    benchmarks/.work/datatrove-venv/bin/pip install datatrove spacy orjson regex tokenizers \
+        'xxhash<4'
 
 Goals: ≥ 20 MB/s basic, peak RSS < 1 GB and flat as the corpus grows, ≥ 5x datatrove.
 
