@@ -214,9 +214,15 @@ class CleaningStats:
         return out
 
 
+def content_digest(data: bytes) -> bytes:
+    """The 16-byte content hash of a normalised document's UTF-8 bytes: the exact-dedup key,
+    and in hex its `doc_id`."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 def document_id(text: str) -> str:
-    """Stable content hash of a normalised document (also the exact-dedup key)."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    """Stable content hash of a normalised document, as written in the `doc_id` column."""
+    return content_digest(text.encode("utf-8")).hex()
 
 
 @dataclass
@@ -291,7 +297,7 @@ def _clean_batch(texts: list[str], sources: list[str], config: CleaningConfig) -
             data = data if data is not None else text.encode("utf-8")
             kept_texts.append(text)
             kept_sources.append(source)
-            digests.append(hashlib.blake2b(data, digest_size=16).digest())
+            digests.append(content_digest(data))
             kept_bytes.append(n_bytes)
     samples = []
     for rows in candidates.values():

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_pipeline.text.minhash import estimated_jaccard
+
 RECORD = np.dtype([("key", "<u8"), ("doc", "<u4")])
 KEEP, EXACT, NEAR = 0, 1, 2
 
@@ -153,7 +155,7 @@ def mark_near_duplicates(
             chunk = pair[lo : lo + pair_chunk]
             a = (chunk >> np.uint64(32)).astype(np.int64)
             b = (chunk & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            agree = (signatures[a] == signatures[b]).mean(axis=1)
+            agree = estimated_jaccard(signatures[a], signatures[b])
             for x, y in zip(a[agree >= threshold].tolist(), b[agree >= threshold].tolist()):
                 union.union(x, y)
     marked = 0
