@@ -133,7 +133,7 @@ def retrain_run_config(job=None) -> dict:
     path = os.environ.get(RETRAIN_CONFIG_ENV, "").strip()
     if not path:
         return {}
-    from llm_pipeline.cli import load_run_config
+    from llm_pipeline.run_config import load_run_config
 
     run_config = load_run_config(path)
     if job is not None:
