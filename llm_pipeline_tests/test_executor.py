@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType
 
-from llm_pipeline.assets._common import GPU_POOL, GPU_TAGS
 from llm_pipeline.automation.executor import ensure_gpu_pool, gpu_tag_limits
 from llm_pipeline.definitions import defs
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.tags import GPU_POOL, GPU_TAGS
 from llm_pipeline_tests.test_model_pipeline import TINY_MODEL, make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
 

@@ -11,7 +11,9 @@ Two limits, because Dagster scopes them differently:
   `LLM_PIPELINE_GPU_SLOTS` training steps run on the instance at once. Dagster only enforces a
   pool that has a limit, so the executor sets one on the instance when it starts (see
   `ensure_gpu_pool`); `dagster instance concurrency set gpu N` or the UI's concurrency page
-  change it, and an explicit `LLM_PIPELINE_GPU_SLOTS` wins over them.
+  change it, and an explicit `LLM_PIPELINE_GPU_SLOTS` wins over them. Dagster has no public
+  API for pool limits or for wrapping an executor; those calls go through
+  `llm_pipeline.dagster_compat`.
 
 With `LLM_PIPELINE_EXECUTOR=k8s` the jobs use dagster-k8s's `k8s_job_executor` instead (one pod
 per step); the training step's `dagster-k8s/config` tag asks its pod for GPUs.
@@ -28,14 +30,20 @@ from dagster import (
     multiprocess_executor,
 )
 
-from llm_pipeline.assets._common import GPU_POOL, GPU_TAGS
 from llm_pipeline.automation.settings import (
     EXECUTOR_ENV,
     GPU_SLOTS_ENV,
     executor_kind,
     gpu_slots,
 )
+from llm_pipeline.dagster_compat import (
+    create_executor,
+    get_pool_limit,
+    set_pool_limit,
+    supports_pool_limits,
+)
 from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.tags import GPU_POOL, GPU_TAGS
 
 
 def gpu_tag_limits(slots: int) -> list[dict]:
@@ -50,18 +58,16 @@ def ensure_gpu_pool(instance: DagsterInstance) -> int | None:
     the instance (UI, `dagster instance concurrency set`) is kept and a missing one becomes 1.
     Returns the limit in force, or None where the instance's storage has no pools.
     """
-    storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
+    if not supports_pool_limits(instance):
         return None
     explicit = os.environ.get(GPU_SLOTS_ENV, "").strip()
     wanted = gpu_slots()
     for attempt in range(3):
-        current = {pool.name: pool for pool in storage.get_pool_limits()}.get(GPU_POOL)
-        user_set = current is not None and not current.from_default
-        if user_set and (not explicit or current.limit == wanted):
+        current = get_pool_limit(instance, GPU_POOL)
+        if current is not None and current.user_set and (not explicit or current.limit == wanted):
             return current.limit
         try:
-            storage.set_concurrency_slots(GPU_POOL, wanted)
+            set_pool_limit(instance, GPU_POOL, wanted)
             return wanted
         except Exception:
             # Two runs starting together race to create the pool's row; the loser re-reads.
@@ -87,14 +93,7 @@ def gpu_limited_multiprocess_executor(init_context: InitExecutorContext):
     if not config.get("tag_concurrency_limits"):
         config["tag_concurrency_limits"] = gpu_tag_limits(gpu_slots())
     ensure_gpu_pool(init_context.instance)
-    return multiprocess_executor.executor_creation_fn(
-        InitExecutorContext(
-            job=init_context.job,
-            executor_def=multiprocess_executor,
-            executor_config=config,
-            instance=init_context.instance,
-        )
-    )
+    return create_executor(multiprocess_executor, init_context, config)
 
 
 def pipeline_executor() -> ExecutorDefinition:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from llm_pipeline.assets._common import GROUP_DATA, GROUP_MODEL
 from llm_pipeline.partitions import corpus_partitions
+from llm_pipeline.tags import GROUP_DATA, GROUP_MODEL
 
 corpus_data_job = define_asset_job(
     name="corpus_data_job",

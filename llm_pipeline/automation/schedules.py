@@ -28,10 +28,10 @@ from dagster import (
     schedule,
     validate_run_config,
 )
-from dagster._utils.schedules import is_valid_cron_string
 
 from llm_pipeline import paths
 from llm_pipeline.automation.jobs import corpus_pipeline_job
+from llm_pipeline.dagster_compat import is_valid_cron_string
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 

@@ -128,10 +128,8 @@ def backfill(args: argparse.Namespace) -> int:
     run_config = load_run_config(args.config)
     instance = dagster_instance()
     from dagster import AssetKey, AssetSelection
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
-    from dagster._time import get_current_timestamp
 
+    from llm_pipeline.dagster_compat import submit_asset_backfill
     from llm_pipeline.definitions import defs
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
@@ -164,21 +162,17 @@ def backfill(args: argparse.Namespace) -> int:
     selected = AssetSelection.assets(args.stage).downstream().resolve(asset_graph) & {
         AssetKey(name) for name in PIPELINE_ASSETS
     }
-    backfill_id = make_new_backfill_id()
-    submitted = PartitionBackfill.from_asset_partitions(
-        backfill_id=backfill_id,
+    submitted = submit_asset_backfill(
+        instance,
         asset_graph=asset_graph,
         partition_names=corpora,
         asset_selection=sorted(selected, key=lambda key: PIPELINE_ASSETS.index(key.path[-1])),
-        backfill_timestamp=get_current_timestamp(),
         tags={"llm_pipeline/source": "cli"},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
         title=f"llm-pipeline backfill from {args.stage}",
         description=f"corpora: {', '.join(corpora)}",
         run_config=run_config or None,
     )
-    instance.add_backfill(submitted)
+    backfill_id = submitted.backfill_id
     stages = ", ".join(key.path[-1] for key in submitted.asset_selection)
     print(
         f"backfill {backfill_id}: {len(corpora)} corpora ({', '.join(corpora)}); assets: {stages}"

@@ -1,0 +1,163 @@
+"""The one door to Dagster's internals: every use of an API Dagster does not publish is here.
+
+Dagster 1.13 has no public way to submit an asset backfill from Python, to read or set an
+instance pool's limit, or to start one executor from inside another; the project needs all three.
+Each use is one small function below whose docstring says which public API is missing and the
+release it was checked against, and `llm_pipeline_tests/test_dagster_compat.py` exercises each
+against the installed Dagster, so an upgrade that moves one fails that test by the function's
+name instead of failing a user's run. The project's range allows dagster >= 1.11; the functions
+were checked against 1.13.27. Private modules are imported inside the functions, so a change
+breaks only the function that uses it, not the code location's load.
+
+Everything else in the package uses Dagster's public API; `test_structure.py` checks that
+`git grep -l "dagster\\._" llm_pipeline` lists only this module.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterInvalidDefinitionError,
+    ExecutorDefinition,
+    InitExecutorContext,
+    ScheduleDefinition,
+)
+
+if TYPE_CHECKING:
+    from dagster import Executor
+
+CHECKED_WITH = "1.13.27"
+
+
+def is_valid_cron_string(cron: str) -> bool:
+    """Whether Dagster's scheduler accepts `cron` (five fields; no 30 February).
+
+    Public API only: `dagster._utils.schedules.is_valid_cron_string` is private, so this asks the
+    public `ScheduleDefinition`, which refuses an invalid cron string when it is built — the
+    exact check a schedule built from `cron` would face. Checked with dagster 1.13.27.
+    """
+    try:
+        with warnings.catch_warnings():
+            # An interval wider than its field (e.g. */90 minutes) is valid, with a warning.
+            warnings.simplefilter("ignore")
+            ScheduleDefinition(name="cron_check", cron_schedule=cron, job_name="cron_check")
+    except DagsterInvalidDefinitionError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class SubmittedBackfill:
+    """What the caller needs back from a submitted backfill: its id and the assets it targets."""
+
+    backfill_id: str
+    asset_selection: tuple[AssetKey, ...]
+
+
+def submit_asset_backfill(
+    instance: DagsterInstance,
+    *,
+    asset_graph: Any,
+    partition_names: Sequence[str],
+    asset_selection: Sequence[AssetKey],
+    tags: Mapping[str, str],
+    title: str,
+    description: str,
+    run_config: Mapping[str, Any] | None,
+) -> SubmittedBackfill:
+    """Store an asset backfill of `asset_selection` × `partition_names` for the daemon to run.
+
+    Exactly what the UI's "Materialize" dialog stores. No public API: Dagster 1.13 launches
+    backfills only through GraphQL (a running webserver); the Python route is the private
+    `PartitionBackfill.from_asset_partitions` (`dagster._core.execution.backfill`), with
+    `dagster._core.utils.make_new_backfill_id` and `dagster._time.get_current_timestamp`, then
+    `instance.add_backfill`. `asset_graph` is `Definitions.resolve_asset_graph()`. Checked with
+    dagster 1.13.27.
+    """
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+    from dagster._time import get_current_timestamp
+
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=asset_graph,
+        partition_names=list(partition_names),
+        asset_selection=list(asset_selection),
+        backfill_timestamp=get_current_timestamp(),
+        tags=dict(tags),
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=title,
+        description=description,
+        run_config=run_config,
+    )
+    instance.add_backfill(backfill)
+    return SubmittedBackfill(backfill.backfill_id, tuple(backfill.asset_selection))
+
+
+@dataclass(frozen=True)
+class PoolLimit:
+    """An instance pool's limit, and whether someone set it (UI, CLI) or it came by default."""
+
+    limit: int
+    user_set: bool
+
+
+def supports_pool_limits(instance: DagsterInstance) -> bool:
+    """Whether the instance's storage keeps concurrency pools (sqlite and postgres do).
+
+    No public API: read from the event log storage's `supports_global_concurrency_limits`
+    property. Checked with dagster 1.13.27.
+    """
+    return bool(instance.event_log_storage.supports_global_concurrency_limits)
+
+
+def get_pool_limit(instance: DagsterInstance, pool: str) -> PoolLimit | None:
+    """The limit of `pool` on the instance, or None where it has none.
+
+    No public API: `dagster instance concurrency get` prints it, and the Python route is the
+    event log storage's `get_pool_limits()` (records with `name`, `limit`, `from_default`).
+    Checked with dagster 1.13.27.
+    """
+    for record in instance.event_log_storage.get_pool_limits():
+        if record.name == pool:
+            return PoolLimit(limit=int(record.limit), user_set=not record.from_default)
+    return None
+
+
+def set_pool_limit(instance: DagsterInstance, pool: str, limit: int) -> None:
+    """Give `pool` `limit` slots on the instance, as `dagster instance concurrency set` does.
+
+    No public API: the CLI and the UI call the event log storage's `set_concurrency_slots`.
+    Checked with dagster 1.13.27.
+    """
+    instance.event_log_storage.set_concurrency_slots(pool, limit)
+
+
+def create_executor(
+    executor_def: ExecutorDefinition,
+    init_context: InitExecutorContext,
+    executor_config: Mapping[str, object],
+) -> Executor:
+    """Start `executor_def` with `executor_config` for the run `init_context` belongs to.
+
+    How one executor wraps another (here: the multiprocess executor, with GPU limits filled in).
+    No public API: `ExecutorDefinition.configured` fixes the config when the definitions load,
+    but the limits and the pool are decided when the run starts, so this builds the
+    `InitExecutorContext` by hand and calls the definition's `executor_creation_fn`. Checked
+    with dagster 1.13.27.
+    """
+    return executor_def.executor_creation_fn(
+        InitExecutorContext(
+            job=init_context.job,
+            executor_def=executor_def,
+            executor_config=executor_config,
+            instance=init_context.instance,
+        )
+    )

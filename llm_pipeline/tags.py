@@ -1,0 +1,13 @@
+"""Names the asset modules and the automation both use: asset groups, the GPU pool and tag.
+
+They live here, in a module that imports nothing, so `assets/` (which tags the training step)
+and `automation/` (whose jobs select groups and whose executor limits GPU steps) both import
+them without importing each other.
+"""
+
+GROUP_DATA = "corpus_data"
+GROUP_MODEL = "language_model"
+# The instance concurrency pool the training step is in; at most N such steps run at once.
+GPU_POOL = "gpu"
+# Tags that mark a step as accelerator work; the executor limits how many run at once.
+GPU_TAGS = {"llm_pipeline/accelerator": "gpu"}
