@@ -30,10 +30,12 @@ test: install browser
 # The Dagster UI and daemon on http://127.0.0.1:3000, state in .dagster_home/ (git-ignored).
 # The daemon runs queued runs, backfills, retrain_schedule and new_corpus_sensor; the schedule
 # and the sensor start switched off: turn them on under Automation.
+# `dg dev` is Dagster's recommended command; it loads the project from pyproject.toml's
+# [tool.dg] (`dagster dev -w workspace.yaml` still works and loads the same definitions).
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
 browser:
