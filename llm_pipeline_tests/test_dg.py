@@ -135,7 +135,7 @@ def test_make_ui_command_serves_on_loopback_only(tmp_path: Path) -> None:
         else:
             log_tail = (tmp_path / "dg-dev.log").read_text(errors="replace")[-3000:]
             raise AssertionError(f"dg dev did not serve on 127.0.0.1:{port}:\n{log_tail}")
-        # 127.0.0.1 as /proc writes it (little-endian hex); never 0.0.0.0 or ::.
+        # 127.0.0.1 as /proc writes it (little-endian hex); never every interface (v4 or v6).
         assert listening_addresses(port) == {"0100007F"}
     finally:
         with contextlib.suppress(ProcessLookupError):
