@@ -16,7 +16,7 @@ import yaml
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.settings import TRAINED_MODEL
 from llm_pipeline.report.settings import EVALUATION_REPORT
-from llm_pipeline.settings import SettingsError, Stage, unknown_key
+from llm_pipeline.settings import SettingsError, Stage, nearest
 from llm_pipeline.text.settings import CLEANED_CORPUS, RAW_CORPUS
 from llm_pipeline.tokens.settings import TOKEN_SHARDS, TOKENIZER
 
@@ -45,7 +45,8 @@ def check_stages(values: dict, source: str) -> dict:
     checked = {}
     for name, given in values.items():
         if name not in STAGES:
-            raise unknown_key(str(name), STAGES, "stage").located(source)
+            problem = f"unknown asset(s) [{name!r}] ({nearest(str(name), STAGES)})"
+            raise SettingsError("", problem, source)
         if given is None:
             given = {}
         if not isinstance(given, dict):

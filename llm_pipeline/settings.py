@@ -140,12 +140,16 @@ def specs(cls: type, exclude: Iterable[str] = ()) -> tuple[Spec, ...]:
     return tuple(out)
 
 
-def unknown_key(key: str, known: Iterable[str], what: str = "setting") -> SettingsError:
-    """`unknown setting "n_layers" (did you mean n_layer?)`, else the list of valid keys."""
+def nearest(key: str, known: Iterable[str]) -> str:
+    """`did you mean n_layer?` for a near miss, else the list of valid keys."""
     known = sorted(known)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else f"valid: {', '.join(known)}"
-    return SettingsError(key, f'unknown {what} "{key}" ({hint})', unknown=True)
+    return f"did you mean {close[0]}?" if close else f"valid: {', '.join(known)}"
+
+
+def unknown_key(key: str, known: Iterable[str]) -> SettingsError:
+    """`unknown setting "n_layers" (did you mean n_layer?)`."""
+    return SettingsError(key, f'unknown setting "{key}" ({nearest(key, known)})', unknown=True)
 
 
 class Settings:
