@@ -51,7 +51,8 @@ class ModelConfig(Settings):
         if self.architecture == "gpt":
             if self.n_embd % self.n_head:
                 raise SettingsError(
-                    "n_embd", f"{self.n_embd} must be divisible by n_head ({self.n_head})"
+                    "n_embd",
+                    f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",
                 )
             if self.position == "rope" and (self.n_embd // self.n_head) % 2:
                 raise SettingsError(
