@@ -118,7 +118,8 @@ BAD_VALUES = [
     ),
     (
         {"trained_model": {"nproc_per_node": (os.cpu_count() or 1) + 1, "device": "cpu"}},
-        f"trained_model: nproc_per_node: {(os.cpu_count() or 1) + 1} must be ≤ the",
+        f"trained_model: nproc_per_node: nproc_per_node {(os.cpu_count() or 1) + 1} must be "
+        "between 1 and the",
     ),
     (
         {"trained_model": {"nproc_per_node": 2, "batch_size": 3, "device": "cpu"}},

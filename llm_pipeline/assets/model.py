@@ -18,7 +18,6 @@ from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
 from llm_pipeline.automation.trainer_process import (
     TrainerPipesClient,
-    available_devices,
     trainer_command,
 )
 from llm_pipeline.lm.checkpoint import read_config
@@ -27,6 +26,7 @@ from llm_pipeline.lm.settings import (
     TRAINED_MODEL,
     ModelConfig,
     TrainConfig,
+    check_processes,
     resolve_trained_model,
 )
 from llm_pipeline.partitions import corpus_key, corpus_partitions
@@ -86,26 +86,15 @@ def trained_model(
             description=f"corpus {corpus!r}: {tokenizer_path} does not match the tokenizer the "
             "shards were encoded with; re-materialize token_shards"
         )
+    nproc = config.nproc_per_node
     try:
         model_config = config.to_model_config(meta["vocab_size"])
         train_config = config.to_train_config()
         model_config.validate()
         train_config.validate()
+        check_processes(nproc, train_config)
     except ValueError as exc:
         raise Failure(description=f"trained_model config: {exc}") from None
-
-    nproc = config.nproc_per_node
-    available, kind = available_devices(train_config.device)
-    if nproc < 1 or nproc > available:
-        raise Failure(
-            description=f"trained_model config: nproc_per_node {nproc} must be between 1 and "
-            f"the {available} {kind} available"
-        )
-    if train_config.batch_size % nproc:
-        raise Failure(
-            description=f"trained_model config: batch_size {train_config.batch_size} must "
-            f"divide evenly over nproc_per_node {nproc} processes"
-        )
 
     manifest = storage.documents(corpus) / "manifest.json"
     raw_fingerprint = (

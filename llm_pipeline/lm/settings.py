@@ -174,7 +174,8 @@ def check_processes(nproc: int, train: TrainConfig) -> None:
         available, kind = available_devices(train.device)
         if nproc > available:
             raise SettingsError(
-                "nproc_per_node", f"{nproc} must be ≤ the {available} {kind} available"
+                "nproc_per_node",
+                f"nproc_per_node {nproc} must be between 1 and the {available} {kind} available",
             )
     if train.batch_size % nproc:
         raise SettingsError(
