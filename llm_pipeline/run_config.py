@@ -83,5 +83,5 @@ def load_run_config(path: str | None) -> dict:
         raise PipelineInputError(f"{path}: cannot read config ({exc})") from None
     if not isinstance(data, dict):
         raise PipelineInputError(f"{path}: expected a mapping {{stage: {{key: value}}}}")
-    check_stages(data, path)
-    return to_dagster({name: given or {} for name, given in data.items()})
+    # The checked values: `3.0` given for an integer becomes 3, so Dagster's own schema agrees.
+    return to_dagster(check_stages(data, path))

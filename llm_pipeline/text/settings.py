@@ -8,9 +8,13 @@ A field left unset (None) keeps the profile's value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
 from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
+
+if TYPE_CHECKING:
+    from llm_pipeline.text.clean import CleaningConfig
 
 
 @dataclass
@@ -79,8 +83,11 @@ class CleanedCorpusSettings(Settings):
     dropped_sample_size: int = setting(100, "Removed documents kept per filter in _dropped/.", ge=0)
     workers: int = setting(0, "Cleaning processes; 0 = one per CPU core.", ge=0)
 
-    def cleaning(self):  # -> CleaningConfig (imported late: clean.py is a heavy module)
-        """The resolved core config; a SettingsError names a bad profile or threshold key."""
+    def cleaning(self) -> CleaningConfig:
+        """The resolved core config; a SettingsError names a bad profile or threshold key.
+
+        clean.py (numpy, pyarrow) is imported here, not at the top: the CLI checks a YAML file
+        with this module before it needs any of that."""
         from llm_pipeline.text.clean import CleaningConfig
 
         overrides: dict = {
