@@ -54,7 +54,7 @@ class CleanedCorpusSettings(Settings):
 
     profile: str = setting(
         DEFAULT_PROFILE,
-        f"Filter defaults for a kind of text: one of {', '.join(PROFILES)}.",
+        "Filter defaults for a kind of text (docs fits the built-in corpus).",
         choices=PROFILES,
     )
     min_chars: int | None = setting(None, "Drop shorter documents.", ge=0)
