@@ -34,7 +34,7 @@ from llm_pipeline.checks.shards import (
 )
 from llm_pipeline.resources import StorageResource
 
-# Each asset's Config class, so the CLI can check a YAML file before any run starts.
+# Each asset's Config class, generated from the core's settings (run_config.STAGES).
 CONFIG_CLASSES = {
     "raw_corpus": RawCorpusConfig,
     "cleaned_corpus": CleanedCorpusConfig,

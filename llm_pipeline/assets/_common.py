@@ -45,3 +45,15 @@ def clear_errors(compute):
             raise Failure(description=str(exc)) from exc
 
     return wrapper
+
+
+def check_run_config(context) -> None:
+    """First thing in every asset: check the whole run's config, every stage, with the core's
+    rules, so a bad `trained_model` value launched from the launchpad fails the run's first
+    step with a readable message instead of after the data stages have rebuilt."""
+    from llm_pipeline.run_config import check_stages, from_dagster
+
+    try:
+        check_stages(from_dagster(context.run.run_config), "launchpad run config")
+    except PipelineInputError as exc:
+        raise Failure(description=str(exc)) from None

@@ -11,9 +11,9 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_DATA, clear_errors
+from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
+from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.raw import raw_corpus
 from llm_pipeline.atomic import atomic_dir, write_bytes_atomic, write_json_atomic
 from llm_pipeline.partitions import corpus_key, corpus_partitions
@@ -26,90 +26,21 @@ from llm_pipeline.text.clean import (
     clean_documents,
     iter_document_batches,
 )
-from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
+from llm_pipeline.text.profiles import PROFILES
+from llm_pipeline.text.settings import CLEANED_CORPUS, CleanedCorpusSettings
 from llm_pipeline.text.store import parquet_parts
 
 CLEANING_FILE = "cleaning.json"
 FUNNEL_FILE = "funnel.png"
 
 
-class CleanedCorpusConfig(Config):
-    """A profile picks the filters and thresholds; any field left unset keeps the profile's value.
-
-    Thresholds: 0 (or 1.0 for a fraction) turns a basic filter off. Finer thresholds of the
-    Gopher/C4 filters go in `thresholds` as `{"quality.min_words": 20, "c4.min_sentences": 3}`
-    (sections `quality`, `repetition`, `c4`; see llm_pipeline/text/quality.py).
-    """
-
-    profile: str = Field(
-        default=DEFAULT_PROFILE,
-        description=f"Filter defaults for a kind of text: one of {', '.join(PROFILES)}.",
-    )
-    min_chars: int | None = Field(default=None, ge=0, description="Drop shorter documents.")
-    max_chars: int | None = Field(default=None, ge=0, description="Drop longer documents.")
-    min_words: int | None = Field(default=None, ge=0, description="Drop documents with fewer.")
-    max_non_alnum_fraction: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Drop documents that are mostly symbols."
-    )
-    max_duplicate_line_fraction: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Drop documents with more repeated lines."
-    )
-    c4_lines: bool | None = Field(default=None, description="C4 line cleaning on/off.")
-    gopher_repetition: bool | None = Field(
-        default=None, description="Gopher repetition filter on/off."
-    )
-    gopher_quality: bool | None = Field(default=None, description="Gopher quality filter on/off.")
-    thresholds: dict[str, float] = Field(
-        default={}, description='Filter thresholds, e.g. {"quality.min_stop_words": 1}.'
-    )
-    exact_dedup: bool = Field(default=True, description="Drop exact duplicates.")
-    near_dedup: bool = Field(default=True, description="Drop MinHash near-duplicates.")
-    minhash_ngram: int = Field(default=5, ge=1, description="Words per shingle.")
-    minhash_bands: int = Field(default=14, ge=1, description="LSH bands.")
-    minhash_rows: int = Field(default=8, ge=1, description="Signature rows per band.")
-    near_dup_threshold: float = Field(
-        default=0.8, ge=0.0, le=1.0, description="Estimated Jaccard similarity that counts."
-    )
-    dropped_sample_size: int = Field(
-        default=100, ge=0, description="Removed documents kept per filter in _dropped/."
-    )
-    workers: int = Field(default=0, ge=0, description="Cleaning processes; 0 = one per CPU core.")
-
+class _CleanedCorpusMethods(Config):
     def cleaning(self) -> CleaningConfig:
-        """The resolved core config; a ValueError names a bad profile or threshold key."""
-        overrides: dict = {
-            name: getattr(self, name)
-            for name in (
-                "min_chars",
-                "max_chars",
-                "min_words",
-                "max_non_alnum_fraction",
-                "max_duplicate_line_fraction",
-                "c4_lines",
-                "gopher_repetition",
-                "gopher_quality",
-            )
-            if getattr(self, name) is not None
-        }
-        for key, value in self.thresholds.items():
-            if "." not in key or key.startswith("minhash."):
-                raise ValueError(
-                    f"cleaned_corpus.thresholds: {key!r} is not a 'section.field' key of "
-                    "quality, repetition or c4"
-                )
-            overrides[key] = value
-        overrides.update(
-            {
-                "exact_dedup": self.exact_dedup,
-                "near_dedup": self.near_dedup,
-                "minhash.ngram": self.minhash_ngram,
-                "minhash.bands": self.minhash_bands,
-                "minhash.rows": self.minhash_rows,
-                "minhash.threshold": self.near_dup_threshold,
-                "dropped_sample_size": self.dropped_sample_size,
-            }
-        )
-        return CleaningConfig.from_profile(self.profile, **overrides)
+        """The resolved core config; a SettingsError names a bad profile or threshold key."""
+        return CleanedCorpusSettings.from_dict(self.model_dump()).cleaning()
+
+
+CleanedCorpusConfig = stage_config(CLEANED_CORPUS, base=_CleanedCorpusMethods)
 
 
 @asset(
@@ -130,6 +61,7 @@ def cleaned_corpus(
     (content hash), `text`, `n_chars`, `source`; `cleaning.json` (config and funnel counts),
     `funnel.png`, and a sample of removed documents per filter in `_dropped/<filter>.parquet`.
     """
+    check_run_config(context)
     corpus = corpus_key(context)
     inputs = parquet_parts(storage.documents(corpus))
     if not inputs:

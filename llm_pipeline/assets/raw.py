@@ -5,16 +5,20 @@ import json
 
 from dagster import (
     AssetExecutionContext,
-    Config,
     DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_DATA, clear_errors, problems_markdown
+from llm_pipeline.assets._common import (
+    GROUP_DATA,
+    check_run_config,
+    clear_errors,
+    problems_markdown,
+)
+from llm_pipeline.assets._config import stage_config
 from llm_pipeline.atomic import atomic_dir, write_json_atomic
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
@@ -25,21 +29,10 @@ from llm_pipeline.text.readers import (
     fingerprint_files,
     iter_documents,
 )
+from llm_pipeline.text.settings import RAW_CORPUS
 from llm_pipeline.text.store import write_documents
 
-
-class RawCorpusConfig(Config):
-    """How the corpus's files are read."""
-
-    text_field: str = Field(
-        default="text", description="Field of a JSONL record / column of a Parquet file."
-    )
-    max_doc_chars: int = Field(
-        default=20_000,
-        ge=0,
-        description="Longer documents are cut at paragraph breaks into chunks of at most this "
-        "many characters, so a one-book corpus still splits into train and validation. 0: never.",
-    )
+RawCorpusConfig = stage_config(RAW_CORPUS)
 
 
 @asset(
@@ -58,6 +51,7 @@ def raw_corpus(
     downstream stages are stale exactly when the documents they would read changed. Bad files
     and lines are skipped and listed in the metadata.
     """
+    check_run_config(context)
     corpus = corpus_key(context)
     folder = storage.raw(corpus)
     if not folder.is_dir():

@@ -8,15 +8,14 @@ import pyarrow.parquet as pq
 import torch
 from dagster import (
     AssetExecutionContext,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_MODEL
+from llm_pipeline.assets._common import GROUP_MODEL, check_run_config
+from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
@@ -27,31 +26,12 @@ from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
 from llm_pipeline.report.render import ReportInputs, write_report
+from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.shards import read_meta, split_hash
 
-DEFAULT_PROMPTS = ["The", "Return the", "This module provides", "If the"]
-
-
-class EvaluationReportConfig(Config):
-    """What the report measures and shows."""
-
-    eval_files: list[str] = Field(
-        default=[],
-        description="Fixed held-out text files, each scored in bits per byte with the model's "
-        "own tokenizer, to track models across corpus versions and architectures. Paths are "
-        "relative to the data root and may not lead outside it.",
-    )
-    prompts: list[str] = Field(default=DEFAULT_PROMPTS, description="Sample prompts.")
-    max_new_tokens: int = Field(default=60, description="Tokens generated per sample.")
-    temperature: float = Field(default=0.8, description="Sampling temperature; 0 is greedy.")
-    top_k: int = Field(default=40, description="Sample from the k likeliest tokens; 0: all.")
-    seed: int = Field(default=0, description="Seed for the samples.")
-    compare_max_bytes: int = Field(
-        default=4_000_000,
-        description="Validation text (bytes) on which champion and challenger are compared.",
-    )
+EvaluationReportConfig = stage_config(EVALUATION_REPORT)
 
 
 def validation_texts(cleaned: Path, threshold: int, max_bytes: int) -> list[str]:
@@ -101,6 +81,7 @@ def evaluation_report(
     """Validation loss, perplexity and bits per byte, fixed eval files, loss and LR plots,
     samples, and promotion of the new model to `models/<corpus>/current` if it is no worse than
     the champion on the same validation text. Written as report.md and report.html."""
+    check_run_config(context)
     corpus = corpus_key(context)
     models_root = storage.models_root()
     run_id = read_pointer(corpus, LATEST, models_root)

@@ -3,15 +3,14 @@
 import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field
 
-from llm_pipeline.assets._common import GROUP_DATA, clear_errors
+from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
+from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
@@ -23,6 +22,7 @@ from llm_pipeline.tokens.bpe import (
     save_tokenizer,
     train_bpe,
 )
+from llm_pipeline.tokens.settings import TOKEN_SHARDS, TOKENIZER
 from llm_pipeline.tokens.shards import (
     iter_cleaned_batches,
     validation_threshold,
@@ -34,31 +34,8 @@ TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_DOCS = 2000
 
 
-class TokenizerConfig(Config):
-    """Byte-level BPE settings."""
-
-    vocab_size: int = Field(
-        default=4096,
-        ge=258,
-        description="Vocabulary size including the 256 byte tokens and <|endoftext|>. 4096 suits "
-        "corpora of a few MB; raise it for larger ones.",
-    )
-    min_frequency: int = Field(
-        default=2, ge=1, description="Merges seen fewer times are not learned."
-    )
-
-
-class TokenShardsConfig(Config):
-    """Train/validation split and encoding settings."""
-
-    val_fraction: float = Field(
-        default=0.05, gt=0.0, lt=1.0, description="Fraction of documents for validation."
-    )
-    min_val_docs: int = Field(
-        default=20,
-        description="At least this many validation documents (one is always left for training).",
-    )
-    batch_size: int = Field(default=1024, ge=1, description="Documents per parallel encode call.")
+TokenizerConfig = stage_config(TOKENIZER)
+TokenShardsConfig = stage_config(TOKEN_SHARDS)
 
 
 def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
@@ -83,6 +60,7 @@ def tokenizer(
 
     Saved as `data/tokens/<corpus>/tokenizer.json` with `<|endoftext|>` as a special token.
     """
+    check_run_config(context)
     corpus = corpus_key(context)
     if config.vocab_size < 258:
         raise Failure(description=f"vocab_size must be at least 258, got {config.vocab_size}")
@@ -128,6 +106,7 @@ def token_shards(
     The split is by document id (a content hash), so it is deterministic and a document never
     appears in both splits.
     """
+    check_run_config(context)
     corpus = corpus_key(context)
     if not 0.0 < config.val_fraction < 1.0:
         raise Failure(description=f"val_fraction must be in (0, 1), got {config.val_fraction}")

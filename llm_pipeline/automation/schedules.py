@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
-    DagsterInvalidConfigError,
     DagsterRunStatus,
     DefaultScheduleStatus,
     RunRequest,
@@ -26,7 +25,6 @@ from dagster import (
     ScheduleEvaluationContext,
     SkipReason,
     schedule,
-    validate_run_config,
 )
 
 from llm_pipeline import paths
@@ -135,14 +133,10 @@ def retrain_run_config(job=None) -> dict:
         return {}
     from llm_pipeline.run_config import load_run_config
 
-    run_config = load_run_config(path)
-    if job is not None:
-        try:
-            validate_run_config(job, run_config)
-        except DagsterInvalidConfigError as exc:
-            reasons = "; ".join(error.message for error in exc.errors)
-            raise InvalidScheduleSetting(f"{path}: invalid settings: {reasons}") from None
-    return run_config
+    try:
+        return load_run_config(path)
+    except PipelineInputError as exc:
+        raise InvalidScheduleSetting(str(exc)) from None
 
 
 def _active_corpora(context: ScheduleEvaluationContext) -> set[str]:

@@ -32,8 +32,6 @@ def materialize(args: argparse.Namespace) -> int:
     name = paths.validate_corpus_name(args.corpus)
     run_config = load_run_config(args.config)
     instance = dagster_instance()
-    from dagster import DagsterInvalidConfigError, validate_run_config
-
     from llm_pipeline.definitions import defs
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
@@ -43,13 +41,6 @@ def materialize(args: argparse.Namespace) -> int:
     job = jobs[args.job]
     # Progress lines (INFO) stay visible; Dagster's per-event DEBUG chatter does not.
     run_config = {**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    try:
-        validate_run_config(job, run_config)
-    except DagsterInvalidConfigError as exc:
-        reasons = "; ".join(error.message for error in exc.errors)
-        raise PipelineInputError(
-            f"{args.config or 'config'}: invalid settings: {reasons}"
-        ) from None
     if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
         raise PipelineInputError(
             f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
@@ -150,14 +141,6 @@ def backfill(args: argparse.Namespace) -> int:
                 "add it with `llm-pipeline corpus add NAME SOURCE...`; nothing was submitted"
             )
         corpora = list(dict.fromkeys(corpora))
-    if run_config:
-        from dagster import DagsterInvalidConfigError, validate_run_config
-
-        try:
-            validate_run_config(defs.resolve_job_def(PIPELINE_JOB), run_config)
-        except DagsterInvalidConfigError as exc:
-            reasons = "; ".join(error.message for error in exc.errors)
-            raise PipelineInputError(f"{args.config}: invalid settings: {reasons}") from None
     asset_graph = defs.resolve_asset_graph()
     selected = AssetSelection.assets(args.stage).downstream().resolve(asset_graph) & {
         AssetKey(name) for name in PIPELINE_ASSETS

@@ -9,71 +9,13 @@ ask which one they hold.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHITECTURES = ("gpt", "gru")
-POSITIONS = ("rope", "learned")
-NORMS = ("rms", "layer")
-
-
-@dataclass
-class ModelConfig:
-    """Shape of a model. `n_layer` and `n_embd` apply to both families; `n_head` to GPT only.
-
-    `position`, `norm` and `bias` choose the GPT's parts: ours (rotary positions, RMSNorm, no
-    biases) or GPT-2/nanoGPT's (`learned`, `layer`, `bias=True`), kept as a baseline to beat.
-    """
-
-    architecture: str = "gpt"
-    vocab_size: int = 4096
-    block_size: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    rope_base: float = 10_000.0
-    position: str = "rope"
-    norm: str = "rms"
-    bias: bool = False
-
-    def validate(self) -> None:
-        """Raise ValueError for shapes that cannot be built, before any time is spent."""
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}"
-            )
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, not {self.position!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, not {self.norm!r}")
-        if self.architecture == "gpt":
-            if self.n_embd % self.n_head:
-                raise ValueError(
-                    f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
-                )
-            if self.position == "rope" and (self.n_embd // self.n_head) % 2:
-                raise ValueError(
-                    f"head size n_embd/n_head = {self.n_embd // self.n_head} must be even "
-                    "(rotary embeddings rotate pairs of dimensions)"
-                )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
+# ModelConfig lives with the other trained_model settings; imported here for its readers.
+from llm_pipeline.lm.settings import ARCHITECTURES, NORMS, POSITIONS, ModelConfig  # noqa: F401
 
 # --------------------------------------------------------------------------- GPT
 

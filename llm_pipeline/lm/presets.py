@@ -14,6 +14,8 @@ small's shape with 6 blocks. The vocabulary always comes from the corpus's token
 
 from __future__ import annotations
 
+from llm_pipeline.settings import SettingsError
+
 PRESETS: dict[str, dict] = {
     "tiny": {
         "n_layer": 2,
@@ -58,10 +60,12 @@ def apply_preset(
 ) -> dict:
     """`values` with the preset's settings put in, except those named in `explicit`.
 
-    An empty `name` means no preset. Unknown names raise ValueError listing the known ones.
+    An empty `name` means no preset. Unknown names raise a SettingsError (a ValueError) naming
+    the known ones.
     """
     if not name:
         return dict(values)
     if name not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)} or empty, not {name!r}")
+        known = ", ".join(PRESETS)
+        raise SettingsError("preset", f"preset must be one of {known} or empty, not {name!r}")
     return {**values, **{k: v for k, v in PRESETS[name].items() if k not in explicit}}

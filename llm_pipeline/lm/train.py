@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,64 +34,8 @@ from llm_pipeline.lm.resume import (
     resume_key,
     save_training_state,
 )
+from llm_pipeline.lm.settings import TrainConfig
 from llm_pipeline.tokens.shards import open_split
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation and budget settings. A budget of 0 means "no limit"; at least one is set."""
-
-    batch_size: int = 16
-    grad_accum_steps: int = 1
-    learning_rate: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    max_steps: int = 2000
-    max_tokens: int = 0
-    max_seconds: float = 0.0
-    eval_interval: int = 100
-    eval_batches: int = 16
-    log_interval: int = 20
-    seed: int = 1337
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool = False
-    # CPU threads for this process (0: PyTorch's default, one per core). On a machine shared with
-    # other busy processes, 1 avoids OpenMP oversubscription (5-16x faster steps measured here
-    # while other processes kept ~1.5 of 2 cores busy: benchmarks/quality.py --threads).
-    num_threads: int = 0
-    # Resume: a training state every N steps and/or M minutes (0 = off), found again by a re-run
-    # of the same config on the same shards; resume=False discards it and starts fresh.
-    checkpoint_interval_steps: int = 0
-    checkpoint_interval_minutes: float = 0.0
-    resume: bool = True
-    # Measure the device's matmul peak after training and report model FLOPs utilisation.
-    measure_mfu: bool = False
-
-    def validate(self) -> None:
-        if self.max_steps <= 0 and self.max_tokens <= 0 and self.max_seconds <= 0:
-            raise ValueError("set at least one budget: max_steps, max_tokens or max_seconds")
-        for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.num_threads < 0:
-            raise ValueError(f"num_threads must be 0 (default) or positive, got {self.num_threads}")
-        if self.checkpoint_interval_steps < 0 or self.checkpoint_interval_minutes < 0:
-            raise ValueError("checkpoint intervals must be 0 (off) or positive")
-        if self.dtype not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"dtype must be auto, bf16 or fp32, not {self.dtype!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -22,8 +22,10 @@ relaxes exactly the rules that misfire on its kind of text:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
+from llm_pipeline.settings import SettingsError
 from llm_pipeline.text.minhash import MinHashConfig
 from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
 
@@ -102,28 +104,33 @@ _SECTIONS_WITH_MINHASH = {**_SECTIONS, "minhash": MinHashConfig}
 
 
 def profile_settings(profile: str) -> dict[str, Any]:
-    """The settings a profile picks (a copy), or a ValueError naming the valid profiles."""
+    """The settings a profile picks (a copy), or a SettingsError naming the valid profiles."""
     if profile not in PROFILE_SETTINGS:
-        raise ValueError(f"unknown cleaning profile {profile!r}; choose one of {PROFILES}")
+        raise SettingsError(
+            "profile", f"unknown cleaning profile {profile!r}; choose one of {', '.join(PROFILES)}"
+        )
     return dict(PROFILE_SETTINGS[profile])
 
 
 def apply_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Overlay `{"field": v}` and `{"section.field": v}` overrides (sections: c4, repetition,
-    quality, minhash); unknown keys raise a ValueError that lists the valid ones."""
+    quality, minhash); unknown keys raise a SettingsError naming the key and the nearest
+    valid one."""
     out = dict(settings)
     for key, value in overrides.items():
         if "." in key:
             section, name = key.split(".", 1)
             cls = _SECTIONS_WITH_MINHASH.get(section)
             if cls is None:
-                raise ValueError(
-                    f"cleaning override {key!r}: unknown section {section!r}; "
-                    f"use one of {sorted(_SECTIONS_WITH_MINHASH)}"
+                raise SettingsError(
+                    key,
+                    f"unknown section {section!r}; use one of {', '.join(_SECTIONS_WITH_MINHASH)}",
                 )
             names = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
             if name not in names:
-                raise ValueError(f"cleaning override {key!r}: {section} has no {name!r}; {names}")
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+                hint = f"did you mean {section}.{close[0]}?" if close else f"valid: {names}"
+                raise SettingsError(key, f"{section} has no {name!r} ({hint})")
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             current_section = out.get(section) or cls()

@@ -1,0 +1,34 @@
+"""The `evaluation_report` settings, defined once (see llm_pipeline/settings.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_pipeline.settings import Settings, Stage, setting, specs
+
+DEFAULT_PROMPTS = ["The", "Return the", "This module provides", "If the"]
+
+
+@dataclass
+class EvaluationReportSettings(Settings):
+    """What the report measures and shows."""
+
+    eval_files: list[str] = setting(  # noqa: RUF009 (copied)
+        [],
+        "Fixed held-out text files, each scored in bits per byte with the model's own "
+        "tokenizer, to track models across corpus versions and architectures. Paths are "
+        "relative to the data root and may not lead outside it.",
+    )
+    prompts: list[str] = setting(DEFAULT_PROMPTS, "Sample prompts.")  # noqa: RUF009 (copied)
+    max_new_tokens: int = setting(60, "Tokens generated per sample.", ge=1)
+    temperature: float = setting(0.8, "Sampling temperature; 0 is greedy.", ge=0.0)
+    top_k: int = setting(40, "Sample from the k likeliest tokens; 0: all.", ge=0)
+    seed: int = setting(0, "Seed for the samples.")
+    compare_max_bytes: int = setting(
+        4_000_000, "Validation text (bytes) on which champion and challenger are compared.", ge=1
+    )
+
+
+EVALUATION_REPORT = Stage(
+    "evaluation_report", specs(EvaluationReportSettings), EvaluationReportSettings.__doc__ or ""
+)

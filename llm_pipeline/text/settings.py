@@ -1,0 +1,137 @@
+"""The `raw_corpus` and `cleaned_corpus` settings, defined once (see llm_pipeline/settings.py).
+
+`CleanedCorpusSettings` are the keys users write (flat names, `thresholds` as "section.field");
+`cleaning()` resolves them with the profile into the core `CleaningConfig` the cleaner runs.
+A field left unset (None) keeps the profile's value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
+from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
+
+if TYPE_CHECKING:
+    from llm_pipeline.text.clean import CleaningConfig
+
+
+@dataclass
+class RawCorpusSettings(Settings):
+    """How the corpus's files are read."""
+
+    text_field: str = setting("text", "Field of a JSONL record / column of a Parquet file.")
+    max_doc_chars: int = setting(
+        20_000,
+        "Longer documents are cut at paragraph breaks into chunks of at most this many "
+        "characters, so a one-book corpus still splits into train and validation. 0: never.",
+        ge=0,
+    )
+
+
+# Plain keys that override the profile when given (None: keep the profile's value).
+PROFILE_KEYS = (
+    "min_chars",
+    "max_chars",
+    "min_words",
+    "max_non_alnum_fraction",
+    "max_duplicate_line_fraction",
+    "c4_lines",
+    "gopher_repetition",
+    "gopher_quality",
+)
+
+
+@dataclass
+class CleanedCorpusSettings(Settings):
+    """A profile picks the filters and thresholds; any field left unset keeps the profile's value.
+
+    Thresholds: 0 (or 1.0 for a fraction) turns a basic filter off. Finer thresholds of the
+    Gopher/C4 filters go in `thresholds` as `{"quality.min_words": 20, "c4.min_sentences": 3}`
+    (sections `quality`, `repetition`, `c4`; see llm_pipeline/text/quality.py).
+    """
+
+    profile: str = setting(
+        DEFAULT_PROFILE,
+        "Filter defaults for a kind of text (docs fits the built-in corpus).",
+        choices=PROFILES,
+    )
+    min_chars: int | None = setting(None, "Drop shorter documents.", ge=0)
+    max_chars: int | None = setting(None, "Drop longer documents.", ge=0)
+    min_words: int | None = setting(None, "Drop documents with fewer.", ge=0)
+    max_non_alnum_fraction: float | None = setting(
+        None, "Drop documents that are mostly symbols.", ge=0.0, le=1.0
+    )
+    max_duplicate_line_fraction: float | None = setting(
+        None, "Drop documents with more repeated lines.", ge=0.0, le=1.0
+    )
+    c4_lines: bool | None = setting(None, "C4 line cleaning on/off.")
+    gopher_repetition: bool | None = setting(None, "Gopher repetition filter on/off.")
+    gopher_quality: bool | None = setting(None, "Gopher quality filter on/off.")
+    thresholds: dict[str, float] = setting(  # noqa: RUF009 (copied)
+        {}, 'Filter thresholds, e.g. {"quality.min_stop_words": 1}.'
+    )
+    exact_dedup: bool = setting(True, "Drop exact duplicates.")
+    near_dedup: bool = setting(True, "Drop MinHash near-duplicates.")
+    minhash_ngram: int = setting(5, "Words per shingle.", ge=1)
+    minhash_bands: int = setting(14, "LSH bands.", ge=1)
+    minhash_rows: int = setting(8, "Signature rows per band.", ge=1)
+    near_dup_threshold: float = setting(
+        0.8, "Estimated Jaccard similarity that counts.", ge=0.0, le=1.0
+    )
+    dropped_sample_size: int = setting(100, "Removed documents kept per filter in _dropped/.", ge=0)
+    workers: int = setting(0, "Cleaning processes; 0 = one per CPU core.", ge=0)
+
+    def cleaning(self) -> CleaningConfig:
+        """The resolved core config; a SettingsError names a bad profile or threshold key.
+
+        clean.py (numpy, pyarrow) is imported here, not at the top: the CLI checks a YAML file
+        with this module before it needs any of that."""
+        from llm_pipeline.text.clean import CleaningConfig
+
+        overrides: dict = {
+            name: getattr(self, name) for name in PROFILE_KEYS if getattr(self, name) is not None
+        }
+        for key, value in self.thresholds.items():
+            if "." not in key or key.startswith("minhash."):
+                raise SettingsError(
+                    f"thresholds.{key}",
+                    "not a 'section.field' key of quality, repetition or c4",
+                )
+            overrides[key] = value
+        overrides.update(
+            {
+                "exact_dedup": self.exact_dedup,
+                "near_dedup": self.near_dedup,
+                "minhash.ngram": self.minhash_ngram,
+                "minhash.bands": self.minhash_bands,
+                "minhash.rows": self.minhash_rows,
+                "minhash.threshold": self.near_dup_threshold,
+                "dropped_sample_size": self.dropped_sample_size,
+            }
+        )
+        try:
+            return CleaningConfig.from_profile(self.profile, **overrides)
+        except SettingsError as exc:
+            if exc.key in self.thresholds:
+                raise SettingsError(f"thresholds.{exc.key}", exc.problem) from None
+            raise
+        except (ValueError, TypeError) as exc:  # a threshold of the wrong kind
+            raise SettingsError("thresholds", str(exc)) from None
+
+    def check_rules(self) -> None:
+        self.cleaning()
+
+
+def _check_cleaned(given: dict) -> None:
+    CleanedCorpusSettings.from_dict(given).validate()
+
+
+RAW_CORPUS = Stage("raw_corpus", specs(RawCorpusSettings), RawCorpusSettings.__doc__ or "")
+CLEANED_CORPUS = Stage(
+    "cleaned_corpus",
+    specs(CleanedCorpusSettings),
+    "A profile picks the filters and thresholds; unset fields keep the profile's value.",
+    _check_cleaned,
+)
