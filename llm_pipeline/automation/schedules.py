@@ -76,11 +76,11 @@ class RetrainDecision:
 
 def _model_settings(run_config: dict, vocab_size: int) -> tuple[dict, dict]:
     """The model and training settings a run with `run_config` would save in its checkpoint."""
-    from llm_pipeline.assets.model import TrainedModelConfig
+    from llm_pipeline.lm.settings import trained_model_configs
 
     values = run_config.get("ops", {}).get("trained_model", {}).get("config", {})
-    config = TrainedModelConfig(**values)
-    return config.to_model_config(vocab_size).to_dict(), config.to_train_config().to_dict()
+    _, model, training = trained_model_configs(values, vocab_size)
+    return model.to_dict(), training.to_dict()
 
 
 def _changed_keys(saved: dict, current: dict) -> list[str]:
