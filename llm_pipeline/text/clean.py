@@ -16,6 +16,10 @@ funnel adds up: documents in − documents out = Σ removals; bytes in − bytes
 bytes + bytes edited away (normalisation, C4 line removal). A bounded, uniform sample of each
 filter's removals (the documents with the smallest content hashes) is kept for inspection.
 The output order, and so the output files, are deterministic for any number of workers.
+
+This module holds the settings and the two passes (`_filter_and_stage`,
+`_drop_duplicates_and_write`); pass 1's per-batch work is `filter_pass.py`, the counting
+`funnel.py`, the spills `dedup.py`.
 """
 
 from __future__ import annotations
@@ -50,11 +54,9 @@ from llm_pipeline.text.filters import (
 )
 from llm_pipeline.text.funnel import (
     DROPPED_DIR,
-    DROPPED_SCHEMA,
     EXACT_DUPLICATE,
     NEAR_DUPLICATE,
     NORMALIZE,
-    SAMPLE_MAX_CHARS,
     CleaningStats,
     DroppedSample,
     Tally,
@@ -69,20 +71,16 @@ from llm_pipeline.text.profiles import (
 from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
 from llm_pipeline.text.store import PartWriter, parquet_parts
 
-# The cleaning stage's public names, wherever they are defined (`funnel.py`, `filter_pass.py`).
+# The cleaning stage's public names; the step names come from `funnel.py`.
 __all__ = [
     "CLEANED_SCHEMA",
     "DROPPED_DIR",
-    "DROPPED_SCHEMA",
     "EXACT_DUPLICATE",
     "NEAR_DUPLICATE",
     "NORMALIZE",
-    "SAMPLE_MAX_CHARS",
     "CleaningConfig",
     "CleaningStats",
-    "DroppedSample",
     "clean_documents",
-    "content_digest",
     "document_id",
     "iter_document_batches",
 ]
@@ -198,18 +196,17 @@ def clean_documents(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    scratch = out_dir / ".scratch"
     stats = CleaningStats()
     tally = Tally()
     sample = DroppedSample(config.dropped_sample_size)
     try:
-        staged = _filter_and_stage(
-            batches, out_dir / ".scratch", config, workers, stats, tally, sample
-        )
+        staged = _filter_and_stage(batches, scratch, config, workers, stats, tally, sample)
         _drop_duplicates_and_write(staged, out_dir, config, stats, tally, sample)
         if config.dropped_sample_size:
             sample.write(out_dir / DROPPED_DIR)
     finally:
-        shutil.rmtree(out_dir / ".scratch", ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     stats.record(tally, config.step_names())
     stats.seconds = time.perf_counter() - started
     return stats

@@ -31,7 +31,6 @@ from llm_pipeline.text.repetition import GopherRepetitionFilter
 
 __all__ = [
     "PUNCTUATION",
-    "STOP_WORDS",
     "C4LineFilter",
     "GopherQualityFilter",
     "GopherRepetitionFilter",
@@ -39,7 +38,7 @@ __all__ = [
 
 # ASCII and common Unicode punctuation: a word made only of these is a "symbol word".
 PUNCTUATION = frozenset(string.punctuation + "–—‘’“”…«»·•¿¡")
-STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
+# Gopher's stop words, matched as whole words: the, be, to, of, and, that, have, with.
 _STOP_WORD_RE = re.compile(r"(?<![\w'])(?:the|be|to|of|and|that|have|with)(?![\w'])")
 _LETTER = re.compile(r"[^\W\d_]")
 _PUNCTUATION_CHARS = "".join(sorted(PUNCTUATION))
