@@ -1,7 +1,7 @@
 """C4 line cleaning (Raffel et al. 2020, section 2.2), as in datatrove's C4QualityFilter.
 
 A `TextTransform`, not a yes/no rule: it removes lines and may then drop the whole document, so
-it answers `transform(text)` with the new text; the chain counts the edited bytes and the drops.
+it answers `transform(text)` with the new text; the cleaning pass counts the edits and drops.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 One protocol, datatrove's: every filter is a small named unit with its thresholds as documented
 parameters and one method, `filter(text) -> (kept, reason)`. The reason is the finer cause inside
 the filter (a Gopher filter has one per rule; a single-rule filter answers its own `name`). The
-filters never count anything themselves: the pass that runs them (`FilterChain` in
-`text/pipeline.py`) counts every dropped document, its bytes and its reason under the filter's
-`name`, in one place, so the funnel says exactly which rule removed what.
+filters never count anything themselves: the pass that runs them (`filter_batch` in
+`filter_pass.py`, into a `funnel.Tally`) counts every dropped document, its bytes and its reason
+under the filter's `name`, in one place, so the funnel says exactly which rule removed what.
 
 A step that edits the text (C4 line cleaning removes lines, and may then drop the document) is a
 `TextTransform`: it still answers `filter`, and also `transform(text) -> Transformed`, the new
@@ -36,7 +36,7 @@ class DocumentFilter:
     """
 
     name: str
-    # Steps that rewrite the text set this (see `TextTransform`); the chain reads it once.
+    # Steps that rewrite the text set this (see `TextTransform`); read once per batch.
     edits_text: ClassVar[bool] = False
 
     def filter(self, text: str) -> tuple[bool, str | None]:
@@ -58,7 +58,7 @@ class TextTransform(DocumentFilter):
     """A step that edits a document's text and may drop it (C4 line cleaning).
 
     `transform` is the one method to implement; `filter` is derived from it, so a transform can
-    stand wherever a filter does. The chain calls `transform`, since it needs the new text.
+    stand wherever a filter does. `filter_batch` calls `transform`, since it needs the new text.
     """
 
     edits_text: ClassVar[bool] = True
