@@ -83,7 +83,7 @@ def _prose(rng: random.Random, n_words: int) -> str:
 
 def test_gopher_quality_keeps_prose_and_names_each_failure(rng: random.Random) -> None:
     rule = GopherQualityFilter()
-    assert rule.reject(_prose(rng, 120)) is None
+    assert rule.filter(_prose(rng, 120))[1] is None
     prose = _prose(rng, 120)
     cases = {
         "too_few_words": "the cat and the dog sat on the mat",
@@ -101,19 +101,19 @@ def test_gopher_quality_keeps_prose_and_names_each_failure(rng: random.Random) -
         "too_few_stop_words": " ".join(["river mountain garden letter window"] * 20),
     }
     for reason, text in cases.items():
-        assert rule.reject(text) == reason, reason
-        assert not rule.keep(text)
+        assert rule.filter(text)[1] == reason, reason
+        assert not rule.filter(text)[0]
 
 
 def test_gopher_quality_thresholds_turn_off(rng: random.Random) -> None:
     text = " ".join(["river mountain garden letter window"] * 20)
-    assert GopherQualityFilter(min_stop_words=0).keep(text)
-    assert GopherQualityFilter(min_words=0).keep("the cat and the dog sat")
+    assert GopherQualityFilter(min_stop_words=0).filter(text)[0]
+    assert GopherQualityFilter(min_words=0).filter("the cat and the dog sat")[0]
 
 
 def test_gopher_quality_counts_punctuated_words_as_alphabetic() -> None:
     # datatrove's spaCy tokens make "," and ";" words and drop a third of Shakespeare for it.
-    assert GopherQualityFilter(min_words=20).reject(BOOK) is None
+    assert GopherQualityFilter(min_words=20).filter(BOOK)[1] is None
 
 
 # --- Gopher repetition ----------------------------------------------------------------------
@@ -167,21 +167,21 @@ def test_gopher_repetition_ngram_rules_match_a_plain_reference() -> None:
                 words[at:at] = phrase
         text = " ".join(words)
         expected = _reference_repetition(text, rule)
-        assert rule.reject(text) == expected, text
+        assert rule.filter(text)[1] == expected, text
         seen_reasons.add(expected)
     assert None in seen_reasons and len(seen_reasons) >= 4  # both outcomes were exercised
 
 
 def test_gopher_repetition_lines_and_paragraphs(rng: random.Random) -> None:
     rule = GopherRepetitionFilter()
-    assert rule.reject(_prose(rng, 200)) is None
+    assert rule.filter(_prose(rng, 200))[1] is None
     lines = [f"line {i} of the page" for i in range(6)] + ["Subscribe now!"] * 6
-    assert rule.reject("\n".join(lines)) == "dup_line_fraction"
+    assert rule.filter("\n".join(lines))[1] == "dup_line_fraction"
     paragraph = _prose(rng, 30)
     doc = "\n\n".join([paragraph, _prose(rng, 30), paragraph, paragraph])
-    assert rule.reject(doc) == "dup_paragraph_fraction"
+    assert rule.filter(doc)[1] == "dup_paragraph_fraction"
     spam = _prose(rng, 20) + " " + " ".join(["buy cheap pills now"] * 30)
-    assert rule.reject(spam) is not None
+    assert rule.filter(spam)[1] is not None
 
 
 # --- C4 lines -------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_c4_removes_bad_lines_keeps_paragraphs_and_counts() -> None:
             good[2] + " [1]",
         ]
     )
-    result = C4LineFilter().clean(text)
+    result = C4LineFilter().transform(text)
     assert result.reason is None
     assert result.lines_removed == 4
     assert result.text == "\n".join([good[0], "", good[1], good[2]])
@@ -214,13 +214,15 @@ def test_c4_removes_bad_lines_keeps_paragraphs_and_counts() -> None:
 def test_c4_drops_whole_documents() -> None:
     rule = C4LineFilter()
     body = "This is a proper sentence with words. " * 6
-    assert rule.clean(body + "\nLorem ipsum dolor sit amet, consectetur.").reason == "lorem_ipsum"
-    assert rule.clean(body + "\nfunction f() { return 1; }.").reason == "curly_bracket"
-    assert rule.clean("Only one sentence here.").reason == "too_few_sentences"
-    kept = rule.clean(body)
+    assert (
+        rule.transform(body + "\nLorem ipsum dolor sit amet, consectetur.").reason == "lorem_ipsum"
+    )
+    assert rule.transform(body + "\nfunction f() { return 1; }.").reason == "curly_bracket"
+    assert rule.transform("Only one sentence here.").reason == "too_few_sentences"
+    kept = rule.transform(body)
     assert kept.reason is None and kept.text == body and kept.lines_removed == 0
     # Only lines that survive the line rules count: a removed line cannot drop the document.
-    with_code = rule.clean(body + "\nvar config = {debug: true}")
+    with_code = rule.transform(body + "\nvar config = {debug: true}")
     assert with_code.reason is None and with_code.lines_removed == 1
 
 

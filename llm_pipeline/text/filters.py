@@ -1,7 +1,18 @@
-"""Document filters: each a small named unit with its threshold as a documented parameter.
+"""The document-filter protocol and the basic filters (length, words, symbols, repeated lines).
 
-Following datatrove's shape, every filter answers `keep(text)` and the cleaning loop counts each
-dropped document under the filter's `name`, so the metadata says exactly which rule removed what.
+One protocol, datatrove's: every filter is a small named unit with its thresholds as documented
+parameters and one method, `filter(text) -> (kept, reason)`. The reason is the finer cause inside
+the filter (a Gopher filter has one per rule; a single-rule filter answers its own `name`). The
+filters never count anything themselves: the pass that runs them (`filter_batch` in
+`filter_pass.py`, into a `funnel.Tally`) counts every dropped document, its bytes and its reason
+under the filter's `name`, in one place, so the funnel says exactly which rule removed what.
+
+A step that edits the text (C4 line cleaning removes lines, and may then drop the document) is a
+`TextTransform`: it still answers `filter`, and also `transform(text) -> Transformed`, the new
+text. It declares itself with `edits_text = True` instead of being discovered by `hasattr`; this
+is datatrove's split between filters (decide) and formatters (edit), joined for the one step that
+does both, as datatrove's own C4 filter does.
+
 A threshold of 0 (or 1.0 for fractions) disables a filter.
 """
 
@@ -9,67 +20,118 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, NamedTuple
 
 _WORDS = re.compile(r"\S+")
 
+# The answer of a filter that keeps the document (one shared tuple, no allocation per call).
+KEPT: tuple[bool, None] = (True, None)
 
-class DocumentFilter(Protocol):
-    """A rule that keeps or drops one normalised document."""
+
+class DocumentFilter:
+    """A rule that keeps or drops one normalised document.
+
+    Subclasses set `name` (the funnel step) and implement `filter`; they are frozen dataclasses
+    whose fields are the thresholds, so a profile or an override can replace any of them.
+    """
 
     name: str
+    # Steps that rewrite the text set this (see `TextTransform`); read once per batch.
+    edits_text: ClassVar[bool] = False
 
-    def keep(self, text: str) -> bool: ...
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        """`(True, None)` to keep `text`, `(False, reason)` to drop it."""
+        raise NotImplementedError
+
+
+class Transformed(NamedTuple):
+    """What a `TextTransform` made of one document: its new text (the same object when nothing
+    changed; None when the whole document is dropped), the reason for a drop, and how many lines
+    it removed (reported in the funnel as `lines_removed`)."""
+
+    text: str | None
+    reason: str | None
+    lines_removed: int = 0
+
+
+class TextTransform(DocumentFilter):
+    """A step that edits a document's text and may drop it (C4 line cleaning).
+
+    `transform` is the one method to implement; `filter` is derived from it, so a transform can
+    stand wherever a filter does. `filter_batch` calls `transform`, since it needs the new text.
+    """
+
+    edits_text: ClassVar[bool] = True
+
+    def transform(self, text: str) -> Transformed:
+        raise NotImplementedError
+
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        result = self.transform(text)
+        return KEPT if result.text is not None else (False, result.reason)
+
+
+_last_split: list = [None, None]
+
+
+def split_words(text: str) -> list[str]:
+    """`text.split()`, remembered for the last text: the filters that run one after another on
+    the same document share one split instead of paying for it each."""
+    if _last_split[0] is not text:
+        _last_split[0], _last_split[1] = text, text.split()
+    return _last_split[1]
 
 
 @dataclass(frozen=True)
-class EmptyFilter:
+class EmptyFilter(DocumentFilter):
     """Drop documents with no visible character left after normalisation. Always on: an empty
     document carries nothing, and turning the length filters off must not let one through."""
 
     name: str = "empty"
 
-    def keep(self, text: str) -> bool:
-        return bool(text) and not text.isspace()
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        return KEPT if text and not text.isspace() else (False, self.name)
 
 
 @dataclass(frozen=True)
-class MinCharsFilter:
+class MinCharsFilter(DocumentFilter):
     """Drop documents shorter than `min_chars` characters (fragments carry no signal)."""
 
     min_chars: int
     name: str = "min_chars"
 
-    def keep(self, text: str) -> bool:
-        return len(text) >= self.min_chars
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        return KEPT if len(text) >= self.min_chars else (False, self.name)
 
 
 @dataclass(frozen=True)
-class MaxCharsFilter:
+class MaxCharsFilter(DocumentFilter):
     """Drop documents longer than `max_chars` characters (dumps, minified data)."""
 
     max_chars: int
     name: str = "max_chars"
 
-    def keep(self, text: str) -> bool:
-        return self.max_chars <= 0 or len(text) <= self.max_chars
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        if self.max_chars <= 0 or len(text) <= self.max_chars:
+            return KEPT
+        return False, self.name
 
 
 @dataclass(frozen=True)
-class MinWordsFilter:
+class MinWordsFilter(DocumentFilter):
     """Drop documents with fewer than `min_words` whitespace-separated words."""
 
     min_words: int
     name: str = "min_words"
 
-    def keep(self, text: str) -> bool:
+    def filter(self, text: str) -> tuple[bool, str | None]:
         if self.min_words <= 0:
-            return True
+            return KEPT
         # Counting stops as soon as the minimum is reached; long documents cost nothing.
         for count, _ in enumerate(_WORDS.finditer(text), start=1):
             if count >= self.min_words:
-                return True
-        return False
+                return KEPT
+        return False, self.name
 
 
 # ASCII bytes that str.isspace() / str.isalnum() accept; deleting them with bytes.translate and
@@ -102,15 +164,17 @@ def non_alnum_fraction(text: str) -> float:
 
 
 @dataclass(frozen=True)
-class NonAlnumFractionFilter:
+class NonAlnumFractionFilter(DocumentFilter):
     """Drop documents whose visible characters are mostly symbols (tables of punctuation, binary
     junk decoded as text). Code and docs sit well below the default of 0.5."""
 
     max_fraction: float
     name: str = "non_alnum_fraction"
 
-    def keep(self, text: str) -> bool:
-        return self.max_fraction >= 1.0 or non_alnum_fraction(text) <= self.max_fraction
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        if self.max_fraction >= 1.0 or non_alnum_fraction(text) <= self.max_fraction:
+            return KEPT
+        return False, self.name
 
 
 def duplicate_line_fraction(text: str) -> float:
@@ -122,11 +186,13 @@ def duplicate_line_fraction(text: str) -> float:
 
 
 @dataclass(frozen=True)
-class DuplicateLinesFilter:
+class DuplicateLinesFilter(DocumentFilter):
     """Drop documents that mostly repeat themselves (boilerplate, spam, logs)."""
 
     max_fraction: float
     name: str = "duplicate_lines"
 
-    def keep(self, text: str) -> bool:
-        return self.max_fraction >= 1.0 or duplicate_line_fraction(text) <= self.max_fraction
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        if self.max_fraction >= 1.0 or duplicate_line_fraction(text) <= self.max_fraction:
+            return KEPT
+        return False, self.name

@@ -4,6 +4,9 @@ Supported: `.txt` / `.md` (a file is a document), `.jsonl` (one record per line,
 configurable field), `.parquet` (a text column); each may be compressed as `.gz` or `.zst`.
 A bad file or line is skipped and recorded in `ReadStats` with its path, line and reason, so the
 user can fix it; good documents in the same corpus are still read.
+
+Which files form the corpus (and which are refused) is `corpus_files.py`; cutting long texts into
+documents is `chunks.py`. Both are re-used here and importable from this module too.
 """
 
 from __future__ import annotations
@@ -13,22 +16,20 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
-import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from llm_pipeline.errors import PipelineInputError
-
-TEXT_SUFFIXES = (".txt", ".md")
-JSONL_SUFFIXES = (".jsonl",)
-PARQUET_SUFFIXES = (".parquet",)
-COMPRESSION_SUFFIXES = (".gz", ".zst")
-SUPPORTED_DESCRIPTION = ".txt, .md, .jsonl, .parquet (optionally .gz or .zst)"
+from llm_pipeline.text.chunks import iter_chunks, split_long_text
+from llm_pipeline.text.corpus_files import (
+    SUPPORTED_DESCRIPTION,
+    corpus_files,
+    file_kind,
+    refusal,
+)
 
 # How many skip messages are kept verbatim; the counts are always complete.
 MAX_REPORTED_PROBLEMS = 50
@@ -71,83 +72,6 @@ class _SkipFile(Exception):
     """Internal: this whole file is unusable, for the reason in the message."""
 
 
-def file_kind(path: Path) -> tuple[str, str | None] | None:
-    """Return (`text` | `jsonl` | `parquet`, compression or None), or None for unknown types."""
-    name = path.name.lower()
-    compression = None
-    for suffix in COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            compression = suffix[1:]
-            name = name[: -len(suffix)]
-            break
-    for kind, suffixes in (
-        ("text", TEXT_SUFFIXES),
-        ("jsonl", JSONL_SUFFIXES),
-        ("parquet", PARQUET_SUFFIXES),
-    ):
-        if name.endswith(suffixes):
-            return kind, compression
-    return None
-
-
-def corpus_files(root: Path) -> list[Path]:
-    """Every entry under `root` that could be a corpus file, sorted; hidden ones left out.
-
-    Walks with an explicit stack (no recursion limit, so any nesting depth works) and never
-    descends into a symlinked folder. Symlinks and special files are listed too, so that
-    `iter_documents` can report them (`refusal`) instead of silently reading elsewhere.
-    """
-    root = Path(root)
-    entries: list[Path] = []
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as listing:
-                children = list(listing)
-        except OSError as exc:
-            if folder != root:
-                entries.append(folder)  # reported as unreadable
-                continue
-            raise PipelineInputError(
-                f"{root}: corpus folder cannot be listed ({exc.strerror or exc})"
-            ) from None
-        for child in children:
-            if child.name.startswith("."):
-                continue
-            if child.is_dir(follow_symlinks=False):
-                stack.append(Path(child.path))
-            else:
-                entries.append(Path(child.path))
-    return sorted(entries)
-
-
-def refusal(path: Path, root: Path) -> str | None:
-    """Why `path` (from `corpus_files(root)`) must not be read, or None when it is a plain file.
-
-    A symlink may point anywhere (`~/.ssh/id_rsa`, `/dev/zero`, a FIFO that blocks forever);
-    only regular files inside the corpus folder are read.
-    """
-    if path.is_symlink():
-        try:
-            target = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return "broken symbolic link"
-        if not target.is_relative_to(Path(root).resolve()):
-            return f"symbolic link to {target}, outside the corpus folder"
-        if target.is_dir():
-            return "symbolic link to a folder (not followed)"
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if stat.S_ISDIR(mode):
-        return "folder cannot be read (permission denied?)"
-    if not stat.S_ISREG(mode):
-        return "not a regular file"
-    return None
-
-
 def fingerprint_files(root: Path, files: list[Path] | None = None) -> str:
     """A content hash of a corpus folder: changes exactly when a file's path or bytes change.
 
@@ -186,50 +110,6 @@ def _open_binary(path: Path, compression: str | None) -> IO[bytes]:
 def _decompression_error(exc: Exception) -> bool:
     name = type(exc).__name__
     return isinstance(exc, (gzip.BadGzipFile, EOFError, OSError)) or "Zstd" in name
-
-
-def _cut(text: str, max_chars: int) -> int:
-    """Where to end a chunk of `text` (longer than `max_chars`): a paragraph break in the second
-    half of the window if there is one, else a line break, else a space, else a hard cut."""
-    for separator in ("\n\n", "\n", " "):
-        cut = text.rfind(separator, max_chars // 2, max_chars)
-        if cut != -1:
-            return cut + len(separator)
-    return max_chars
-
-
-def iter_chunks(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
-    """Re-cut a stream of text blocks into chunks of at most `max_chars` (0: one chunk).
-
-    Only the current chunk and one block are held in memory, so a multi-GB book in a single
-    file streams through. Whitespace-only chunks are dropped.
-    """
-    buffer = ""
-    for block in blocks:
-        buffer += block
-        if max_chars <= 0:
-            continue
-        start = 0  # cut by position: re-slicing the buffer per chunk would copy it each time
-        while len(buffer) - start > max_chars:
-            window = buffer[start : start + max_chars]
-            cut = _cut(window, max_chars)
-            if window[:cut].strip():
-                yield window[:cut]
-            start += cut
-        buffer = buffer[start:]
-    if buffer.strip():
-        yield buffer
-
-
-def split_long_text(text: str, max_chars: int) -> list[str]:
-    """Cut `text` into chunks of at most `max_chars`, at paragraph breaks where possible.
-
-    Falls back to a line break, then a space, then a hard cut, so no chunk is ever longer than
-    the limit (a book in one file still splits into many training/validation documents).
-    """
-    if max_chars <= 0 or len(text) <= max_chars:
-        return [text]
-    return list(iter_chunks([text], max_chars))
 
 
 def _looks_binary(head: bytes) -> bool:

@@ -1,0 +1,116 @@
+"""The evaluation report as Markdown: what Dagster shows on the asset page and what reads well
+in a repository. Built directly (no Markdown library), with every piece of user text escaped, so
+a generated sample can never break out of its code block or inject markup."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from llm_pipeline.report.content import (
+    FUNNEL_HEADER,
+    ReportInputs,
+    comparison_rows,
+    format_bpb,
+    format_signed,
+    funnel_rows,
+    metric_rows,
+    normalise_newlines,
+    promotion_sentence,
+    sample_settings,
+)
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
+
+
+def _md(text: Any) -> str:
+    """Inline Markdown text: punctuation backslash-escaped (no emphasis, links or raw HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _md_table(header: list[str], rows: list[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _md_fence(text: str) -> str:
+    """A backtick fence longer than any backtick run in `text`, so the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _md_bold_lines(text: str) -> str:
+    """Bold text over several lines: each non-blank line bolded, joined by hard line breaks.
+
+    Emphasis cannot span a blank line and `** x**` is not bold, so lines are stripped and blank
+    ones dropped; a trailing backslash is CommonMark's portable hard break (no raw HTML needed).
+    """
+    lines = [line.strip() for line in normalise_newlines(text).split("\n")]
+    parts = [f"**{_md(line)}**" for line in lines if line]
+    return "\\\n".join(parts) if parts else "*(empty prompt)*"
+
+
+def _md_link_target(target: str) -> str:
+    # Percent-encode spaces and parentheses so the link cannot end early; base64 (+/=) is kept.
+    return quote(target, safe=":/;,+=%-._~")
+
+
+def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
+    """The report as Markdown; `images` maps image name to link target (file name or data URI).
+
+    Only images present in `images` are shown, so a caller can keep the Markdown small (for
+    metadata) by passing just the loss plot.
+    """
+    out: list[str] = [f"# {_md(inputs.title)}", "", "## Headline metrics", ""]
+    metric_table = metric_rows(inputs.metrics)
+    if metric_table:
+        out += _md_table(["Metric", "Value"], metric_table)
+    else:
+        out.append("No metrics were recorded.")
+
+    comparison = inputs.comparison
+    out += ["", "## Champion and challenger", ""]
+    out += _md_table(["Role", "Run", "Bits per byte"], comparison_rows(comparison))
+    out += [
+        "",
+        f"Difference (challenger − champion): {_md(format_signed(comparison.get('difference')))} "
+        "bits per byte (negative is better).",
+        "",
+        _md(promotion_sentence(comparison)),
+    ]
+
+    if inputs.eval_files:
+        out += ["", "## Fixed evaluation files", ""]
+        rows = [(name, format_bpb(bpb)) for name, bpb in sorted(inputs.eval_files.items())]
+        out += _md_table(["File", "Bits per byte"], rows)
+
+    funnel = funnel_rows(inputs.cleaning)
+    if funnel:
+        out += ["", "## Cleaning funnel", ""]
+        out += _md_table(FUNNEL_HEADER, funnel)
+
+    if images:
+        out += ["", "## Plots", ""]
+        for name, target in images.items():
+            out += [f"![{_md(name)}]({_md_link_target(target)})", ""]
+        out.pop()
+
+    if inputs.samples:
+        out += ["", "## Samples"]
+        for i, sample in enumerate(inputs.samples, start=1):
+            completion = normalise_newlines(str(sample.get("completion", "")))
+            fence = _md_fence(completion)
+            out += [
+                "",
+                f"### Sample {i} ({_md(sample_settings(sample))})",
+                "",
+                _md_bold_lines(str(sample.get("prompt", ""))),
+                "",
+                f"{fence}text",
+                completion,
+                fence,
+            ]
+    return "\n".join(out) + "\n"
