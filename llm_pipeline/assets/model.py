@@ -114,7 +114,7 @@ def trained_model(
 ) -> MaterializeResult:
     """A language model trained on `train.bin`, checkpointed in `models/<corpus>/<run_id>/`.
 
-    The trainer runs as its own process (`python -m llm_pipeline.lm.train`, or torchrun with
+    The trainer runs as its own process (`python -m llm_pipeline.lm.trainer_main`, or torchrun with
     `nproc_per_node` > 1) through Dagster Pipes: its progress lines (step, losses, learning rate,
     tokens/s, percent done, ETA) stream into the run log and its figures become this
     materialization's metadata. Stops at `max_steps`, `max_tokens` or `max_seconds`, whichever

@@ -1,4 +1,4 @@
-"""The trainer as its own process: `python -m llm_pipeline.lm.train --job job.json`.
+"""The trainer as its own process: `python -m llm_pipeline.lm.trainer_main --job job.json`.
 
 Run by the `trained_model` asset through Dagster Pipes, alone or under `torchrun` for
 data-parallel training (DDP: `nccl` on CUDA, `gloo` on CPU). It reads a job file (model and
@@ -27,10 +27,11 @@ import torch.distributed as dist
 
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import save_checkpoint
+from llm_pipeline.lm.distributed import distributed_rank
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.model import ModelConfig, count_parameters
 from llm_pipeline.lm.resume import clear_training_state
-from llm_pipeline.lm.train import TrainConfig, distributed_rank, train
+from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.tokens.shards import open_split, read_meta
 
 PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"
@@ -173,7 +174,9 @@ def _init_distributed() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_pipeline.lm.train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m llm_pipeline.lm.trainer_main", description=__doc__
+    )
     parser.add_argument("--job", required=True, help="the job file the trained_model asset wrote")
     args = parser.parse_args(argv)
     try:
@@ -200,3 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
