@@ -205,3 +205,25 @@ def test_promotion_rule(
 def test_promotion_reason_names_the_text_it_was_decided_on() -> None:
     decision = decide_promotion("new", 1.0, "old", 1.5, text="held-out file notes.txt")
     assert decision.reason == "no worse than the champion on the same held-out file notes.txt"
+
+
+def test_lm_modules_import_one_another_without_a_cycle() -> None:
+    """The trainer has one entry module; training and evaluation share `lm.device` instead of
+    importing each other (`python -m llm_pipeline.lm.train` used to re-import itself)."""
+    import ast
+    import graphlib
+
+    import llm_pipeline.lm
+
+    folder = Path(llm_pipeline.lm.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for file in folder.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "llm_pipeline.lm."
+            ):
+                imported.add(node.module.removeprefix("llm_pipeline.lm."))
+        graph[file.stem] = imported
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on a cycle
+    assert "trainer_main" not in graph["train"] and "train" not in graph["evaluate"]
