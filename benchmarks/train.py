@@ -76,8 +76,9 @@ from torch import nn
 
 from llm_pipeline import paths
 from llm_pipeline.assets.model import TrainedModelConfig
+from llm_pipeline.lm.device import resolve_device, resolve_dtype
 from llm_pipeline.lm.model import ModelConfig, build_model
-from llm_pipeline.lm.train import TrainConfig, resolve_device, resolve_dtype, train
+from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.tokens.shards import read_meta
 
 CORPUS = "python-stdlib-docs"

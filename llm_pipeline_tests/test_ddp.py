@@ -51,7 +51,10 @@ def train_with(
         "max_eval_tokens": 4096,
         "run_id": f"ddp-{processes}",
         "corpus": "gen",
-        "checkpoint": {"tokenizer": {"file": "tokenizer.json"}, "data": {"corpus": "gen"}},
+        "checkpoint": {
+            "tokenizer": {"file": "tokenizer.json", "eot_id": 0},
+            "data": {"corpus": "gen"},
+        },
     }
     job_file = tmp_path / f"job-{processes}.json"
     job_file.write_text(json.dumps(job))
@@ -77,7 +80,7 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(
     single = read_metrics(train_with(1, shards, tmp_path))
     parallel_dir = train_with(2, shards, tmp_path)
     parallel = read_metrics(parallel_dir)
-    assert read_config(parallel_dir)["summary"]["processes"] == 2
+    assert read_config(parallel_dir).summary.processes == 2
     assert [r["step"] for r in parallel] == [r["step"] for r in single] == list(range(1, 21))
     assert [r["tokens"] for r in parallel] == [r["tokens"] for r in single]
     for one, two in zip(single, parallel):
@@ -94,6 +97,6 @@ def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path: Path, shards:
     """Each rank's clock differs; they share the progress fraction, so none waits forever."""
     budget = {**TRAINING, "max_steps": 0, "max_seconds": 3.0, "log_interval": 5}
     out = train_with(2, shards, tmp_path, budget)
-    summary = read_config(out)["summary"]
-    assert summary["stop_reason"] == "max_seconds" and summary["steps"] >= 10
-    assert summary["processes"] == 2
+    summary = read_config(out).summary
+    assert summary.stop_reason == "max_seconds" and summary.steps >= 10
+    assert summary.processes == 2

@@ -98,9 +98,9 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
         "cleaning_funnel.png",
     } <= {p.name for p in folder.iterdir()}
     config = read_config(folder)
-    assert config["data"]["raw_fingerprint"]
-    assert config["training"]["max_steps"] == 80
-    assert config["summary"]["val_bits_per_byte"] < config["summary"]["unigram_bits_per_byte"]
+    assert config.data.raw_fingerprint
+    assert config.training["max_steps"] == 80
+    assert config.summary.val_bits_per_byte < config.summary.unigram_bits_per_byte
     report = first.asset_materializations_for_node("evaluation_report")[0].metadata
     assert report["promoted"].value is True
     assert "eval_bpb_heldout.txt" in report

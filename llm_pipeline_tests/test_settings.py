@@ -96,11 +96,11 @@ def test_beta2_in_a_yaml_file_reaches_the_checkpoint(
     )
     assert main(["run", "--corpus", "yamlbeta", "--config", str(config)]) == 0
     saved = read_config(run_dir("yamlbeta", read_pointer("yamlbeta", LATEST)))
-    assert saved["training"]["beta2"] == 0.95
-    assert (saved["model"]["rope_base"], saved["model"]["norm"]) == (5000.0, "layer")
+    assert saved.training["beta2"] == 0.95
+    assert (saved.model["rope_base"], saved.model["norm"]) == (5000.0, "layer")
     # the checkpoint records every core setting, so it reloads with no default guessed
-    assert set(saved["model"]) == {f.name for f in dataclasses.fields(ModelConfig)}
-    assert set(saved["training"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(saved.model) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(saved.training) == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 BAD_VALUES = [

@@ -1,6 +1,5 @@
 """`trained_model`: a GPT (default) or GRU language model trained on the token shards."""
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from llm_pipeline.automation.trainer_process import (
     trainer_command,
 )
 from llm_pipeline.lm.checkpoint import read_config
+from llm_pipeline.lm.checkpoint_config import DataInfo, TokenizerInfo
+from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.registry import LATEST, run_dir, training_state_root, write_pointer
 from llm_pipeline.lm.settings import (
     TRAINED_MODEL,
@@ -31,6 +32,7 @@ from llm_pipeline.lm.settings import (
 )
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.manifest import read_raw_manifest
 from llm_pipeline.tokens.bpe import file_sha256
 from llm_pipeline.tokens.shards import read_meta
 
@@ -66,7 +68,7 @@ def trained_model(
 ) -> MaterializeResult:
     """A language model trained on `train.bin`, checkpointed in `models/<corpus>/<run_id>/`.
 
-    The trainer runs as its own process (`python -m llm_pipeline.lm.train`, or torchrun with
+    The trainer runs as its own process (`python -m llm_pipeline.lm.trainer_main`, or torchrun with
     `nproc_per_node` > 1) through Dagster Pipes: its progress lines (step, losses, learning rate,
     tokens/s, percent done, ETA) stream into the run log and its figures become this
     materialization's metadata. Stops at `max_steps`, `max_tokens` or `max_seconds`, whichever
@@ -96,37 +98,28 @@ def trained_model(
     except ValueError as exc:
         raise Failure(description=f"trained_model config: {exc}") from None
 
-    manifest = storage.documents(corpus) / "manifest.json"
-    raw_fingerprint = (
-        json.loads(manifest.read_text())["fingerprint"] if manifest.is_file() else None
-    )
+    manifest = read_raw_manifest(storage.documents(corpus))
     out = run_dir(corpus, context.run_id, storage.models_root())
-    job = {
-        "model": model_config.to_dict(),
-        "training": train_config.to_dict(),
-        "shards": str(shards),
-        "state_root": str(training_state_root(corpus, storage.models_root())),
-        "out_dir": str(out),
-        "tokenizer_path": str(tokenizer_path),
-        "max_eval_tokens": config.max_eval_tokens,
-        "run_id": context.run_id,
-        "corpus": corpus,
-        "checkpoint": {
-            "tokenizer": {
-                "sha256": tokenizer_sha,
-                "eot_id": meta["eot_id"],
-                "file": TOKENIZER_FILE,
-            },
-            "data": {
-                "corpus": corpus,
-                "raw_fingerprint": raw_fingerprint,
-                "shards": {k: meta[k] for k in ("dtype", "vocab_size", "splits")},
-            },
-        },
-    }
+    job = TrainerJob(
+        model=model_config.to_dict(),
+        training=train_config.to_dict(),
+        shards=str(shards),
+        state_root=str(training_state_root(corpus, storage.models_root())),
+        out_dir=str(out),
+        tokenizer_path=str(tokenizer_path),
+        max_eval_tokens=config.max_eval_tokens,
+        run_id=context.run_id,
+        corpus=corpus,
+        tokenizer=TokenizerInfo(sha256=tokenizer_sha, eot_id=meta["eot_id"], file=TOKENIZER_FILE),
+        data=DataInfo(
+            corpus=corpus,
+            raw_fingerprint=manifest.fingerprint if manifest else None,
+            shards={k: meta[k] for k in ("dtype", "vocab_size", "splits")},
+        ),
+    )
     with tempfile.TemporaryDirectory(prefix=f"trainer-{corpus}-") as tmp:
         job_file = Path(tmp) / "job.json"
-        job_file.write_text(json.dumps(job, indent=2))
+        job.write(job_file)
         invocation = TrainerPipesClient().run(
             context=context, command=trainer_command(str(job_file), nproc)
         )

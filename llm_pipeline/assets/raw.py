@@ -19,9 +19,10 @@ from llm_pipeline.assets._common import (
     problems_markdown,
 )
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.atomic import atomic_dir, write_json_atomic
+from llm_pipeline.atomic import atomic_dir
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.manifest import RawManifest
 from llm_pipeline.text.readers import (
     SUPPORTED_DESCRIPTION,
     ReadStats,
@@ -80,10 +81,7 @@ def raw_corpus(
                 description=f"corpus {corpus!r}: no usable documents in {len(files)} file(s) "
                 f"under {folder} (supported: {SUPPORTED_DESCRIPTION}).\n{problems}"
             )
-        write_json_atomic(
-            tmp / "manifest.json",
-            {"corpus": corpus, "fingerprint": fingerprint, "stats": vars(stats)},
-        )
+        RawManifest(corpus=corpus, fingerprint=fingerprint, stats=vars(stats)).write(tmp)
     for problem in stats.problems:
         context.log.warning(problem)
     # The version covers the files *and* how they are read: a new text_field or max_doc_chars

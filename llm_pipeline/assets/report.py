@@ -25,6 +25,7 @@ from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, wri
 from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
+from llm_pipeline.report.promotion import champion_to_score, decide_promotion
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
@@ -94,7 +95,7 @@ def evaluation_report(
     except PipelineInputError as exc:
         raise Failure(description=str(exc)) from None
     model, bpe, eot, checkpoint = run.model, run.tokenizer, run.eot_id, run.config
-    summary = checkpoint["summary"]
+    summary = checkpoint.require_summary(path)
     block_size = model.config.block_size
 
     eval_files: dict[str, float] = {}
@@ -131,45 +132,30 @@ def evaluation_report(
         storage.cleaned(corpus), meta["validation_threshold"], config.compare_max_bytes
     )
     challenger_bpb = texts_bits_per_byte(model, bpe, texts, eot, block_size)
-    champion_id = read_pointer(corpus, CURRENT, models_root)
+    champion_id = champion_to_score(read_pointer(corpus, CURRENT, models_root), run_id)
     champion_bpb = None
-    if champion_id is None or champion_id == run_id:
-        promoted, reason = True, "first model for this corpus"
-        champion_id = None
-    else:
+    if champion_id is not None:
         try:
             champion_bpb = _score_on(run_dir(corpus, champion_id, models_root), texts)
         except PipelineInputError as exc:
             context.log.warning(f"champion {champion_id} cannot be evaluated: {exc}")
-        if champion_bpb is None:
-            promoted, reason = True, f"champion {champion_id} could not be loaded"
-        elif challenger_bpb <= champion_bpb:
-            promoted, reason = True, "no worse than the champion on the same validation text"
-        else:
-            promoted, reason = False, "worse than the champion on the same validation text"
-    comparison = {
-        "champion_run": champion_id,
-        "champion_bpb": champion_bpb,
-        "challenger_run": run_id,
-        "challenger_bpb": challenger_bpb,
-        "difference": None if champion_bpb is None else challenger_bpb - champion_bpb,
-        "promoted": promoted,
-        "reason": reason,
-    }
+    decision = decide_promotion(run_id, challenger_bpb, champion_id, champion_bpb)
+    promoted, reason, champion_id = decision.promoted, decision.reason, decision.champion_run
+    comparison = decision.as_comparison()
 
-    val_loss = summary["val_loss"]
+    val_loss = summary.val_loss
     metrics = {
-        "bits_per_byte": summary["val_bits_per_byte"],
-        "unigram_bits_per_byte": summary["unigram_bits_per_byte"],
+        "bits_per_byte": summary.val_bits_per_byte,
+        "unigram_bits_per_byte": summary.unigram_bits_per_byte,
         "val_loss": val_loss,
         "perplexity": math.exp(min(val_loss, 50.0)),
-        "tokens_seen": summary["tokens_seen"],
-        "parameters": summary["parameters"],
-        "training_seconds": summary["training_seconds"],
-        "tokens_per_s": summary["tokens_per_s"],
-        "architecture": checkpoint["model"]["architecture"],
-        "steps": summary["steps"],
-        "stop_reason": summary["stop_reason"],
+        "tokens_seen": summary.tokens_seen,
+        "parameters": summary.parameters,
+        "training_seconds": summary.training_seconds,
+        "tokens_per_s": summary.tokens_per_s,
+        "architecture": checkpoint.model["architecture"],
+        "steps": summary.steps,
+        "stop_reason": summary.stop_reason,
     }
     written = write_report(
         path,

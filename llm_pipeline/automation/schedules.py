@@ -108,9 +108,9 @@ def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root
         return RetrainDecision(corpus, True, f"model {run_id} unreadable ({exc})")
     # The same fingerprint raw_corpus records, so "changed" means exactly what makes it stale.
     fingerprint = fingerprint_files(folder)
-    if saved.get("data", {}).get("raw_fingerprint") != fingerprint:
+    if (saved.data.raw_fingerprint if saved.data else None) != fingerprint:
         return RetrainDecision(corpus, True, f"raw data changed since model {run_id}")
-    saved_model, saved_training = saved.get("model", {}), saved.get("training", {})
+    saved_model, saved_training = saved.model, saved.training
     model_now, training_now = _model_settings(run_config, saved_model.get("vocab_size", 0))
     model_now.pop("vocab_size", None)  # set by the tokenizer, not by the training config
     changed = _changed_keys(saved_model, model_now) + _changed_keys(saved_training, training_now)

@@ -41,8 +41,8 @@ def available_devices(device: str) -> tuple[int, str]:
 
 
 def trainer_command(job_file: str, nproc_per_node: int) -> list[str]:
-    """`python -m llm_pipeline.lm.train`, or the same module under torchrun for DDP."""
-    module = ["-m", "llm_pipeline.lm.train", "--job", job_file]
+    """`python -m llm_pipeline.lm.trainer_main`, or the same module under torchrun for DDP."""
+    module = ["-m", "llm_pipeline.lm.trainer_main", "--job", job_file]
     if nproc_per_node <= 1:
         return [sys.executable, *module]
     # `python -m torch.distributed.run` is torchrun, found without relying on PATH.

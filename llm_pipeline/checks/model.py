@@ -41,8 +41,9 @@ def beats_unigram_baseline(
     context: AssetCheckExecutionContext, storage: StorageResource
 ) -> AssetCheckResult:
     """Validation bits per byte is below a unigram model's on the same split: it learned context."""
-    summary = read_config(_latest_run(context, storage))["summary"]
-    model_bpb, unigram_bpb = summary["val_bits_per_byte"], summary["unigram_bits_per_byte"]
+    folder = _latest_run(context, storage)
+    summary = read_config(folder).require_summary(folder)
+    model_bpb, unigram_bpb = summary.val_bits_per_byte, summary.unigram_bits_per_byte
     return AssetCheckResult(
         passed=model_bpb < unigram_bpb,
         metadata={

@@ -83,18 +83,18 @@ def run_pipeline(args: argparse.Namespace) -> int:
     name = args.corpus
     run_id = read_pointer(name, LATEST)
     path = run_dir(name, run_id)
-    summary = read_config(path)["summary"]
+    summary = read_config(path).require_summary(path)
     current = read_pointer(name, CURRENT)
     print()
     print(f"report:        {path / 'report.html'}")
     print(f"               {path / 'report.md'}")
     print(
-        f"bits per byte: {summary['val_bits_per_byte']:.4f} "
-        f"(unigram baseline {summary['unigram_bits_per_byte']:.4f})"
+        f"bits per byte: {summary.val_bits_per_byte:.4f} "
+        f"(unigram baseline {summary.unigram_bits_per_byte:.4f})"
     )
     print(
-        f"trained:       {summary['parameters']:,} parameters, {summary['tokens_seen']:,} tokens "
-        f"in {summary['training_seconds']:.0f} s ({summary['tokens_per_s']:,.0f} tokens/s)"
+        f"trained:       {summary.parameters:,} parameters, {summary.tokens_seen:,} tokens "
+        f"in {summary.training_seconds:.0f} s ({summary.tokens_per_s:,.0f} tokens/s)"
     )
     print(f"champion:      {current}{' (this run)' if current == run_id else ''}")
     return 0

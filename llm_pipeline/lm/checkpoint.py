@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from llm_pipeline.atomic import FILE_MODE, atomic_dir
-from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.model import ModelConfig, build_model
+from llm_pipeline.contracts import read_json_object
+from llm_pipeline.lm.checkpoint_config import CheckpointConfig, CheckpointError
+from llm_pipeline.lm.model import build_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -26,24 +27,30 @@ TOKENIZER_FILE = "tokenizer.json"
 METRICS_FILE = "metrics.jsonl"
 OPTIMIZER_FILE = "optimizer.pt"
 
-
-class CheckpointError(PipelineInputError):
-    """A checkpoint folder that is missing, incomplete or corrupt."""
+__all__ = ["CheckpointConfig", "CheckpointError", "load_model", "read_config", "read_metrics"]
 
 
 def save_checkpoint(
     out_dir: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    config: dict,
+    config: CheckpointConfig | dict,
     history: list[dict],
     tokenizer_path: Path,
 ) -> Path:
-    """Write a complete checkpoint folder atomically (all files or none)."""
+    """Write a complete checkpoint folder atomically (all files or none).
+
+    A plain dict `config` is read as a `CheckpointConfig` first, so what is written is always
+    the current format.
+    """
+    if isinstance(config, dict):
+        config = CheckpointConfig.from_dict(config, Path(out_dir) / CONFIG_FILE)
     with atomic_dir(out_dir) as tmp:
         safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
         os.chmod(tmp / WEIGHTS_FILE, FILE_MODE)  # safetensors creates it private (0600)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
+        )
         shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
         with open(tmp / METRICS_FILE, "w") as fh:
             for row in history:
@@ -52,17 +59,14 @@ def save_checkpoint(
     return out_dir
 
 
-def read_config(path: Path) -> dict:
-    """The checkpoint's `config.json`, with a clear error when it is missing or malformed."""
+def read_config(path: Path) -> CheckpointConfig:
+    """The checkpoint's `config.json`, typed, with a clear error when it is missing, malformed
+    or from a newer version of the pipeline."""
     file = Path(path) / CONFIG_FILE
     if not Path(path).is_dir():
         raise CheckpointError(f"{path}: no such checkpoint folder")
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{file}: missing (incomplete checkpoint)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
+    data = read_json_object(file, "incomplete checkpoint", CheckpointError)
+    return CheckpointConfig.from_dict(data, file)
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -70,7 +74,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> nn.Module:
     path = Path(path)
     config = read_config(path)
     try:
-        model_config = ModelConfig.from_dict(config["model"])
+        model_config = config.model_config()
         model = build_model(model_config)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model settings ({exc})") from None

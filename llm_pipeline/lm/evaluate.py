@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
-from llm_pipeline.lm.train import autocast_context
+from llm_pipeline.lm.device import autocast_context
 
 LN2 = math.log(2.0)
 

@@ -57,3 +57,16 @@ def matmul_peak_flops(
     if size is None:
         size = 8192 if device.type == "cuda" else 1024
     return _peak(device.type, device.index, dtype, size)
+
+
+def measured_mfu(
+    per_token: float,
+    tokens: int,
+    seconds: float,
+    device: torch.device,
+    dtype: torch.dtype,
+    world_size: int = 1,
+) -> tuple[float, float]:
+    """(one device's measured peak FLOP/s, model FLOPs utilisation over `world_size` devices)."""
+    peak = matmul_peak_flops(device, dtype)
+    return peak, per_token * tokens / seconds / (peak * world_size)

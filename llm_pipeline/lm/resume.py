@@ -171,3 +171,39 @@ def load_weights_into(model: nn.Module, source: Path) -> None:
 def clear_training_state(path: Path) -> None:
     """Remove a state folder once its run's final checkpoint is safely written."""
     shutil.rmtree(Path(path), ignore_errors=True)
+
+
+def restore_run(
+    path: Path,
+    resume: bool,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_generator: torch.Generator,
+    device: torch.device,
+) -> dict | None:
+    """Load the state in `path` into a fresh run and return its counters, or None to start fresh.
+
+    With `resume` off the saved state is discarded, so a later run cannot pick it up either.
+    """
+    if not resume:
+        clear_training_state(path)
+        return None
+    if not has_training_state(path):
+        return None
+    saved = load_training_state(path)
+    load_weights_into(model, path)
+    optimizer.load_state_dict(saved.optimizer)
+    restore_rng(saved.rng, batch_generator, device)
+    return saved.state
+
+
+def save_run(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_generator: torch.Generator,
+    device: torch.device,
+    state: dict,
+) -> None:
+    """Save a run's weights, optimizer, RNG streams and counters to resume it later."""
+    save_training_state(path, model, optimizer, capture_rng(batch_generator, device), state)

@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, load_model, read_config
+from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, CheckpointConfig, load_model, read_config
 from llm_pipeline.lm.model import generate
 from llm_pipeline.tokens.bpe import load_tokenizer
 
@@ -28,7 +28,7 @@ class LoadedRun:
     model: nn.Module
     tokenizer: Tokenizer
     eot_id: int
-    config: dict
+    config: CheckpointConfig
 
 
 def load_run(path: Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -37,7 +37,11 @@ def load_run(path: Path, device: str | torch.device = "cpu") -> LoadedRun:
     config = read_config(path)
     model = load_model(path, device)
     return LoadedRun(
-        path, model, load_tokenizer(path / TOKENIZER_FILE), config["tokenizer"]["eot_id"], config
+        path,
+        model,
+        load_tokenizer(path / TOKENIZER_FILE),
+        config.require_tokenizer(path).eot_id,
+        config,
     )
 
 

@@ -1,4 +1,4 @@
-"""The trainer as its own process: `python -m llm_pipeline.lm.train --job job.json`.
+"""The trainer as its own process: `python -m llm_pipeline.lm.trainer_main --job job.json`.
 
 Run by the `trained_model` asset through Dagster Pipes, alone or under `torchrun` for
 data-parallel training (DDP: `nccl` on CUDA, `gloo` on CPU). It reads a job file (model and
@@ -14,12 +14,12 @@ and `dagster-pipes` is a small package with no Dagster dependency of its own.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,10 +27,14 @@ import torch.distributed as dist
 
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import save_checkpoint
+from llm_pipeline.lm.checkpoint_config import CheckpointConfig, TrainingSummary
+from llm_pipeline.lm.distributed import distributed_rank
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
+from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.lm.progress import TrainResult
 from llm_pipeline.lm.resume import clear_training_state
-from llm_pipeline.lm.train import TrainConfig, distributed_rank, train
+from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.tokens.shards import open_split, read_meta
 
 PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"
@@ -53,100 +57,77 @@ def progress_line(row: dict) -> str:
     )
 
 
-def run_job(job: dict, log: Callable[[str], None]) -> dict | None:
-    """Train as the job says; on rank 0 evaluate, save the checkpoint and return its metadata.
+@dataclass
+class ValidationScores:
+    """The finished model on the validation split, and the unigram floor on the same text."""
 
-    Other ranks return None once training ends (they take part only in the training loop).
-    """
-    rank, world_size = distributed_rank()
-    model_config = ModelConfig.from_dict(job["model"])
-    train_config = TrainConfig.from_dict(job["training"])
-    if rank != 0:
-        train_config.measure_mfu = False
-    shards = Path(job["shards"])
-    state_root = job.get("state_root")
-    result = train(
-        model_config,
-        train_config,
-        shards,
-        progress=(lambda row: log(progress_line(row))) if rank == 0 else None,
-        state_root=Path(state_root) if state_root else None,
-    )
-    if rank != 0:
-        return None
-    if result.resumed_from_step:
-        log(f"resumed from the training state at step {result.resumed_from_step}")
-    if result.stop_reason == "diverged":
-        raise ValueError("training diverged (loss is not finite)")
+    val_loss: float
+    val_bits_per_byte: float
+    unigram_bits_per_byte: float
 
+
+def score_validation(
+    result: TrainResult, shards: Path, max_eval_tokens: int, block_size: int
+) -> ValidationScores:
+    """Bits per byte of the first `max_eval_tokens` validation tokens (and the unigram's)."""
     meta = read_meta(shards)
     val = open_split(shards, "val")
-    scored = min(len(val), int(job["max_eval_tokens"]))
-    val_bytes = meta["splits"]["val"]["bytes"] * scored / max(len(val), 1)
-    device = next(result.model.parameters()).device
-    nats, predicted = sum_nats(result.model, val[:scored], model_config.block_size, device=device)
-    val_bpb = bits_per_byte(nats, int(val_bytes))
-    unigram_bpb = unigram_bits_per_byte(
-        open_split(shards, "train"), val[:scored], meta["vocab_size"], int(val_bytes)
+    scored = min(len(val), int(max_eval_tokens))
+    val_bytes = int(meta["splits"]["val"]["bytes"] * scored / max(len(val), 1))
+    model = result.model
+    device = next(model.parameters()).device
+    nats, predicted = sum_nats(model, val[:scored], block_size, device=device)
+    unigram = unigram_bits_per_byte(
+        open_split(shards, "train"), val[:scored], meta["vocab_size"], val_bytes
     )
-    val_loss = nats / max(predicted, 1)
-    summary = {
-        "run_id": job["run_id"],
-        "corpus": job["corpus"],
-        "steps": result.steps,
-        "tokens_seen": result.tokens_seen,
-        "training_seconds": round(result.seconds, 3),
-        "tokens_per_s": result.tokens_per_s,
-        "stop_reason": result.stop_reason,
-        "parameters": count_parameters(result.model),
-        "val_loss": val_loss,
-        "val_bits_per_byte": val_bpb,
-        "unigram_bits_per_byte": unigram_bpb,
-        "final_train_loss": next(
-            (r["train_loss"] for r in reversed(result.history) if r["train_loss"] is not None),
-            None,
-        ),
-        "device": result.device,
-        "dtype": result.dtype,
-        "processes": world_size,
-        "resumed_from_step": result.resumed_from_step,
-        "flops_per_token": result.flops_per_token,
-        "peak_flops": result.peak_flops,
-        "mfu": result.mfu,
-    }
-    checkpoint_config = {
-        "model": model_config.to_dict(),
-        "training": train_config.to_dict(),
-        **job["checkpoint"],
-        "summary": summary,
-    }
-    out = Path(job["out_dir"])
-    save_checkpoint(
-        out,
-        result.model,
-        result.optimizer,
-        checkpoint_config,
-        result.history,
-        Path(job["tokenizer_path"]),
+    return ValidationScores(nats / max(predicted, 1), bits_per_byte(nats, val_bytes), unigram)
+
+
+def summarize(
+    job: TrainerJob, result: TrainResult, scores: ValidationScores, world_size: int
+) -> TrainingSummary:
+    """The checkpoint's summary of a finished run."""
+    final_train_loss = next(
+        (r["train_loss"] for r in reversed(result.history) if r["train_loss"] is not None), None
     )
-    if result.state_path:  # the finished checkpoint supersedes the resumable state
-        clear_training_state(result.state_path)
-    log(
-        f"trained {summary['parameters']:,} parameters for {result.steps} steps "
-        f"({result.stop_reason}) on {world_size} process(es); "
-        f"val {val_bpb:.4f} bits/byte vs unigram {unigram_bpb:.4f}"
+    return TrainingSummary(
+        run_id=job.run_id,
+        corpus=job.corpus,
+        steps=result.steps,
+        tokens_seen=result.tokens_seen,
+        training_seconds=round(result.seconds, 3),
+        tokens_per_s=result.tokens_per_s,
+        stop_reason=result.stop_reason,
+        parameters=count_parameters(result.model),
+        val_loss=scores.val_loss,
+        val_bits_per_byte=scores.val_bits_per_byte,
+        unigram_bits_per_byte=scores.unigram_bits_per_byte,
+        final_train_loss=final_train_loss,
+        device=result.device,
+        dtype=result.dtype,
+        processes=world_size,
+        resumed_from_step=result.resumed_from_step,
+        flops_per_token=result.flops_per_token,
+        peak_flops=result.peak_flops,
+        mfu=result.mfu,
     )
+
+
+def materialization_metadata(
+    architecture: str, result: TrainResult, summary: TrainingSummary
+) -> dict:
+    """The figures the `trained_model` materialization shows (rounded for reading)."""
     metadata = {
-        "architecture": model_config.architecture,
-        "parameters": summary["parameters"],
+        "architecture": architecture,
+        "parameters": summary.parameters,
         "steps": result.steps,
         "tokens_seen": result.tokens_seen,
         "training_seconds": round(result.seconds, 1),
-        "tokens_per_s": round(summary["tokens_per_s"], 1),
+        "tokens_per_s": round(summary.tokens_per_s, 1),
         "stop_reason": result.stop_reason,
-        "val_loss": round(val_loss, 4),
-        "val_bits_per_byte": round(val_bpb, 4),
-        "unigram_bits_per_byte": round(unigram_bpb, 4),
+        "val_loss": round(summary.val_loss, 4),
+        "val_bits_per_byte": round(summary.val_bits_per_byte, 4),
+        "unigram_bits_per_byte": round(summary.unigram_bits_per_byte, 4),
         "losses_finite": all(
             math.isfinite(v)
             for r in result.history
@@ -155,13 +136,67 @@ def run_job(job: dict, log: Callable[[str], None]) -> dict | None:
         ),
         "device": result.device,
         "dtype": result.dtype,
-        "processes": world_size,
+        "processes": summary.processes,
         "resumed_from_step": result.resumed_from_step,
     }
     if result.mfu is not None and result.peak_flops:
         metadata["mfu"] = round(result.mfu, 4)
         metadata["measured_peak_gflops"] = result.peak_flops / 1e9
     return metadata
+
+
+def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
+    """Train as the job says; on rank 0 evaluate, save the checkpoint and return its metadata.
+
+    Other ranks return None once training ends (they take part only in the training loop).
+    """
+    rank, world_size = distributed_rank()
+    model_config = ModelConfig.from_dict(job.model)
+    train_config = TrainConfig.from_dict(job.training)
+    if rank != 0:
+        train_config.measure_mfu = False
+    result = train(
+        model_config,
+        train_config,
+        Path(job.shards),
+        progress=(lambda row: log(progress_line(row))) if rank == 0 else None,
+        state_root=Path(job.state_root) if job.state_root else None,
+    )
+    if rank != 0:
+        return None
+    if result.resumed_from_step:
+        log(f"resumed from the training state at step {result.resumed_from_step}")
+    if result.stop_reason == "diverged":
+        raise ValueError("training diverged (loss is not finite)")
+
+    scores = score_validation(
+        result, Path(job.shards), job.max_eval_tokens, model_config.block_size
+    )
+    summary = summarize(job, result, scores, world_size)
+    checkpoint = CheckpointConfig(
+        model=model_config.to_dict(),
+        training=train_config.to_dict(),
+        tokenizer=job.tokenizer,
+        data=job.data,
+        summary=summary,
+    )
+    save_checkpoint(
+        Path(job.out_dir),
+        result.model,
+        result.optimizer,
+        checkpoint,
+        result.history,
+        Path(job.tokenizer_path),
+    )
+    if result.state_path:  # the finished checkpoint supersedes the resumable state
+        clear_training_state(result.state_path)
+    log(
+        f"trained {summary.parameters:,} parameters for {result.steps} steps "
+        f"({result.stop_reason}) on {world_size} process(es); "
+        f"val {summary.val_bits_per_byte:.4f} bits/byte "
+        f"vs unigram {summary.unigram_bits_per_byte:.4f}"
+    )
+    return materialization_metadata(model_config.architecture, result, summary)
 
 
 def _init_distributed() -> None:
@@ -173,13 +208,15 @@ def _init_distributed() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_pipeline.lm.train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m llm_pipeline.lm.trainer_main", description=__doc__
+    )
     parser.add_argument("--job", required=True, help="the job file the trained_model asset wrote")
     args = parser.parse_args(argv)
     try:
-        job = json.loads(Path(args.job).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"error: {args.job}: cannot read the job file ({exc})", file=sys.stderr)
+        job = TrainerJob.read(Path(args.job))
+    except PipelineInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     _init_distributed()
     rank, _ = distributed_rank()
@@ -200,3 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
