@@ -254,3 +254,35 @@ def test_cli_exports_the_champion_and_refuses_clearly(
         == 2
     )
     assert "model.safetensors: missing" in capsys.readouterr().err
+
+
+def test_exported_model_asset_writes_both_formats_beside_the_checkpoint(
+    runs: dict[str, Path], instance, data_root: Path
+) -> None:
+    from dagster import materialize
+
+    from llm_pipeline.assets.export import exported_model
+    from llm_pipeline.definitions import defs
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+    from llm_pipeline.resources import StorageResource
+
+    models = runs["models"]
+    write_pointer(CORPUS, "latest", RUN_ID, models)
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [CORPUS])
+    result = materialize(
+        [exported_model],
+        partition_key=CORPUS,
+        instance=instance,
+        resources={"storage": StorageResource(models_dir=str(models))},
+        run_config={"ops": {"exported_model": {"config": {"gguf_dtype": "q8_0"}}}},
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("exported_model")[0].metadata
+    hf = Path(metadata["hf_path"].value)
+    assert hf == runs["swiglu"] / "export" / "hf" and (hf / "model.safetensors").is_file()
+    assert Path(metadata["gguf_path"].value) == runs["swiglu"] / "export" / "gguf" / "tiny.gguf"
+    # Asked for on its own: the default (gelu) pipeline never fails on an export step.
+    pipeline_assets = defs.resolve_job_def("corpus_pipeline_job").asset_layer.executable_asset_keys
+    assert "exported_model" not in {key.path[-1] for key in pipeline_assets}
+    export_job = defs.resolve_job_def("corpus_export_job").asset_layer.executable_asset_keys
+    assert {key.path[-1] for key in export_job} == {"exported_model"}

@@ -45,6 +45,10 @@ class TrainedModelConfig(Config):
         description="tiny, small or gpt2-124m (lm/presets.py): fills the settings not given here.",
     )
     architecture: str = Field(default="gpt", description="gpt (transformer) or gru (classic).")
+    mlp: str = Field(
+        default=ModelConfig.mlp,
+        description="gpt feed-forward block: gelu, or swiglu (Llama's; what export needs).",
+    )
     n_layer: int = Field(default=2, description="Transformer blocks / GRU layers.")
     n_head: int = Field(default=4, description="Attention heads (gpt).")
     n_embd: int = Field(default=128, description="Width of embeddings and hidden state.")
