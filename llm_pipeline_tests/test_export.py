@@ -210,6 +210,37 @@ def test_export_refuses_gelu_and_gru_models(runs: dict[str, Path], tmp_path: Pat
     assert not (tmp_path / "a").exists()
 
 
+def test_export_never_replaces_a_folder_that_is_not_an_export(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an earlier export"):
+        export_hf(runs["swiglu"], tmp_path, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    first = export_hf(runs["swiglu"], tmp_path / "hf")
+    assert export_hf(runs["swiglu"], first, dtype="bf16", force=True) == first
+    assert '"torch_dtype": "bfloat16"' in (first / "config.json").read_text()
+
+
+def test_checkpoints_saved_before_the_mlp_setting_load_as_gelu(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    old = tmp_path / "old-run"
+    shutil.copytree(runs["gelu"], old)
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["mlp"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert ModelConfig.from_dict(config["model"]).mlp == "gelu"
+    ids = torch.tensor([[0, 5, 9, 3, 7]])
+    with torch.no_grad():
+        then, _ = load_run(old).model(ids)
+        now, _ = load_run(runs["gelu"]).model(ids)
+    assert torch.equal(then, now)
+
+
 def _cli(monkeypatch: pytest.MonkeyPatch, models: Path, *argv: str) -> int:
     monkeypatch.setenv("LLM_PIPELINE_MODELS_DIR", str(models))
     return main(["export", "--corpus", CORPUS, *argv])
@@ -286,3 +317,32 @@ def test_exported_model_asset_writes_both_formats_beside_the_checkpoint(
     assert "exported_model" not in {key.path[-1] for key in pipeline_assets}
     export_job = defs.resolve_job_def("corpus_export_job").asset_layer.executable_asset_keys
     assert {key.path[-1] for key in export_job} == {"exported_model"}
+
+
+def test_schedule_does_not_retrain_a_model_saved_before_the_mlp_setting(tmp_path: Path) -> None:
+    import json
+
+    from llm_pipeline.assets.model import TrainedModelConfig
+    from llm_pipeline.automation.schedules import retrain_decision
+    from llm_pipeline.text.readers import fingerprint_files
+
+    raw = tmp_path / "data" / "raw" / CORPUS
+    raw.mkdir(parents=True)
+    (raw / "a.txt").write_text("some text for the corpus\n")
+    settings = TrainedModelConfig()
+    model = settings.to_model_config(300).to_dict()
+    del model["mlp"]  # as every config.json written before the setting existed
+    run = tmp_path / "models" / CORPUS / "old-run"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "model": model,
+                "training": settings.to_train_config().to_dict(),
+                "data": {"raw_fingerprint": fingerprint_files(raw)},
+            }
+        )
+    )
+    write_pointer(CORPUS, "latest", "old-run", tmp_path / "models")
+    decision = retrain_decision(CORPUS, {}, tmp_path / "data", tmp_path / "models")
+    assert not decision.retrain, decision.reason

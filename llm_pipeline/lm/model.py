@@ -19,6 +19,8 @@ ARCHITECTURES = ("gpt", "gru")
 POSITIONS = ("rope", "learned")
 NORMS = ("rms", "layer")
 MLPS = ("gelu", "swiglu")
+# Keys a saved config may lack because it predates them, with the value such a model has.
+LEGACY_DEFAULTS = {"mlp": "gelu"}
 
 
 @dataclass
@@ -79,6 +81,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
+        data = {**LEGACY_DEFAULTS, **data}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

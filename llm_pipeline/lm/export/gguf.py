@@ -115,6 +115,8 @@ def export_gguf(run_dir: Path, out_dir: Path, dtype: str = "f16", force: bool = 
         raise ExportError(f"{out_dir}: exists and is not a folder")
     source = read_source(run_dir)
     target = out_dir / f"{source.corpus}.gguf"
+    if target.is_dir():
+        raise ExportError(f"{target}: is a folder; refusing to replace it with the GGUF file")
     check_output(target, force)
     m = source.model_config
     file_type = {

@@ -42,12 +42,25 @@ HF_FILES = (
 )
 
 
-def check_output(out: Path, force: bool) -> None:
-    """Refuse to replace an existing output unless asked to."""
-    if out.exists() and not force:
-        raise ExportError(f"{out}: already exists; pass --force (force=True) to replace it")
+def check_output(out: Path, force: bool, marker: str | None = None) -> None:
+    """Refuse to replace an existing output unless asked to.
+
+    With `marker`, `out` is a folder that replacing removes whole: even with `force` it must be
+    empty or hold `marker` (an earlier export), so `--out .` never wipes a working folder.
+    """
     if out.is_symlink():
         raise ExportError(f"{out}: is a symlink; refusing to write through it")
+    if not out.exists():
+        return
+    if not force:
+        raise ExportError(f"{out}: already exists; pass --force (force=True) to replace it")
+    if marker is not None:
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is not a folder; refusing to replace it")
+        if any(out.iterdir()) and not (out / marker).is_file():
+            raise ExportError(
+                f"{out}: not an earlier export (no {marker}); refusing to replace its contents"
+            )
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -70,7 +83,7 @@ def export_hf(
         raise ExportError(f"dtype must be one of {sorted(HF_DTYPES)} for hf, not {dtype!r}")
     out_dir = Path(out_dir)
     source = read_source(run_dir)
-    check_output(out_dir, force)
+    check_output(out_dir, force, marker="config.json")
     torch_dtype = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dtype]
     tensors = {k: v.to(HF_DTYPES[dtype]).contiguous() for k, v in llama_tensors(source).items()}
     card = model_card(

@@ -23,6 +23,7 @@ import torch
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, load_model, read_config
 from llm_pipeline.lm.model import ModelConfig, swiglu_hidden_size
+from llm_pipeline.paths import validate_corpus_name
 
 # What nn.RMSNorm(eps=None) adds to the mean square at fp32, where exports are computed.
 RMS_NORM_EPS = float(torch.finfo(torch.float32).eps)
@@ -47,7 +48,9 @@ class ExportSource:
     def corpus(self) -> str:
         data = self.config.get("data") or {}
         summary = self.config.get("summary") or {}
-        return str(data.get("corpus") or summary.get("corpus") or self.run_dir.parent.name)
+        # It names the GGUF file, so it is checked like every corpus name used in a path.
+        name = data.get("corpus") or summary.get("corpus") or self.run_dir.parent.name
+        return validate_corpus_name(str(name))
 
     @property
     def run_id(self) -> str:
