@@ -199,7 +199,10 @@ def test_gguf_reads_back_and_loads_in_transformers(
     for prompt in PROMPTS[:3]:
         plain = ours.tokenizer.encode(prompt, add_special_tokens=False).ids
         assert tokenizer(prompt, add_special_tokens=False)["input_ids"] == plain
+        assert tokenizer(prompt)["input_ids"] == [ours.eot_id, *plain]
         assert tokenizer.decode(plain) == prompt
+    # A GGUF cannot say "split special tokens": there the text "<|endoftext|>" is the token.
+    assert tokenizer(PROMPTS[-1], add_special_tokens=False)["input_ids"].count(ours.eot_id) == 1
 
 
 def test_export_refuses_gelu_and_gru_models(runs: dict[str, Path], tmp_path: Path) -> None:
