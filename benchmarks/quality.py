@@ -29,6 +29,7 @@ wall-clock budget, run one after the other in this process:
   its train_shakespeare_char recipe: lr 1e-3, warm-up 100, cosine to 1e-4, β2 0.99, decay 0.1,
   dropout 0 (its `max_iters=2000` becomes the time budget, which the schedule follows).
 - gru (`--gru`): the classic GRU, width matched to our GPT's parameter count.
+- swiglu or gelu (`--mlp`): ours with the other feed-forward block (`ModelConfig.mlp`).
 
 Ours must reach the lower bits per byte on both corpora. A unigram model fitted on the training
 split is printed as the floor any learning must beat.
@@ -40,7 +41,7 @@ disturbed run shows. Default runtime: 2 corpora × 2 contenders × 90 s, plus bu
 shards once, waits and scoring: about 7 minutes.
 
     .venv/bin/python benchmarks/quality.py [--corpora builtin,prose] [--seconds 90]
-        [--vocab 4096] [--gru] [--curve 30,60] [--dtype auto] [--max-wait 60] [--shards DIR]
+        [--vocab 4096] [--gru] [--mlp] [--curve 30,60] [--dtype auto] [--max-wait 60] [--shards DIR]
         [--threads N]
 
 On a machine shared with other busy processes, `--threads 1` avoids the OpenMP
@@ -233,7 +234,7 @@ def describe(config: ModelConfig) -> str:
     return (
         f"gpt n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
         f"block={config.block_size} position={config.position} norm={config.norm} "
-        f"bias={config.bias}"
+        f"bias={config.bias} mlp={config.mlp}"
     )
 
 
@@ -271,6 +272,9 @@ def run_corpus(label: str, shards: Path, args: argparse.Namespace) -> dict[str, 
     contenders = {"ours": (ours, ours_training), "nanogpt": (baseline, baseline_training)}
     if args.gru:
         contenders["gru"] = (matched_gru(ours, 1), ours_training)
+    if args.mlp:  # ours with the other feed-forward block, same everything else
+        other = "swiglu" if ours.mlp == "gelu" else "gelu"
+        contenders[other] = (replace(ours, mlp=other), ours_training)
     val_tokens, val_bytes = meta["splits"]["val"]["tokens"], meta["splits"]["val"]["bytes"]
     unigram = unigram_bits_per_byte(
         open_split(shards, "train"), open_split(shards, "val"), vocab, val_bytes
@@ -309,6 +313,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0, help="training budget per model")
     parser.add_argument("--vocab", type=int, default=4096, help="BPE vocabulary of the corpora")
     parser.add_argument("--gru", action="store_true", help="also train a size-matched GRU")
+    parser.add_argument(
+        "--mlp", action="store_true", help="also train ours with the other MLP (gelu/swiglu)"
+    )
     parser.add_argument("--curve", default="", help="extra budgets (s) for ours, e.g. 30,60")
     parser.add_argument(
         "--dtype", choices=("auto", "bf16", "fp32"), help="default: the trained_model default"

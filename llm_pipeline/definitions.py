@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from llm_pipeline.assets.cleaned import CleanedCorpusConfig, cleaned_corpus
+from llm_pipeline.assets.export import ExportedModelConfig, exported_model
 from llm_pipeline.assets.model import TrainedModelConfig, trained_model
 from llm_pipeline.assets.raw import RawCorpusConfig, raw_corpus
 from llm_pipeline.assets.report import EvaluationReportConfig, evaluation_report
@@ -15,7 +16,7 @@ from llm_pipeline.assets.tokens import (
     tokenizer,
 )
 from llm_pipeline.automation.executor import pipeline_executor
-from llm_pipeline.automation.jobs import corpus_data_job, corpus_pipeline_job
+from llm_pipeline.automation.jobs import corpus_data_job, corpus_export_job, corpus_pipeline_job
 from llm_pipeline.automation.schedules import retrain_schedule
 from llm_pipeline.automation.sensors import new_corpus_sensor
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
@@ -42,10 +43,19 @@ CONFIG_CLASSES = {
     "token_shards": TokenShardsConfig,
     "trained_model": TrainedModelConfig,
     "evaluation_report": EvaluationReportConfig,
+    "exported_model": ExportedModelConfig,
 }
 
 defs = Definitions(
-    assets=[raw_corpus, cleaned_corpus, tokenizer, token_shards, trained_model, evaluation_report],
+    assets=[
+        raw_corpus,
+        cleaned_corpus,
+        tokenizer,
+        token_shards,
+        trained_model,
+        evaluation_report,
+        exported_model,
+    ],
     asset_checks=[
         cleaned_corpus_expectations,
         token_ids_in_vocab,
@@ -58,7 +68,7 @@ defs = Definitions(
         beats_unigram_baseline,
         checkpoint_loads_and_generates,
     ],
-    jobs=[corpus_data_job, corpus_pipeline_job],
+    jobs=[corpus_data_job, corpus_pipeline_job, corpus_export_job],
     schedules=[retrain_schedule],
     sensors=[new_corpus_sensor],
     resources={"storage": StorageResource()},

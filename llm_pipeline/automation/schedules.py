@@ -91,6 +91,7 @@ def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root
     """Compare a corpus's newest model with its raw files and the settings a run would use now."""
     from llm_pipeline.lm.checkpoint import CheckpointError, read_config
     from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
+    from llm_pipeline.lm.settings import LEGACY_DEFAULTS
     from llm_pipeline.text.readers import corpus_files, fingerprint_files
 
     try:
@@ -111,6 +112,7 @@ def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root
     if (saved.data.raw_fingerprint if saved.data else None) != fingerprint:
         return RetrainDecision(corpus, True, f"raw data changed since model {run_id}")
     saved_model, saved_training = saved.model, saved.training
+    saved_model = {**LEGACY_DEFAULTS, **saved_model}  # a model saved before `mlp` was gelu
     model_now, training_now = _model_settings(run_config, saved_model.get("vocab_size", 0))
     model_now.pop("vocab_size", None)  # set by the tokenizer, not by the training config
     changed = _changed_keys(saved_model, model_now) + _changed_keys(saved_training, training_now)

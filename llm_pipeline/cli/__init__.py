@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from llm_pipeline.cli.corpus import corpus_add, corpus_list, place_sources
+from llm_pipeline.cli.export import add_export_parser
 from llm_pipeline.cli.generate import generate_text
 from llm_pipeline.cli.runs import (
     DEFAULT_JOB,
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=int, default=40)
     sample.add_argument("--seed", type=int, default=None)
     sample.set_defaults(func=generate_text)
+
+    add_export_parser(commands)
     return parser
 
 

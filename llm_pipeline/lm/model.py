@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 # ModelConfig lives with the other trained_model settings; imported here for its readers.
-from llm_pipeline.lm.settings import ARCHITECTURES, NORMS, POSITIONS, ModelConfig  # noqa: F401
+from llm_pipeline.lm.settings import (  # noqa: F401
+    ARCHITECTURES,
+    LEGACY_DEFAULTS,
+    MLPS,
+    NORMS,
+    POSITIONS,
+    ModelConfig,
+)
 
 # --------------------------------------------------------------------------- GPT
 
@@ -28,7 +35,12 @@ def rotary_tables(head_dim: int, length: int, base: float) -> tuple[torch.Tensor
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (first half, second half) of each head's dimensions by position angles."""
+    """Rotate pairs (first half, second half) of each head's dimensions by position angles.
+
+    This is the half-split convention of transformers' Llama (`rotate_half`), not the
+    interleaved pairs of the original RoPE paper: exported q/k weights need no permutation for
+    Hugging Face, and get llama.cpp's usual one for GGUF (lm/export/gguf.py).
+    """
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -111,6 +123,36 @@ class MLP(nn.Module):
         return self.dropout(self.proj(F.gelu(self.fc(x))))
 
 
+def swiglu_hidden_size(n_embd: int) -> int:
+    """Hidden width of the SwiGLU block: the multiple of 64 nearest to 8/3 · n_embd (at least 64).
+
+    8/3 · n_embd keeps the gated block's three matrices at the parameter count of GELU's two
+    4 · n_embd ones; a multiple of 64 keeps matrix shapes friendly to kernels and to GGUF's
+    32-wide quantization blocks. (Llama rounds up instead; either way the result is written to
+    the export as `intermediate_size`, so any width maps exactly.) 128 → 320, 768 → 2048.
+    """
+    return 64 * max(1, round(8 * n_embd / 3 / 64))
+
+
+class SwiGLUMLP(nn.Module):
+    """Llama's feed-forward block: down(silu(gate(x)) * up(x)), bias-free.
+
+    The down projection is named `proj` like the GELU block's, so it gets the same scaled
+    residual initialisation (see `GPT.__init__`).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = swiglu_hidden_size(config.n_embd)
+        self.gate = nn.Linear(config.n_embd, hidden, bias=False)
+        self.up = nn.Linear(config.n_embd, hidden, bias=False)
+        self.proj = nn.Linear(hidden, config.n_embd, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.silu(self.gate(x)) * self.up(x)))
+
+
 def make_norm(config: ModelConfig) -> nn.Module:
     if config.norm == "layer":
         return nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -125,7 +167,7 @@ class Block(nn.Module):
         self.norm_attn = make_norm(config)
         self.attn = CausalSelfAttention(config)
         self.norm_mlp = make_norm(config)
-        self.mlp = MLP(config)
+        self.mlp = SwiGLUMLP(config) if config.mlp == "swiglu" else MLP(config)
 
     def forward(
         self,

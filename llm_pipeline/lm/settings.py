@@ -20,6 +20,9 @@ from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
 ARCHITECTURES = ("gpt", "gru")
 POSITIONS = ("rope", "learned")
 NORMS = ("rms", "layer")
+MLPS = ("gelu", "swiglu")
+# Keys a saved config may lack because it predates them, with the value such a model has.
+LEGACY_DEFAULTS = {"mlp": "gelu"}
 DTYPES = ("auto", "bf16", "fp32")
 
 
@@ -46,6 +49,14 @@ class ModelConfig(Settings):
     )
     norm: str = setting("rms", "rms (RMSNorm) or layer (LayerNorm, GPT-2's).", choices=NORMS)
     bias: bool = setting(False, "Biases in linear layers and norms (GPT-2: true).")
+    # "gelu": GPT-2's 4x up, GELU, down. "swiglu": Llama's silu(gate(x)) * up(x), then down, no
+    # biases, hidden size `swiglu_hidden_size(n_embd)`; with rope + rms + no bias the model is
+    # exactly a LlamaForCausalLM, which is what export needs. A config without the key is gelu.
+    mlp: str = setting(
+        "gelu",
+        "gpt feed-forward block: gelu, or swiglu (Llama's; what export needs).",
+        choices=MLPS,
+    )
 
     def check_rules(self) -> None:
         if self.architecture == "gpt":

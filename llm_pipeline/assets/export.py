@@ -1,0 +1,77 @@
+"""`exported_model`: the trained run as a Hugging Face folder and a GGUF file, by its checkpoint.
+
+Thin shell over `llm_pipeline.lm.export`: pick the run, call the core, report the paths. Not in
+`corpus_pipeline_job` (see automation/jobs.py): only `mlp: swiglu` models map onto Llama, and
+the GGUF writer is an optional dependency, so exporting is a step a user asks for
+(`corpus_export_job`, or select the asset in the UI).
+"""
+
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from llm_pipeline.assets._common import GROUP_MODEL, clear_errors
+from llm_pipeline.assets.model import trained_model
+from llm_pipeline.lm.export import export_gguf, export_hf
+from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
+from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.resources import StorageResource
+
+EXPORT_DIR = "export"  # models/<corpus>/<run_id>/export/{hf/, gguf/<corpus>.gguf}
+
+
+class ExportedModelConfig(Config):
+    """Which run, which formats, which number formats."""
+
+    run: str = Field(
+        default=LATEST,
+        description="latest (the run trained_model wrote last), current (the promoted "
+        "champion), or a run id.",
+    )
+    formats: list[str] = Field(default=["hf", "gguf"], description="hf and/or gguf.")
+    hf_dtype: str = Field(default="f32", description="hf weights: f32, f16 or bf16.")
+    gguf_dtype: str = Field(default="f16", description="gguf matrices: f16, bf16 or q8_0.")
+
+
+@asset(
+    partitions_def=corpus_partitions,
+    deps=[trained_model],
+    group_name=GROUP_MODEL,
+    kinds={"pytorch"},
+    code_version="1",
+)
+@clear_errors
+def exported_model(
+    context: AssetExecutionContext, config: ExportedModelConfig, storage: StorageResource
+) -> MaterializeResult:
+    """The run as `export/hf/` (transformers, vLLM, lm-eval) and `export/gguf/<corpus>.gguf`
+    (llama.cpp, Ollama) inside its checkpoint folder; each replaced whole on re-export."""
+    corpus = corpus_key(context)
+    models_root = storage.models_root()
+    unknown = sorted(set(config.formats) - {"hf", "gguf"})
+    if unknown or not config.formats:
+        raise Failure(
+            description="exported_model config: formats must be hf and/or gguf, "
+            f"got {config.formats}"
+        )
+    run_id = config.run
+    if run_id in (LATEST, CURRENT):
+        run_id = read_pointer(corpus, config.run, models_root)
+        if run_id is None:
+            raise Failure(
+                description=f"corpus {corpus!r}: no {config.run} run; materialize trained_model"
+            )
+    source = run_dir(corpus, run_id, models_root)
+    out = source / EXPORT_DIR
+    metadata: dict = {"run_id": run_id}
+    if "hf" in config.formats:
+        folder = export_hf(
+            source, out / "hf", dtype=config.hf_dtype, force=True, data_root=storage.data_root()
+        )
+        metadata["hf_path"] = MetadataValue.path(str(folder))
+        context.log.info(f"Hugging Face folder: {folder}")
+    if "gguf" in config.formats:
+        file = export_gguf(source, out / "gguf", dtype=config.gguf_dtype, force=True)
+        metadata["gguf_path"] = MetadataValue.path(str(file))
+        metadata["gguf_bytes"] = file.stat().st_size
+        context.log.info(f"GGUF file: {file}")
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,125 @@
+"""The model card (`README.md`) of an export: where the data came from, how good, how trained.
+
+Everything comes from the checkpoint's own `config.json` (model, training, data lineage,
+summary) and, when the cleaned corpus is still there, its `cleaning.json` funnel; a missing
+piece is said to be unknown rather than left out silently.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llm_pipeline.lm.export.llama import ExportSource
+from llm_pipeline.lm.model import swiglu_hidden_size
+from llm_pipeline.paths import cleaned_dir
+
+CLEANING_FILE = "cleaning.json"  # written by the cleaned_corpus asset
+
+
+def read_cleaning(corpus: str, data_root: Path | None) -> dict | None:
+    """The cleaned corpus's funnel stats, or None when they cannot be read."""
+    try:
+        stats = json.loads((cleaned_dir(corpus, data_root) / CLEANING_FILE).read_text())["stats"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def _fmt(value: object, digits: int = 4) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _cleaning_lines(stats: dict | None) -> list[str]:
+    if not stats:
+        return ["- Cleaning funnel: unknown (the cleaned corpus's `cleaning.json` was not found)."]
+    lines = [
+        f"- Cleaning: {_fmt(stats.get('docs_in'))} documents ({_fmt(stats.get('bytes_in'))} "
+        f"bytes) in, {_fmt(stats.get('docs_out'))} documents ({_fmt(stats.get('bytes_out'))} "
+        "bytes) kept."
+    ]
+    for step in stats.get("funnel") or []:
+        lines.append(
+            f"  - {step.get('step')}: removed {_fmt(step.get('docs_removed'))} documents, "
+            f"{_fmt(step.get('bytes_removed'))} bytes; {_fmt(step.get('docs_left'))} left"
+        )
+    return lines
+
+
+def model_card(
+    source: ExportSource, formats: str, cleaning: dict | None, eval_files: dict | None = None
+) -> str:
+    """Markdown with a Hugging Face metadata header."""
+    m, cfg = source.model_config, source.config
+    summary, training = cfg.get("summary") or {}, cfg.get("training") or {}
+    data, tokenizer = cfg.get("data") or {}, cfg.get("tokenizer") or {}
+    splits = (data.get("shards") or {}).get("splits") or {}
+    eval_files = eval_files or summary.get("eval_files") or {}
+    header = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [llama, llm-pipeline, from-scratch]",
+        "---",
+        "",
+    ]
+    body = [
+        f"# {source.corpus} — run {source.run_id}",
+        "",
+        f"A small Llama-architecture language model trained from scratch by llm-pipeline on "
+        f"the corpus `{source.corpus}`. Exported as {formats}.",
+        "",
+        "## Data lineage",
+        "",
+        f"- Corpus: `{source.corpus}`; raw fingerprint `{_fmt(data.get('raw_fingerprint'))}`.",
+        *_cleaning_lines(cleaning),
+        *(
+            f"- {name} split: {_fmt(split.get('tokens'))} tokens, {_fmt(split.get('bytes'))} bytes"
+            for name, split in splits.items()
+            if isinstance(split, dict)
+        ),
+        f"- Tokenizer: byte-level BPE trained on the train split, {m.vocab_size:,} tokens, "
+        f"sha256 `{_fmt(tokenizer.get('sha256'))}`; `<|endoftext|>` (id {source.eot_id}) "
+        "separates documents and is both BOS and EOS.",
+        "",
+        "## Metrics",
+        "",
+        "Bits per byte on the held-out validation split (lower is better; independent of the "
+        "tokenizer):",
+        "",
+        f"- validation bits per byte: {_fmt(summary.get('val_bits_per_byte'))}",
+        f"- unigram baseline bits per byte: {_fmt(summary.get('unigram_bits_per_byte'))}",
+        f"- validation loss (nats/token): {_fmt(summary.get('val_loss'))}",
+        *(f"- eval file `{name}`: {_fmt(bpb)} bits per byte" for name, bpb in eval_files.items()),
+        "",
+        "## Model and training",
+        "",
+        f"- Llama: {m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, SwiGLU hidden "
+        f"{swiglu_hidden_size(m.n_embd)}, context {m.block_size} tokens, RoPE base "
+        f"{m.rope_base:g}, tied embeddings; {_fmt(summary.get('parameters'))} parameters.",
+        f"- Trained {_fmt(summary.get('steps'))} steps on {_fmt(summary.get('tokens_seen'))} "
+        f"tokens in {_fmt(summary.get('training_seconds'), 1)} s on "
+        f"{_fmt(summary.get('device'))} ({_fmt(summary.get('dtype'))}); stopped by "
+        f"{_fmt(summary.get('stop_reason'))}.",
+        f"- Optimiser: AdamW, peak learning rate {_fmt(training.get('learning_rate'), 6)}, "
+        f"batch {_fmt(training.get('batch_size'))} × {_fmt(training.get('grad_accum_steps'))} "
+        f"accumulation, warm-up {_fmt(training.get('warmup_steps'))} steps, weight decay "
+        f"{_fmt(training.get('weight_decay'), 3)}, seed {_fmt(training.get('seed'))}.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- For experiments, teaching and as a baseline on the corpus it was trained on; it "
+        "continues text in the style of that corpus.",
+        f"- Small and trained briefly: it is not instruction-tuned, not aligned, knows only its "
+        f"corpus, and its context is {m.block_size} tokens. Do not rely on what it writes.",
+        "- It reproduces the biases and errors of its training text; check the data lineage "
+        "above before any use beyond experiments.",
+        "",
+    ]
+    return "\n".join(header + body)
