@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.lm.export_settings import EXPORTED_MODEL
 from llm_pipeline.lm.settings import TRAINED_MODEL
 from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.settings import SettingsError, Stage, nearest
@@ -30,6 +31,7 @@ STAGES: dict[str, Stage] = {
         TOKEN_SHARDS,
         TRAINED_MODEL,
         EVALUATION_REPORT,
+        EXPORTED_MODEL,
     )
 }
 

@@ -39,7 +39,8 @@ def _launchpad_fields(job_name: str, stage: str) -> dict:
 def test_every_core_setting_is_in_the_launchpad_with_the_same_default() -> None:
     seen = 0
     for name, stage in STAGES.items():
-        fields = _launchpad_fields("corpus_pipeline_job", name)
+        job = "corpus_export_job" if name == "exported_model" else "corpus_pipeline_job"
+        fields = _launchpad_fields(job, name)
         assert set(fields) == {spec.name for spec in stage.specs}, name
         for spec in stage.specs:
             field = fields[spec.name]

@@ -6,12 +6,13 @@ the GGUF writer is an optional dependency, so exporting is a step a user asks fo
 (`corpus_export_job`, or select the asset in the UI).
 """
 
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
-from pydantic import Field
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from llm_pipeline.assets._common import GROUP_MODEL, clear_errors
+from llm_pipeline.assets._common import GROUP_MODEL, check_run_config, clear_errors
+from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.lm.export import export_gguf, export_hf
+from llm_pipeline.lm.export_settings import EXPORTED_MODEL
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
@@ -19,17 +20,7 @@ from llm_pipeline.resources import StorageResource
 EXPORT_DIR = "export"  # models/<corpus>/<run_id>/export/{hf/, gguf/<corpus>.gguf}
 
 
-class ExportedModelConfig(Config):
-    """Which run, which formats, which number formats."""
-
-    run: str = Field(
-        default=LATEST,
-        description="latest (the run trained_model wrote last), current (the promoted "
-        "champion), or a run id.",
-    )
-    formats: list[str] = Field(default=["hf", "gguf"], description="hf and/or gguf.")
-    hf_dtype: str = Field(default="f32", description="hf weights: f32, f16 or bf16.")
-    gguf_dtype: str = Field(default="f16", description="gguf matrices: f16, bf16 or q8_0.")
+ExportedModelConfig = stage_config(EXPORTED_MODEL)
 
 
 @asset(
@@ -45,14 +36,9 @@ def exported_model(
 ) -> MaterializeResult:
     """The run as `export/hf/` (transformers, vLLM, lm-eval) and `export/gguf/<corpus>.gguf`
     (llama.cpp, Ollama) inside its checkpoint folder; each replaced whole on re-export."""
+    check_run_config(context)
     corpus = corpus_key(context)
     models_root = storage.models_root()
-    unknown = sorted(set(config.formats) - {"hf", "gguf"})
-    if unknown or not config.formats:
-        raise Failure(
-            description="exported_model config: formats must be hf and/or gguf, "
-            f"got {config.formats}"
-        )
     run_id = config.run
     if run_id in (LATEST, CURRENT):
         run_id = read_pointer(corpus, config.run, models_root)

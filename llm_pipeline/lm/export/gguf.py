@@ -33,9 +33,9 @@ from llm_pipeline.lm.export.llama import (
     read_source,
 )
 from llm_pipeline.lm.export.vocab import gguf_vocab
+from llm_pipeline.lm.export_settings import GGUF_DTYPES
 from llm_pipeline.lm.model import swiglu_hidden_size
 
-GGUF_DTYPES = ("f16", "bf16", "q8_0")
 # The GPT-2 split regex, which our ByteLevel(use_regex=True) pre-tokenizer applies.
 PRE_TOKENIZER = "gpt-2"
 

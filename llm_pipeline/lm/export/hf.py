@@ -29,8 +29,10 @@ from llm_pipeline.lm.export.vocab import (
     hf_tokenizer_json,
     special_tokens_map,
 )
+from llm_pipeline.lm.export_settings import HF_DTYPE_NAMES
 
-HF_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+_TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+HF_DTYPES = {name: _TORCH_DTYPES[name] for name in HF_DTYPE_NAMES}
 HF_FILES = (
     "config.json",
     "model.safetensors",
