@@ -34,8 +34,9 @@ ASSETS = {
     "token_shards",
     "trained_model",
     "evaluation_report",
+    "exported_model",
 }
-JOBS = {"corpus_data_job", "corpus_pipeline_job"}
+JOBS = {"corpus_data_job", "corpus_pipeline_job", "corpus_export_job"}
 
 
 def run_dg(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
