@@ -28,6 +28,7 @@ from llm_pipeline.text.readers import (
     ReadStats,
     corpus_files,
     fingerprint_files,
+    ReadLimits,
     iter_documents,
 )
 from llm_pipeline.text.settings import RAW_CORPUS
@@ -73,6 +74,7 @@ def raw_corpus(
             max_doc_chars=config.max_doc_chars,
             stats=stats,
             files=files,
+            limits=ReadLimits.of(config),
         )
         write_documents(documents, tmp)
         if stats.documents == 0:
