@@ -25,10 +25,10 @@ from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.manifest import RawManifest
 from llm_pipeline.text.readers import (
     SUPPORTED_DESCRIPTION,
+    ReadLimits,
     ReadStats,
     corpus_files,
     fingerprint_files,
-    ReadLimits,
     iter_documents,
 )
 from llm_pipeline.text.settings import RAW_CORPUS
