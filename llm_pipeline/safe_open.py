@@ -14,6 +14,7 @@ Everything is then read through that one descriptor. No Dagster here: the core u
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -168,3 +169,15 @@ def describe_bytes(data: bytes) -> str:
     """Untrusted bytes for an error message: the length only, never the content (a pointer
     file linked to a secrets file must not be echoed into logs or the UI)."""
     return f"{len(data)} bytes, not shown"
+
+
+def read_utf8(path: Path | str, root: Path | str | None = None, block: int = 1 << 20) -> str:
+    """A regular file's UTF-8 text, streamed through one no-follow descriptor in blocks (a FIFO
+    or device is refused at once instead of blocking; raises UnicodeDecodeError on bad bytes)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts = []
+    with open_binary(path, root) as fh:
+        while data := fh.read(block):
+            parts.append(decoder.decode(data))
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
