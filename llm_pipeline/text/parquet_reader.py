@@ -38,15 +38,18 @@ def read_parquet(src: OpenFile, source: str, text_field: str, stats: ReadStats) 
                     src._replace(raw=raw, compression=None), source, text_field, stats
                 )
         return
-    try:
-        parquet = pq.ParquetFile(open_pass(src), pre_buffer=False)
-    except (pa.ArrowException, OSError) as exc:
-        raise SkipFile(f"not a readable Parquet file ({exc})") from None
-    with parquet:
-        yield from _parquet_values(parquet, src.limits, source, text_field, stats)
+    with open_pass(src) as fh:
+        try:
+            parquet = pq.ParquetFile(fh, pre_buffer=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise SkipFile(f"not a readable Parquet file ({exc})") from None
+        with parquet:
+            yield from _parquet_values(parquet, src.limits, source, text_field, stats)
 
 
-def _parquet_values(parquet, limits: ReadLimits, source: str, text_field: str, stats: ReadStats):
+def _parquet_values(
+    parquet, limits: ReadLimits, source: str, text_field: str, stats: ReadStats
+) -> Iterator[str]:
     """The text column's values, each measured from the column's offsets before it becomes a
     Python string, so a huge value is skipped without being decoded."""
     import pyarrow as pa
@@ -60,7 +63,7 @@ def _parquet_values(parquet, limits: ReadLimits, source: str, text_field: str, s
         raise SkipFile(f"column {text_field!r} is {column_type}, not a string")
     cap = limits.max_document_bytes
     row = 0
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=256):
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
         column = batch.column(0)
         lengths = pc.binary_length(column).to_pylist()  # from the offsets buffer
         small = all(n is None or n <= cap for n in lengths)
