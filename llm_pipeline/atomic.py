@@ -9,6 +9,9 @@ is complete. Three more promises, because runs get killed (SIGKILL, OOM, power) 
 - A folder swap is one `renameat2(RENAME_EXCHANGE)` on Linux, so there is no moment without the
   output. Where that is not available it is two renames; a writer killed between them leaves the
   old folder in a hidden `.old` folder, which the next writer or reader (`recover_dir`) restores.
+- Temporary files are created with `O_CREAT|O_EXCL|O_NOFOLLOW` (`safe_open.create_exclusive`)
+  and re-opened for `fsync` without following a symlink, so a symlink planted in an output
+  folder is never written through and never published in place of a file.
 - A write that fails for lack of space raises `DiskFullError`, which says so and names the path;
   the previous output is untouched.
 """
@@ -21,6 +24,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -30,6 +34,7 @@ from typing import Any
 
 from llm_pipeline.errors import DiskFullError
 from llm_pipeline.locking import output_lock
+from llm_pipeline.safe_open import UnsafeFileError, create_exclusive, open_fd
 
 # mkstemp/mkdtemp create private (0600/0700) entries; published outputs get the usual
 # permissions instead, as if created with open()/mkdir() under the process umask.
@@ -119,10 +124,14 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _fsync_tree(root: Path) -> None:
-    """Make every file under `root` durable before the folder becomes visible."""
+    """Make every file under `root` durable before the folder becomes visible (symlinks and
+    special files are not opened: an fsync through a FIFO would block)."""
     for folder, _, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                fd = open_fd(os.path.join(folder, name))
+            except UnsafeFileError:
+                continue
             try:
                 os.fsync(fd)
             finally:
@@ -179,15 +188,17 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in leftovers(final):
         _remove(stale)
-    fd, tmp_name = tempfile.mkstemp(prefix=_prefix(final), suffix=".tmp", dir=final.parent)
+    fd, tmp = _create_temp(final)
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         with disk_full_guard(final):
             yield tmp
-            os.chmod(tmp, FILE_MODE)
-            with open(tmp, "rb+") as fh:  # durable before it becomes visible under its real name
-                os.fsync(fh.fileno())
+            fd = open_fd(tmp)  # refused if the name now is a symlink: never published
+            try:
+                os.fchmod(fd, FILE_MODE)
+                os.fsync(fd)  # durable before it becomes visible under its real name
+            finally:
+                os.close(fd)
             os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -196,16 +207,29 @@ def atomic_path(final: Path) -> Iterator[Path]:
 def temp_file_for(final: Path) -> Path:
     """A new empty temporary file next to `final`, named so `leftovers(final)` finds it if
     its writer is killed; for writers that publish several files themselves."""
-    final = Path(final)
-    fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=".tmp", dir=final.parent)
+    fd, tmp = _create_temp(Path(final))
     os.close(fd)
-    return Path(name)
+    return tmp
+
+
+def _create_temp(final: Path) -> tuple[int, Path]:
+    """A new private file `.<name>.<host>-<pid>.<random>.tmp` next to `final`, created with
+    `O_EXCL|O_NOFOLLOW` (never an existing entry or a symlink's target)."""
+    for _ in range(100):
+        tmp = final.parent / f"{_prefix(final)}{secrets.token_hex(6)}.tmp"
+        try:
+            return create_exclusive(tmp), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(final.parent))
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:
     """Write `data` to `final` atomically."""
     with atomic_path(final) as tmp:
-        tmp.write_bytes(data)
+        fd = open_fd(tmp, os.O_WRONLY | os.O_TRUNC)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
 
 
 def write_json_atomic(final: Path, obj: Any) -> None:

@@ -5,6 +5,10 @@ users on one machine) are serialised: the second waits for the first and then wr
 complete output. Runs of different corpora or stages take different locks and never wait on
 each other. The kernel drops the lock when the holder dies, even by SIGKILL, so a killed run can
 never leave a stale lock behind.
+
+Lock names are predictable, so the lock file is opened without following a symlink and must be
+a regular file (`safe_open.open_fd`): a planted `.c1.lock -> ~/victim.txt` is refused with a
+clear error instead of having its target truncated and overwritten.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llm_pipeline.errors import OutputBusyError
+from llm_pipeline.safe_open import open_fd
 
 LOCK_TIMEOUT_ENV = "LLM_PIPELINE_LOCK_TIMEOUT"
 _POLL_SECONDS = 0.05
@@ -58,7 +63,7 @@ def output_lock(parent: Path, name: str, timeout: float | None = None) -> Iterat
     timeout = default_timeout() if timeout is None else timeout
     path = lock_path(parent, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = open_fd(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         started = time.monotonic()
         warned = False

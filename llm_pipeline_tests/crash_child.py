@@ -112,21 +112,21 @@ def stage_shards(corpus: str) -> None:
 
 
 def stage_checkpoint(corpus: str) -> None:
-    import torch
 
+    from llm_pipeline.lm import checkpoint
     from llm_pipeline.lm.checkpoint import save_checkpoint
     from llm_pipeline.lm.registry import run_dir
 
     model, optimizer, config = tiny_training_state(seed=1)
-    real = torch.save
+    real = checkpoint.save_optimizer_state
 
-    def save(obj, f, *args, **kwargs):
-        real(obj, f, *args, **kwargs)
+    def save(state_dict, f):
+        real(state_dict, f)
         with open(f, "r+b") as fh:  # leave a torn file, as a kill during the write would
             fh.truncate(os.path.getsize(f) // 2)
         pause("checkpoint: weights written, optimizer state half written")
 
-    torch.save = save
+    checkpoint.save_optimizer_state = save
     tokenizer = Path(os.environ["LLM_PIPELINE_DATA_DIR"]) / "tokens" / corpus / "tokenizer.json"
     save_checkpoint(run_dir(corpus, "run-1"), model, optimizer, config, [], tokenizer)
 

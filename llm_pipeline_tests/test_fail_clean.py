@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 from dagster import AssetCheckKey, AssetKey, AssetSelection, materialize
 
 from llm_pipeline.assets.cleaned import cleaned_corpus
@@ -20,6 +19,7 @@ from llm_pipeline.assets.model import trained_model
 from llm_pipeline.assets.tokens import token_shards, tokenizer
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.errors import DiskFullError
+from llm_pipeline.lm import checkpoint
 from llm_pipeline.lm.checkpoint import load_model, save_checkpoint
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tokens import shards
@@ -165,7 +165,7 @@ def test_disk_full_while_saving_tokenizer_or_checkpoint_keeps_the_old_one(
         save_tokenizer(bpe, path)
     monkeypatch.undo()
 
-    monkeypatch.setattr(torch, "save", _no_space)
+    monkeypatch.setattr(checkpoint, "save_optimizer_state", _no_space)
     other, other_optimizer, _ = tiny_training_state(seed=1)
     with pytest.raises(DiskFullError, match=f"while writing {folder} "):
         save_checkpoint(folder, other, other_optimizer, config, [], path)

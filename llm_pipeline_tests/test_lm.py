@@ -166,7 +166,7 @@ def test_safetensors_round_trip_is_exact(tmp_path: Path, shards: Path, architect
         "config.json",
         "metrics.jsonl",
         "model.safetensors",
-        "optimizer.pt",
+        "optimizer.safetensors",
         "tokenizer.json",
     ]
 
@@ -197,6 +197,10 @@ def test_broken_checkpoints_give_clear_errors(tmp_path: Path, shards: Path) -> N
     (out / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
         load_model(out)
+    (out / "optimizer.safetensors").write_bytes(b"\x80\x04junk")
+    with pytest.raises(CheckpointError, match="optimizer.safetensors: not a valid safetensors"):
+        load_optimizer_state(out)
+    (out / "optimizer.safetensors").unlink()  # a folder from before: the legacy file
     (out / "optimizer.pt").write_bytes(b"\x80\x04junk")
     with pytest.raises(CheckpointError, match="optimizer.pt: cannot be loaded safely"):
         load_optimizer_state(out)

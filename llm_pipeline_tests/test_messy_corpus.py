@@ -7,7 +7,6 @@ the same folder are always still read, and nothing outside the corpus folder is 
 
 from __future__ import annotations
 
-import builtins
 import errno
 import gzip
 import json
@@ -125,14 +124,14 @@ def messy(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> t
     if os.access(locked, os.R_OK):
         # Running as root: chmod does not stop reads, so the kernel's answer is simulated at
         # the one place the reader opens files (a non-root CI run exercises the real one).
-        real_open = builtins.open
+        real_open = readers.open_corpus_file
 
         def denying_open(file, *args, **kwargs):
             if Path(os.fsdecode(file)) == locked:
                 raise PermissionError(errno.EACCES, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        monkeypatch.setattr(readers, "open", denying_open, raising=False)
+        monkeypatch.setattr(readers, "open_corpus_file", denying_open)
     yield root, expected
     locked.chmod(0o644)
 

@@ -90,7 +90,7 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
         "config.json",
         "tokenizer.json",
         "metrics.jsonl",
-        "optimizer.pt",
+        "optimizer.safetensors",
         "report.md",
         "report.html",
         "loss.png",

@@ -211,8 +211,8 @@ def test_corrupt_state_gives_a_clear_error(tmp_path: Path, shards: Path) -> None
         shards,
         state_root=tmp_path,
     )
-    (Path(result.state_path) / "optimizer.pt").write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="optimizer.pt"):
+    (Path(result.state_path) / "optimizer.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="optimizer.safetensors"):
         train(
             ModelConfig(**TINY),
             _config(max_steps=2, checkpoint_interval_steps=1),

@@ -21,6 +21,7 @@ from dagster import AssetKey
 from llm_pipeline import paths
 from llm_pipeline.errors import UnsafePathError
 from llm_pipeline.lm.checkpoint import (
+    LEGACY_OPTIMIZER_FILE,
     OPTIMIZER_FILE,
     WEIGHTS_FILE,
     CheckpointError,
@@ -64,13 +65,19 @@ def test_the_bomb_is_live(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("form", ["torch.save", "plain pickle"])
 def test_pickle_bomb_as_optimizer_state_is_refused(checkpoint: Path, tmp_path, form: str) -> None:
+    """As the legacy `optimizer.pt` (loaded with weights_only=True) and in place of the
+    safetensors file (never unpickled at all)."""
     marker = tmp_path / "marker"
     bomb = {"state": {0: PickleBomb(marker)}, "param_groups": []}
-    if form == "torch.save":
-        torch.save(bomb, checkpoint / OPTIMIZER_FILE)
-    else:
-        (checkpoint / OPTIMIZER_FILE).write_bytes(pickle.dumps(bomb))
-    with pytest.raises(CheckpointError, match=f"{OPTIMIZER_FILE}: cannot be loaded safely"):
+    for name in (OPTIMIZER_FILE, LEGACY_OPTIMIZER_FILE):
+        if form == "torch.save":
+            torch.save(bomb, checkpoint / name)
+        else:
+            (checkpoint / name).write_bytes(pickle.dumps(bomb))
+    with pytest.raises(CheckpointError, match=f"{OPTIMIZER_FILE}: not a valid safetensors"):
+        load_optimizer_state(checkpoint)
+    (checkpoint / OPTIMIZER_FILE).unlink()  # a folder written before the safetensors format
+    with pytest.raises(CheckpointError, match=f"{LEGACY_OPTIMIZER_FILE}: cannot be loaded safely"):
         load_optimizer_state(checkpoint)
     assert not marker.exists()
 
@@ -89,10 +96,25 @@ def _calls(tree: ast.AST):
             yield node, ast.unparse(node.func)
 
 
+# The one function that may call torch.load (training states and checkpoints from before the
+# safetensors format); everything else in the package is safetensors or JSON.
+LEGACY_LOADER = ("llm_pipeline/lm/checkpoint.py", "_load_legacy_pickle")
+
+
+def _legacy_lines() -> range:
+    file = REPO / LEGACY_LOADER[0]
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.FunctionDef) and node.name == LEGACY_LOADER[1]:
+            return range(node.lineno, (node.end_lineno or node.lineno) + 1)
+    raise AssertionError(f"{LEGACY_LOADER[1]} not found in {LEGACY_LOADER[0]}")
+
+
 def test_no_code_path_can_unpickle() -> None:
-    """Static guard over the package: every torch.load passes weights_only=True, and nothing
-    else that unpickles (pickle, dill, joblib, numpy/pandas pickles) is used at all."""
+    """Static guard over the package: no torch.load outside the one legacy loader (and that one
+    passes weights_only=True), no torch.save of anything (state is safetensors + JSON), and
+    nothing else that unpickles (pickle, dill, joblib, numpy/pandas pickles) is used at all."""
     offenders = []
+    legacy = _legacy_lines()
     for file in sorted((REPO / "llm_pipeline").rglob("*.py")):
         tree = ast.parse(file.read_text(), str(file))
         for node in ast.walk(tree):
@@ -105,10 +127,18 @@ def test_no_code_path_can_unpickle() -> None:
         for call, name in _calls(tree):
             keywords = {k.arg: k.value for k in call.keywords}
             where = f"{file.relative_to(REPO)}:{call.lineno}: {name}"
+            if name.startswith("safetensors."):
+                continue  # safetensors.torch.load/save: tensors only, no pickle
             if name.endswith("torch.load") or (name == "load" and "torch" in ast.unparse(call)):
                 safe = keywords.get("weights_only")
                 if not (isinstance(safe, ast.Constant) and safe.value is True):
                     offenders.append(f"{where} without weights_only=True")
+                if file.relative_to(REPO).as_posix() != LEGACY_LOADER[0] or (
+                    call.lineno not in legacy
+                ):
+                    offenders.append(f"{where} outside the legacy loader {LEGACY_LOADER[1]}")
+            if name.endswith("torch.save"):
+                offenders.append(f"{where}: state is written as safetensors + JSON")
             if name.endswith(("read_pickle", "pickle.load", "pickle.loads")):
                 offenders.append(where)
             allow = keywords.get("allow_pickle")

@@ -1,6 +1,7 @@
 """Small helpers shared by the asset modules."""
 
 import functools
+import re
 
 from dagster import Failure, MetadataValue
 
@@ -22,11 +23,25 @@ def training_op_tags() -> dict:
     return tags
 
 
+def code_span(text: str) -> str:
+    """`text` as one inline code span that no character in it can end or break out of.
+
+    File names are user-controlled: a backtick would close a plain `...` span and let the rest
+    render as links or remote images in the UI. Per CommonMark the fence is one backtick longer
+    than the longest run inside (padded with a space when the text starts or ends with one), and
+    line breaks and other control characters are shown escaped, so no new block can start.
+    """
+    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def problems_markdown(problems: list[str], total: int) -> MetadataValue:
     """A Markdown list of skip reasons for the UI (first few verbatim, then how many more)."""
     if not problems:
         return MetadataValue.md("none")
-    lines = [f"- `{p}`" for p in problems]
+    lines = [f"- {code_span(p)}" for p in problems]
     if total > len(problems):
         lines.append(f"- … and {total - len(problems)} more")
     return MetadataValue.md("\n".join(lines))

@@ -25,6 +25,7 @@ from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.manifest import RawManifest
 from llm_pipeline.text.readers import (
     SUPPORTED_DESCRIPTION,
+    ReadLimits,
     ReadStats,
     corpus_files,
     fingerprint_files,
@@ -73,6 +74,7 @@ def raw_corpus(
             max_doc_chars=config.max_doc_chars,
             stats=stats,
             files=files,
+            limits=ReadLimits.of(config),
         )
         write_documents(documents, tmp)
         if stats.documents == 0:

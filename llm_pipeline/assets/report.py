@@ -29,6 +29,7 @@ from llm_pipeline.report.promotion import champion_to_score, decide_promotion
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.safe_open import UnsafeFileError, read_utf8
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.shards import read_meta, split_hash
 
@@ -104,8 +105,12 @@ def evaluation_report(
             file = within_root(storage.data_root(), name)
         except PipelineInputError as exc:
             raise Failure(description=f"eval file {name!r}: {exc}") from None
-        try:
-            text = file.read_text(encoding="utf-8")
+        try:  # a regular file only, streamed: a FIFO is refused, never waited on
+            text = read_utf8(file, storage.data_root())
+        except UnsafeFileError as exc:
+            raise Failure(
+                description=f"eval file {file}: {exc.reason}; only regular files"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise Failure(
                 description=f"eval file {file}: cannot be read as UTF-8 ({exc})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llm_pipeline.cli.corpus import corpus_add, corpus_list, place_sources
+from llm_pipeline.cli.corpus import add_download_arguments, corpus_add, corpus_list, place_sources
 from llm_pipeline.cli.export import add_export_parser
 from llm_pipeline.cli.generate import generate_text
 from llm_pipeline.cli.runs import (
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--builtin", action="store_true", help="create the built-in corpus")
     add.add_argument("--if-missing", action="store_true", help="do nothing if already present")
     add.add_argument("--force", action="store_true", help="replace files that differ")
+    add_download_arguments(add)
     add.set_defaults(func=corpus_add)
     listing = corpus_commands.add_parser("list", help="corpora, sizes, materialized stages")
     listing.set_defaults(func=corpus_list)

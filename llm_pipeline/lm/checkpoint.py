@@ -1,11 +1,14 @@
 """Checkpoints: `model.safetensors`, `config.json`, `tokenizer.json`, metrics and optimizer state.
 
-Weights go through safetensors and the optimizer state through `torch.load(weights_only=True)`:
-nothing a user could have swapped into a model folder is ever unpickled.
+Weights and the optimizer state are safetensors (the optimizer's tensors, with its param groups
+as JSON in the file's metadata): nothing a user could have swapped into a model folder is ever
+unpickled. Folders written before that kept `optimizer.pt`; it still loads, through the one
+legacy function `_load_legacy_pickle` (`torch.load(weights_only=True)`, torch ≥ 2.6).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,12 +23,17 @@ from llm_pipeline.atomic import FILE_MODE, atomic_dir
 from llm_pipeline.contracts import read_json_object
 from llm_pipeline.lm.checkpoint_config import CheckpointConfig, CheckpointError
 from llm_pipeline.lm.model import build_model
+from llm_pipeline.safe_open import UnsafeFileError, read_bytes
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 METRICS_FILE = "metrics.jsonl"
-OPTIMIZER_FILE = "optimizer.pt"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LEGACY_OPTIMIZER_FILE = "optimizer.pt"
+_OPTIMIZER_FORMAT = "llm-pipeline-optimizer-1"
+# A safetensors header larger than this is not one of ours (ours: a few KB per parameter).
+_MAX_HEADER_BYTES = 64 << 20
 
 __all__ = ["CheckpointConfig", "CheckpointError", "load_model", "read_config", "read_metrics"]
 
@@ -55,7 +63,7 @@ def save_checkpoint(
         with open(tmp / METRICS_FILE, "w") as fh:
             for row in history:
                 fh.write(json.dumps(row) + "\n")
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        save_optimizer_state(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     return out_dir
 
 
@@ -102,13 +110,99 @@ def load_weights_file(model: nn.Module, weights: Path) -> None:
         )
 
 
-def load_optimizer_state(path: Path) -> dict:
-    """The optimizer's `state_dict`, loaded without unpickling arbitrary objects."""
-    file = Path(path) / OPTIMIZER_FILE
+def save_optimizer_state(state_dict: dict, file: Path) -> None:
+    """An optimizer `state_dict` as safetensors: every tensor of `state` under
+    `state.<param>.<name>`, the rest (non-tensor state, `param_groups`) as JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict] = {}
+    for param, values in state_dict["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{param}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain.setdefault(str(param), {})[name] = value
+    metadata = {
+        "format": _OPTIMIZER_FORMAT,
+        "param_groups": json.dumps(state_dict["param_groups"]),
+        "plain_state": json.dumps(plain),
+    }
+    safetensors.torch.save_file(tensors, str(file), metadata=metadata)
+    os.chmod(file, FILE_MODE)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """Plain named tensors (RNG states) as safetensors."""
+    safetensors.torch.save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(file)
+    )
+    os.chmod(file, FILE_MODE)
+
+
+def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, read through one no-follow descriptor."""
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        data = read_bytes(file)
     except FileNotFoundError:
         raise CheckpointError(f"{file}: missing") from None
+    except (UnsafeFileError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, UnsafeFileError) else exc.strerror or exc
+        raise CheckpointError(f"{file}: cannot be read ({reason})") from None
+    try:
+        size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or size > min(_MAX_HEADER_BYTES, len(data) - 8):
+            raise ValueError("header size out of range")
+        header = json.loads(data[8 : 8 + size])
+        metadata = (header.get("__metadata__") or {}) if isinstance(header, dict) else None
+        if not isinstance(metadata, dict):
+            raise ValueError("header is not a JSON object")
+        tensors = safetensors.torch.load(data)
+    except (safetensors.SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{file}: not a valid safetensors file ({exc})") from None
+    return tensors, metadata
+
+
+def _state_key(param: str) -> int | str:
+    return int(param) if param.isdigit() else param
+
+
+def load_optimizer_state(path: Path) -> dict:
+    """The optimizer's `state_dict` from folder `path`, never unpickling anything: safetensors
+    plus JSON, or a legacy `optimizer.pt` through `_load_legacy_pickle`."""
+    path = Path(path)
+    file = path / OPTIMIZER_FILE
+    legacy = path / LEGACY_OPTIMIZER_FILE
+    if not file.exists() and not file.is_symlink() and (legacy.exists() or legacy.is_symlink()):
+        return _load_legacy_pickle(legacy)
+    tensors, metadata = read_safetensors(file)
+    if metadata.get("format") != _OPTIMIZER_FORMAT:
+        raise CheckpointError(f"{file}: not an optimizer state (format {metadata.get('format')!r})")
+    try:
+        param_groups = json.loads(metadata["param_groups"])
+        plain = json.loads(metadata.get("plain_state", "{}"))
+        state: dict = {}
+        for param, values in plain.items():
+            state.setdefault(_state_key(param), {}).update(values)
+        for key, tensor in tensors.items():
+            _, param, name = key.split(".", 2)
+            state.setdefault(_state_key(param), {})[name] = tensor
+    except (KeyError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{file}: malformed optimizer state ({exc})") from None
+    return {"state": state, "param_groups": param_groups}
+
+
+def _load_legacy_pickle(file: Path) -> dict:
+    """The one place a `.pt` file is read: training states and checkpoints written before the
+    safetensors format. `weights_only=True` (safe on torch ≥ 2.6, the floor) loads tensors and
+    plain containers only; anything else is refused with the file's name."""
+    try:
+        data = read_bytes(file)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: missing") from None
+    except (UnsafeFileError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, UnsafeFileError) else exc.strerror or exc
+        raise CheckpointError(f"{file}: cannot be read ({reason})") from None
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise CheckpointError(f"{file}: cannot be loaded safely ({exc})") from None
 

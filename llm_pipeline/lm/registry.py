@@ -1,7 +1,9 @@
 """Which runs exist for a corpus, which is newest (`latest`) and which is promoted (`current`).
 
 Both pointers are one-line text files written atomically, so they work on every filesystem
-(no symlinks) and a reader never sees a half-written name.
+(no symlinks) and a reader never sees a half-written name. A pointer is read through one
+no-follow descriptor, at most a few hundred bytes, and its content is never echoed in an error
+(a pointer linked or edited to hold a secret must not land in logs or the UI).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from pathlib import Path
 from llm_pipeline.atomic import write_bytes_atomic
 from llm_pipeline.lm.checkpoint import CheckpointError
 from llm_pipeline.paths import models_dir, validate_corpus_name, within_root
+from llm_pipeline.safe_open import UnsafeFileError, describe_bytes, read_limited
 
 LATEST = "latest"
 # Dagster run ids are UUIDs; a pointer file edited to `../../x` must not name a folder elsewhere.
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CURRENT = "current"
+# A run id is at most 128 characters; anything longer is not a pointer.
+MAX_POINTER_BYTES = 256
 
 
 def corpus_models_dir(corpus: str, root: Path | None = None) -> Path:
@@ -27,8 +32,9 @@ TRAINING_STATE = "_training_state"
 
 
 def training_state_root(corpus: str, root: Path | None = None) -> Path:
-    """Where interrupted runs of a corpus keep their resumable state, one folder per config."""
-    return corpus_models_dir(corpus, root) / TRAINING_STATE
+    """Where interrupted runs of a corpus keep their resumable state, one folder per config;
+    refused (like every run folder) when it resolves outside the models root."""
+    return within_root(corpus_models_dir(corpus, root), TRAINING_STATE)
 
 
 def run_dir(corpus: str, run_id: str, root: Path | None = None) -> Path:
@@ -38,16 +44,34 @@ def run_dir(corpus: str, run_id: str, root: Path | None = None) -> Path:
         or run_id.startswith(".")
         or run_id in (LATEST, CURRENT, TRAINING_STATE)
     ):
-        raise CheckpointError(f"invalid run id {run_id!r}")
+        # Not echoed: the id may come from a pointer file linked to a secret.
+        raise CheckpointError(
+            f"invalid run id ({describe_bytes(run_id.encode())}): expected letters, digits, "
+            "'.', '_' or '-', at most 128"
+        )
     return within_root(corpus_models_dir(corpus, root), run_id)
 
 
 def read_pointer(corpus: str, name: str, root: Path | None = None) -> str | None:
     """The run id a pointer names, or None if it does not exist yet."""
-    file = corpus_models_dir(corpus, root) / name
-    if not file.is_file():
+    folder = corpus_models_dir(corpus, root)
+    file = folder / name
+    try:
+        data, more = read_limited(file, MAX_POINTER_BYTES)
+    except FileNotFoundError:
         return None
-    value = file.read_text().strip()
+    except (UnsafeFileError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, UnsafeFileError) else exc.strerror or exc
+        raise CheckpointError(f"{file}: pointer cannot be read ({reason})") from None
+    try:
+        value = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        value = None
+    if more or value is None:  # the id itself is checked by run_dir, where it is used
+        raise CheckpointError(
+            f"{file}: invalid run id ({describe_bytes(data)}{', more not read' if more else ''});"
+            f" rewrite it with a run id from {folder} or remove it"
+        )
     return value or None
 
 

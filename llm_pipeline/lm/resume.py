@@ -6,14 +6,19 @@ the same model/training config on the same shards finds the folder by a key hash
 those inputs and carries on; any change to them gives a new key, hence a fresh start.
 
 What makes the resume *exact* (bit-for-bit on CPU in fp32):
-- weights from `model.safetensors` and the AdamW moments/step counts from `optimizer.pt`;
+- weights from `model.safetensors` and the AdamW moments/step counts from
+  `optimizer.safetensors` (tensors; the param groups as JSON in its metadata);
 - the step, token count and elapsed seconds in `state.json`, from which the learning-rate
   schedule (warm-up + cosine over progress) is recomputed, and the logged history so far;
 - the global torch RNG (dropout), the CUDA RNGs, and the batch sampler's own generator in
-  `rng.pt`. Batches are drawn at random positions by that generator, so its state *is* the
-  data position. Python's `random` and numpy's RNG are not used by the loop.
+  `rng.safetensors` (each a uint8 tensor). Batches are drawn at random positions by that
+  generator, so its state *is* the data position. Python's `random` and numpy's RNG are not used
+  by the loop.
 
-Nothing here is unpickled: tensors load with `torch.load(weights_only=True)`, the rest is JSON.
+Nothing here is unpickled: tensors are safetensors, the rest is JSON. A state folder written
+before that (`optimizer.pt`, `rng.pt`) still resumes, through the one legacy loader in
+checkpoint.py. The folder and its parent `_training_state` are refused when they are symlinks,
+so a planted link can neither receive the state nor feed one back.
 """
 
 from __future__ import annotations
@@ -31,11 +36,22 @@ import torch
 from torch import nn
 
 from llm_pipeline.atomic import FILE_MODE, atomic_dir
-from llm_pipeline.lm.checkpoint import CheckpointError, load_weights_file
+from llm_pipeline.lm.checkpoint import (
+    LEGACY_OPTIMIZER_FILE,
+    CheckpointError,
+    _load_legacy_pickle,
+    load_optimizer_state,
+    load_weights_file,
+    read_safetensors,
+    save_optimizer_state,
+    save_tensors,
+)
+from llm_pipeline.safe_open import UnsafeFileError, read_bytes, refuse_symlinked_folder
 
 WEIGHTS_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-RNG_FILE = "rng.pt"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+LEGACY_RNG_FILE = "rng.pt"
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 
@@ -120,28 +136,44 @@ def save_training_state(
     state: dict,
 ) -> Path:
     """Write the whole state folder atomically (the previous one stays until this one is whole)."""
+    check_state_folder(path)
     with atomic_dir(Path(path)) as tmp:
         safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
         os.chmod(tmp / WEIGHTS_FILE, FILE_MODE)
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-        torch.save(rng, tmp / RNG_FILE)
+        save_optimizer_state(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        save_tensors(rng, tmp / RNG_FILE)
         text = json.dumps({**state, "version": STATE_VERSION}, indent=1, sort_keys=True)
         (tmp / STATE_FILE).write_text(text + "\n")
     return Path(path)
 
 
+def check_state_folder(path: Path) -> None:
+    """Refuse a state folder, or its `_training_state` parent, that is a symlink (or no folder):
+    the run would write its weights elsewhere, remove them there, and resume from there."""
+    path = Path(path)
+    for folder in (path.parent, path):
+        try:
+            refuse_symlinked_folder(folder)
+        except UnsafeFileError as exc:
+            raise CheckpointError(f"training state {exc}") from None
+
+
 def has_training_state(path: Path) -> bool:
+    check_state_folder(path)
     return (Path(path) / STATE_FILE).is_file()
 
 
 def load_training_state(path: Path) -> TrainingState:
     """Read a state folder; a clear `CheckpointError` naming the file if any part is unusable."""
     path = Path(path)
+    check_state_folder(path)
     state_file = path / STATE_FILE
     try:
-        state = json.loads(state_file.read_text())
+        state = json.loads(read_bytes(state_file))
     except FileNotFoundError:
         raise CheckpointError(f"{state_file}: missing (no training state to resume)") from None
+    except UnsafeFileError as exc:
+        raise CheckpointError(str(exc)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{state_file}: not valid JSON ({exc})") from None
     if state.get("version") != STATE_VERSION:
@@ -151,16 +183,27 @@ def load_training_state(path: Path) -> TrainingState:
         )
     if not (path / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{path / WEIGHTS_FILE}: missing (incomplete training state)")
-    tensors = {}
-    for name in (OPTIMIZER_FILE, RNG_FILE):
-        file = path / name
-        try:
-            tensors[name] = torch.load(file, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise CheckpointError(f"{file}: missing (incomplete training state)") from None
-        except Exception as exc:  # torch raises several types for corrupt or unsafe files
-            raise CheckpointError(f"{file}: cannot be loaded safely ({exc})") from None
-    return TrainingState(path, tensors[OPTIMIZER_FILE], tensors[RNG_FILE], state)
+    if not (path / OPTIMIZER_FILE).exists() and not (path / LEGACY_OPTIMIZER_FILE).exists():
+        raise CheckpointError(f"{path / OPTIMIZER_FILE}: missing (incomplete training state)")
+    optimizer = load_optimizer_state(path)  # or a legacy optimizer.pt
+    return TrainingState(path, optimizer, _load_rng(path), state)
+
+
+def _load_rng(path: Path) -> dict[str, torch.Tensor]:
+    file, legacy = path / RNG_FILE, path / LEGACY_RNG_FILE
+    if not file.exists() and legacy.exists():
+        rng = _load_legacy_pickle(legacy)
+    elif not file.exists():
+        raise CheckpointError(f"{file}: missing (incomplete training state)")
+    else:
+        rng, _ = read_safetensors(file)
+    if not isinstance(rng, dict) or not all(
+        isinstance(v, torch.Tensor) and v.dtype == torch.uint8 for v in rng.values()
+    ):
+        raise CheckpointError(f"{file}: not a set of RNG states (uint8 tensors)")
+    if "torch_cpu" not in rng or "batch_generator" not in rng:
+        raise CheckpointError(f"{file}: RNG states torch_cpu and batch_generator missing")
+    return rng
 
 
 def load_weights_into(model: nn.Module, source: Path) -> None:
@@ -169,7 +212,9 @@ def load_weights_into(model: nn.Module, source: Path) -> None:
 
 
 def clear_training_state(path: Path) -> None:
-    """Remove a state folder once its run's final checkpoint is safely written."""
+    """Remove a state folder once its run's final checkpoint is safely written (never through
+    a symlink: a linked folder is refused, not emptied)."""
+    check_state_folder(path)
     shutil.rmtree(Path(path), ignore_errors=True)
 
 

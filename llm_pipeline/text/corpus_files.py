@@ -3,6 +3,10 @@
 Listing and refusing are separate from reading so the sensor, the schedule and the raw stage agree
 on one answer: every entry under the folder (hidden ones left out), each refused with a reason
 when it is not a regular file inside the folder, and each typed by its suffix.
+
+`refusal` answers by name, for listings. Reading goes through `open_corpus_file`, which opens
+once without following any symlink below the corpus folder and checks the open descriptor, so
+a file swapped for a symlink to a secret between the check and the read is refused, not read.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.safe_open import UnsafeFileError, open_under
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl",)
@@ -95,3 +101,27 @@ def refusal(path: Path, root: Path) -> str | None:
     if not stat.S_ISREG(mode):
         return "not a regular file"
     return None
+
+
+def open_corpus_file(path: Path, root: Path) -> BinaryIO:
+    """`path` (from `corpus_files(root)`) opened for reading: one descriptor, no symlink followed
+    below `root`, checked as a regular file on the descriptor.
+
+    A symlink to a file inside the corpus is read through its resolved target, opened the same
+    way. Raises `UnsafeFileError` whose `reason` is the skip reason, or OSError.
+    """
+    path, root = Path(path), Path(root)
+    try:
+        return os.fdopen(open_under(path, root), "rb")
+    except UnsafeFileError as exc:
+        reason = refusal(path, root)
+        if reason is not None:
+            raise UnsafeFileError(path, reason) from None
+        if not path.is_symlink():  # changed under us: the descriptor's answer stands
+            raise UnsafeFileError(path, exc.reason) from None
+    base = root.resolve()
+    target = path.resolve(strict=True)
+    try:
+        return os.fdopen(open_under(target, base), "rb")
+    except UnsafeFileError as exc:
+        raise UnsafeFileError(path, exc.reason) from None

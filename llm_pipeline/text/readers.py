@@ -7,6 +7,11 @@ user can fix it; good documents in the same corpus are still read.
 
 Which files form the corpus (and which are refused) is `corpus_files.py`; cutting long texts into
 documents is `chunks.py`. Both are re-used here and importable from this module too.
+
+Every file is opened once (`open_corpus_file`: no symlink followed, a regular file checked on
+the descriptor) and read only through that descriptor, several passes included. Untrusted input
+is capped (`ReadLimits`, from the `raw_corpus` settings): the largest document, and how far a
+compressed file may expand, relative to its size and in absolute terms.
 """
 
 from __future__ import annotations
@@ -16,20 +21,23 @@ import gzip
 import hashlib
 import io
 import json
-import shutil
-import tempfile
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
+from llm_pipeline.safe_open import UnsafeFileError
 from llm_pipeline.text.chunks import iter_chunks, split_long_text
 from llm_pipeline.text.corpus_files import (
     SUPPORTED_DESCRIPTION,
     corpus_files,
     file_kind,
+    open_corpus_file,
     refusal,
 )
+from llm_pipeline.text.input_caps import BLOCK, OpenFile, ReadLimits, SkipFile, open_pass
+from llm_pipeline.text.parquet_reader import read_parquet
 
 # How many skip messages are kept verbatim; the counts are always complete.
 MAX_REPORTED_PROBLEMS = 50
@@ -68,10 +76,6 @@ class ReadStats:
             self.problems.append(message)
 
 
-class _SkipFile(Exception):
-    """Internal: this whole file is unusable, for the reason in the message."""
-
-
 def fingerprint_files(root: Path, files: list[Path] | None = None) -> str:
     """A content hash of a corpus folder: changes exactly when a file's path or bytes change.
 
@@ -81,30 +85,21 @@ def fingerprint_files(root: Path, files: list[Path] | None = None) -> str:
     digest = hashlib.sha256()
     for path in files if files is not None else corpus_files(root):
         file_digest = hashlib.sha256()
-        reason = refusal(path, root)
-        if reason is None:
-            try:
-                with open(path, "rb") as fh:
-                    while block := fh.read(1 << 20):
-                        file_digest.update(block)
-            except OSError as exc:
-                reason = f"cannot be read ({exc.strerror or exc})"
+        reason = None
+        try:
+            with open_corpus_file(path, root) as fh:
+                while block := fh.read(1 << 20):
+                    file_digest.update(block)
+        except UnsafeFileError as exc:
+            reason = exc.reason
+        except OSError as exc:
+            reason = refusal(path, root) or f"cannot be read ({exc.strerror or exc})"
         if reason is not None:
             file_digest = hashlib.sha256(b"refused\0" + reason.encode())
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(file_digest.digest())
     return digest.hexdigest()
-
-
-def _open_binary(path: Path, compression: str | None) -> IO[bytes]:
-    if compression == "gz":
-        return gzip.open(path, "rb")
-    if compression == "zst":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
-    return open(path, "rb")
 
 
 def _decompression_error(exc: Exception) -> bool:
@@ -139,25 +134,20 @@ def sniff_encoding(head: bytes) -> str:
     return "utf-8-sig"
 
 
-_BLOCK = 1 << 20
-
-
-def _decoded_blocks(
-    path: Path, compression: str | None, encoding: str = "utf-8-sig"
-) -> Iterator[str]:
-    """The file's text in blocks, decoded incrementally; raises _SkipFile on invalid input."""
+def _decoded_blocks(src: OpenFile, encoding: str = "utf-8-sig") -> Iterator[str]:
+    """The file's text in blocks, decoded incrementally; raises SkipFile on invalid input."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
-    with _open_binary(path, compression) as fh:
+    with open_pass(src) as fh:
         while True:
-            block = fh.read(_BLOCK)
+            block = fh.read(BLOCK)
             final = not block
             try:
                 text = decoder.decode(block, final=final)
             except UnicodeDecodeError as exc:
                 carried = len(exc.object) - len(block)  # bytes the decoder held back before
                 position = offset - carried + exc.start
-                raise _SkipFile(
+                raise SkipFile(
                     f"not valid {_ENCODING_NAMES[encoding]} "
                     f"(byte {position}: {exc.object[exc.start : exc.start + 4]!r})"
                 ) from None
@@ -168,33 +158,39 @@ def _decoded_blocks(
             offset += len(block)
 
 
-def _read_text(
-    path: Path, compression: str | None, source: str, max_doc_chars: int
-) -> Iterator[str]:
+def _read_text(src: OpenFile, source: str, max_doc_chars: int) -> Iterator[str]:
     """A `.txt`/`.md` file as one document, cut into chunks when longer than `max_doc_chars`.
 
     The file is checked (binary, empty, valid UTF-8) in one streaming pass before anything is
     yielded, so a file that is bad half-way through contributes nothing, and memory stays
     bounded by the chunk size, not the file size.
     """
-    with _open_binary(path, compression) as fh:
+    with open_pass(src) as fh:
         head = fh.read(_SNIFF_BYTES)
     encoding = sniff_encoding(head)
     if encoding == "utf-8-sig" and _looks_binary(head):
-        raise _SkipFile("binary file (contains NUL bytes)")
+        raise SkipFile("binary file (contains NUL bytes)")
     has_text = False
-    for block in _decoded_blocks(path, compression, encoding):
+    size = 0
+    whole = max_doc_chars == 0  # one document: the document cap applies to the file
+    for block in _decoded_blocks(src, encoding):
+        size += len(block.encode("utf-8", "surrogatepass")) if whole else 0
+        if whole and size > src.limits.max_document_bytes:
+            raise SkipFile(
+                f"document larger than {src.limits.max_document_bytes} bytes "
+                "(max_document_bytes; or set max_doc_chars to cut it into chunks)"
+            )
         if "\0" in block:  # NULs after the first 8 KiB, or in UTF-16 text: binary all the same
-            raise _SkipFile("binary file (contains NUL characters)")
+            raise SkipFile("binary file (contains NUL characters)")
         has_text = has_text or bool(block.strip())
     if not has_text:
-        raise _SkipFile("empty file")
-    yield from iter_chunks(_decoded_blocks(path, compression, encoding), max_doc_chars)
+        raise SkipFile("empty file")
+    yield from iter_chunks(_decoded_blocks(src, encoding), max_doc_chars)
 
 
 # A JSONL line longer than this is skipped, not loaded: a file with no newline at all (a dump
 # gone wrong) must not be read into memory as one line.
-MAX_LINE_BYTES = 64 << 20
+MAX_LINE_BYTES = ReadLimits().max_document_bytes
 
 
 def _lines(fh, limit: int) -> Iterator[tuple[int, bytes | str | None]]:
@@ -205,29 +201,28 @@ def _lines(fh, limit: int) -> Iterator[tuple[int, bytes | str | None]]:
     while line := fh.readline(limit + 1):
         line_no += 1
         if len(line) > limit and not line.endswith(newline):
-            while (rest := fh.readline(_BLOCK)) and not rest.endswith(newline):
+            while (rest := fh.readline(BLOCK)) and not rest.endswith(newline):
                 pass
             yield line_no, None
         else:
             yield line_no, line
 
 
-def _read_jsonl(
-    path: Path, compression: str | None, source: str, text_field: str, stats: ReadStats
-) -> Iterator[str]:
+def _read_jsonl(src: OpenFile, source: str, text_field: str, stats: ReadStats) -> Iterator[str]:
     any_line = False
-    with _open_binary(path, compression) as raw:
-        fh = io.BufferedReader(raw) if compression == "zst" else raw
+    limit = src.limits.max_document_bytes
+    with open_pass(src) as raw:
+        fh = io.BufferedReader(raw) if src.compression == "zst" else raw
         encoding = sniff_encoding(fh.peek(4)[:4] if hasattr(fh, "peek") else b"")
         if encoding != "utf-8-sig":  # UTF-16/32 with a BOM: decode before splitting lines
             fh = io.TextIOWrapper(fh, encoding=encoding, newline="")
-        for line_no, line in _lines(fh, MAX_LINE_BYTES):
+        for line_no, line in _lines(fh, limit):
             if line is None:
                 any_line = True
-                stats.skip_line(source, line_no, f"line longer than {MAX_LINE_BYTES} bytes")
+                stats.skip_line(source, line_no, f"line longer than {limit} bytes")
                 continue
             if line_no == 1 and encoding == "utf-8-sig" and _looks_binary(line[:_SNIFF_BYTES]):
-                raise _SkipFile("binary file (contains NUL bytes)")
+                raise SkipFile("binary file (contains NUL bytes)")
             if not line.strip():
                 continue
             any_line = True
@@ -261,41 +256,7 @@ def _read_jsonl(
                 continue
             yield value
     if not any_line:
-        raise _SkipFile("empty file")
-
-
-def _read_parquet(
-    path: Path, compression: str | None, source: str, text_field: str, stats: ReadStats
-) -> Iterator[str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if compression:
-        # Decompress to a temporary file (not into memory) so Parquet can seek in it.
-        with tempfile.TemporaryDirectory() as tmp:
-            plain = Path(tmp) / "data.parquet"
-            with _open_binary(path, compression) as fh, open(plain, "wb") as out:
-                shutil.copyfileobj(fh, out, _BLOCK)
-            yield from _read_parquet(plain, None, source, text_field, stats)
-        return
-    try:
-        parquet = pq.ParquetFile(path, pre_buffer=False)
-    except (pa.ArrowException, OSError) as exc:
-        raise _SkipFile(f"not a readable Parquet file ({exc})") from None
-    field_index = parquet.schema_arrow.get_field_index(text_field)
-    if field_index == -1:
-        raise _SkipFile(f"no {text_field!r} column (columns: {parquet.schema_arrow.names})")
-    column_type = parquet.schema_arrow.field(field_index).type
-    if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
-        raise _SkipFile(f"column {text_field!r} is {column_type}, not a string")
-    row = 0
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
-        for value in batch.column(0).to_pylist():
-            row += 1
-            if value is None:
-                stats.skip_line(source, row, f"row has a null {text_field!r}")
-                continue
-            yield value
+        raise SkipFile("empty file")
 
 
 def iter_documents(
@@ -305,58 +266,82 @@ def iter_documents(
     max_doc_chars: int = 0,
     stats: ReadStats | None = None,
     files: list[Path] | None = None,
+    limits: ReadLimits | None = None,
 ) -> Iterator[Document]:
     """Stream the documents of every supported file under `root`, skipping bad input.
 
     A file is read completely before any of its documents is yielded only for `.txt`/`.md` (one
     document each); JSONL and Parquet stream line by line / batch by batch. A file that turns out
     to be unreadable part-way (bad compression, undecodable text) is recorded as skipped.
+    `limits` default to the `raw_corpus` settings' defaults.
     """
     stats = stats if stats is not None else ReadStats()
+    limits = limits or ReadLimits(max_document_bytes=MAX_LINE_BYTES)
     for path in files if files is not None else corpus_files(root):
         source = path.relative_to(root).as_posix()
-        reason = refusal(path, root)
-        if reason is not None:
-            stats.skip_file(source, reason)
-            continue
-        kind = file_kind(path)
-        if kind is None:
-            stats.skip_file(source, f"unknown file type (supported: {SUPPORTED_DESCRIPTION})")
-            continue
-        if path.stat().st_size == 0:
-            stats.skip_file(source, "empty file")
-            continue
-        file_type, compression = kind
-        if file_type == "text":
-            texts = _read_text(path, compression, source, max_doc_chars)
-        elif file_type == "jsonl":
-            texts = _read_jsonl(path, compression, source, text_field, stats)
-        else:
-            texts = _read_parquet(path, compression, source, text_field, stats)
-        produced = 0
         try:
-            for text in texts:
-                # Text files arrive already cut (streamed); records are cut here.
-                pieces = [text] if file_type == "text" else split_long_text(text, max_doc_chars)
-                if len(pieces) > 1:
-                    stats.chunked_documents += 1
-                for piece in pieces:
-                    produced += 1
-                    stats.documents += 1
-                    stats.bytes += len(piece.encode("utf-8"))
-                    yield Document(source, piece)
-        except _SkipFile as exc:
-            stats.skip_file(source, str(exc))
+            raw = open_corpus_file(path, root)
+        except UnsafeFileError as exc:
+            stats.skip_file(source, exc.reason)
             continue
-        except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
-            what = "partly read: " if produced else ""
-            stats.skip_file(source, f"{what}cannot be read ({exc.strerror or exc})")
+        except OSError as exc:
+            stats.skip_file(
+                source, refusal(path, root) or f"cannot be read ({exc.strerror or exc})"
+            )
             continue
-        except Exception as exc:  # any other failure is this file's, not the corpus's
-            what = "partly read" if produced else "unreadable"
-            detail = f"corrupt {compression} data" if _decompression_error(exc) else "error"
-            stats.skip_file(source, f"{what}: {detail} ({type(exc).__name__}: {exc})")
-            continue
-        if file_type == "text" and produced > 1:
-            stats.chunked_documents += 1
-        stats.files_read += 1
+        with raw:
+            yield from _read_one(raw, path, source, text_field, max_doc_chars, stats, limits)
+
+
+def _read_one(
+    raw: BinaryIO,
+    path: Path,
+    source: str,
+    text_field: str,
+    max_doc_chars: int,
+    stats: ReadStats,
+    limits: ReadLimits,
+) -> Iterator[Document]:
+    """The documents of one opened file; its problems go to `stats`."""
+    kind = file_kind(path)
+    if kind is None:
+        stats.skip_file(source, f"unknown file type (supported: {SUPPORTED_DESCRIPTION})")
+        return
+    if os.fstat(raw.fileno()).st_size == 0:
+        stats.skip_file(source, "empty file")
+        return
+    file_type, compression = kind
+    src = OpenFile(raw, compression, limits)
+    if file_type == "text":
+        texts = _read_text(src, source, max_doc_chars)
+    elif file_type == "jsonl":
+        texts = _read_jsonl(src, source, text_field, stats)
+    else:
+        texts = read_parquet(src, source, text_field, stats)
+    produced = 0
+    try:
+        for text in texts:
+            # Text files arrive already cut (streamed); records are cut here.
+            pieces = [text] if file_type == "text" else split_long_text(text, max_doc_chars)
+            if len(pieces) > 1:
+                stats.chunked_documents += 1
+            for piece in pieces:
+                produced += 1
+                stats.documents += 1
+                stats.bytes += len(piece.encode("utf-8"))
+                yield Document(source, piece)
+    except SkipFile as exc:
+        stats.skip_file(source, str(exc))
+        return
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
+        what = "partly read: " if produced else ""
+        stats.skip_file(source, f"{what}cannot be read ({exc.strerror or exc})")
+        return
+    except Exception as exc:  # any other failure is this file's, not the corpus's
+        what = "partly read" if produced else "unreadable"
+        detail = f"corrupt {compression} data" if _decompression_error(exc) else "error"
+        stats.skip_file(source, f"{what}: {detail} ({type(exc).__name__}: {exc})")
+        return
+    if file_type == "text" and produced > 1:
+        stats.chunked_documents += 1
+    stats.files_read += 1

@@ -28,6 +28,42 @@ class RawCorpusSettings(Settings):
         "characters, so a one-book corpus still splits into train and validation. 0: never.",
         ge=0,
     )
+    # Caps on untrusted input: each stops one file or record with its reason, never the run.
+    max_document_bytes: int = setting(
+        64 << 20,
+        "A single document larger than this many bytes (a JSONL line, a Parquet value, a "
+        ".txt/.md file when max_doc_chars is 0) is skipped with its reason, unread: it bounds "
+        "the reader's memory. Parquet values are measured from their offsets, not decoded.",
+        ge=1,
+    )
+    max_decompression_ratio: float = setting(
+        100.0,
+        "A .gz/.zst file that expands past this many times its compressed size (at least "
+        "1 MiB) is stopped there and skipped as a likely decompression bomb; text compresses "
+        "about 3-10 times. 0: no ratio cap.",
+        ge=0.0,
+    )
+    max_decompressed_mb: int = setting(
+        16_384,
+        "A .gz/.zst file that expands past this many MiB is stopped there and skipped (also "
+        "the most a compressed Parquet file's temporary copy may take on disk). 0: no cap.",
+        ge=0,
+    )
+
+
+@dataclass
+class CorpusAddSettings(Settings):
+    """Caps of `llm-pipeline corpus add` on downloads (the CLI's flag defaults)."""
+
+    max_download_mb: int = setting(
+        4096,
+        "A download larger than this many MiB is stopped and nothing is saved, whether or "
+        "not the server sends a Content-Length.",
+        ge=1,
+    )
+    download_timeout_seconds: float = setting(
+        60.0, "A download with no data for this many seconds fails.", gt=0.0
+    )
 
 
 # Plain keys that override the profile when given (None: keep the profile's value).

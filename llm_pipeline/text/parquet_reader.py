@@ -1,0 +1,82 @@
+"""Parquet corpus files: the text column streamed in batches, each value measured first.
+
+A value's byte length comes from the column's offsets buffer (`pyarrow.compute.binary_length`),
+so a value over `max_document_bytes` is skipped before it becomes a Python string; a 3.7 KB file
+holding one 100 MB value no longer costs memory for it beyond pyarrow's own page buffers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from llm_pipeline.text.input_caps import BLOCK, OpenFile, ReadLimits, SkipFile, open_pass
+
+
+class ReadStats(Protocol):
+    """What this module records (readers.ReadStats)."""
+
+    def skip_line(self, source: str, line_no: int, reason: str) -> None: ...
+
+
+def read_parquet(src: OpenFile, source: str, text_field: str, stats: ReadStats) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if src.compression:
+        # Decompress to a temporary file (not into memory) so Parquet can seek in it; the
+        # decompression caps bound how large that file may grow.
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / "data.parquet"
+            with open_pass(src) as fh, open(plain, "wb") as out:
+                shutil.copyfileobj(fh, out, BLOCK)
+            with open(plain, "rb") as raw:  # our own private file
+                yield from read_parquet(
+                    src._replace(raw=raw, compression=None), source, text_field, stats
+                )
+        return
+    with open_pass(src) as fh:
+        try:
+            parquet = pq.ParquetFile(fh, pre_buffer=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise SkipFile(f"not a readable Parquet file ({exc})") from None
+        with parquet:
+            yield from _parquet_values(parquet, src.limits, source, text_field, stats)
+
+
+def _parquet_values(
+    parquet, limits: ReadLimits, source: str, text_field: str, stats: ReadStats
+) -> Iterator[str]:
+    """The text column's values, each measured from the column's offsets before it becomes a
+    Python string, so a huge value is skipped without being decoded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    field_index = parquet.schema_arrow.get_field_index(text_field)
+    if field_index == -1:
+        raise SkipFile(f"no {text_field!r} column (columns: {parquet.schema_arrow.names})")
+    column_type = parquet.schema_arrow.field(field_index).type
+    if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
+        raise SkipFile(f"column {text_field!r} is {column_type}, not a string")
+    cap = limits.max_document_bytes
+    row = 0
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
+        column = batch.column(0)
+        lengths = pc.binary_length(column).to_pylist()  # from the offsets buffer
+        small = all(n is None or n <= cap for n in lengths)
+        values = column.to_pylist() if small else None
+        for i, length in enumerate(lengths):
+            row += 1
+            if length is None:
+                stats.skip_line(source, row, f"row has a null {text_field!r}")
+                continue
+            if length > cap:
+                stats.skip_line(
+                    source, row, f"value of {length} bytes, larger than {cap} (max_document_bytes)"
+                )
+                continue
+            yield values[i] if values is not None else column[i].as_py()
+        del column, values
