@@ -1,0 +1,392 @@
+"""Experiment tracking and the model registry in MLflow, on only when `MLFLOW_TRACKING_URI` is set.
+
+Every trained model becomes an MLflow run in the experiment `llm-pipeline/<corpus>` (named
+after the Dagster run id and tagged with it) and a version of the registered model
+`llm-pipeline-<corpus>`; promotion moves the alias `champion`, so the registry and
+`models/<corpus>/current` name the same run. The figures themselves stay where they are
+(checkpoint, report, Dagster metadata): MLflow is a second, side-by-side view of them.
+
+`mlflow` is imported inside the functions that need it and only when tracking is on, so a
+pipeline without `MLFLOW_TRACKING_URI` never loads it (a test checks `sys.modules`).
+The reachability check imports nothing either: it runs first in every step of a training run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from llm_pipeline import __version__
+from llm_pipeline.errors import PipelineInputError
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable
+# Where experiments created here keep their artifacts; by default, next to a sqlite store.
+ARTIFACT_ROOT_ENV = "LLM_PIPELINE_MLFLOW_ARTIFACTS"
+RUN_ID_TAG = "llm_pipeline/run_id"
+CORPUS_TAG = "llm_pipeline/corpus"
+FINGERPRINT_TAG = "llm_pipeline/raw_fingerprint"
+CODE_VERSION_TAG = "llm_pipeline/code_version"
+CHAMPION = "champion"
+MODEL_ARTIFACTS = "model"  # the registered folder inside the run: weights, config, tokenizer
+REPORT_ARTIFACTS = "report"
+# What a registered version holds of a checkpoint folder: never the optimizer state.
+MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "metrics.jsonl")
+HF_EXPORT = Path("export") / "hf"
+CHECK_TIMEOUT_S = 10.0
+
+
+class TrackingError(PipelineInputError):
+    """The tracking store cannot be reached or refused a request."""
+
+
+def tracking_uri() -> str | None:
+    """The tracking store when tracking is on, else None."""
+    return os.environ.get(TRACKING_URI_ENV, "").strip() or None
+
+
+def experiment_name(corpus: str) -> str:
+    return f"llm-pipeline/{corpus}"
+
+
+def registered_model_name(corpus: str) -> str:
+    return f"llm-pipeline-{corpus}"
+
+
+def _unreachable(uri: str, reason: object) -> TrackingError:
+    return TrackingError(
+        f"MLflow tracking store {uri} ({TRACKING_URI_ENV}) cannot be reached: {reason}; "
+        f"start it, or unset {TRACKING_URI_ENV} to train without tracking"
+    )
+
+
+def check_reachable(uri: str | None = None) -> None:
+    """Refuse a tracking store that cannot be reached, cheaply and without importing mlflow.
+
+    sqlite: the database opens; http(s): the server answers `/health` within 10 s; a file
+    store: its folder exists. Other schemes (databricks, …) are asked through MLflow itself.
+    """
+    uri = uri or tracking_uri()
+    if uri is None:
+        return
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = _sqlite_path(uri)
+        if path is not None and not path.parent.is_dir():
+            raise _unreachable(uri, f"no folder {path.parent}")
+        try:
+            sqlite3.connect(str(path) if path is not None else ":memory:").close()
+        except sqlite3.Error as exc:
+            raise _unreachable(uri, f"{exc} ({path})") from None
+    elif parsed.scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CHECK_TIMEOUT_S):
+                pass
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise _unreachable(uri, getattr(exc, "reason", exc)) from None
+    elif parsed.scheme in ("", "file"):
+        folder = Path(unquote(parsed.path) or uri)
+        if not folder.is_dir():
+            raise _unreachable(uri, f"no folder {folder}")
+    else:
+        with _mlflow_errors(uri):
+            _client(uri).search_experiments(max_results=1)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of `sqlite:///relative.db` or `sqlite:////absolute.db` (SQLAlchemy's
+    spelling), or None for an in-memory store."""
+    path = (
+        unquote(uri[len("sqlite:///") :].split("?", 1)[0]) if uri.startswith("sqlite:///") else ""
+    )
+    return Path(path).resolve() if path and path != ":memory:" else None
+
+
+def code_version() -> str:
+    """The package version, and the git commit when running from a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / ".git").exists():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            sha = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()  # fmt: skip
+            if sha:
+                return f"{__version__}+{sha}"
+    return __version__
+
+
+def job_tracking(cleaning_profile: str | None) -> dict[str, Any] | None:
+    """What the `trained_model` asset puts in the trainer's job (`TrainerJob.tracking`):
+    None when tracking is off, else the store and the run's extra params and tags."""
+    uri = tracking_uri()
+    if uri is None:
+        return None
+    return {
+        "uri": uri,
+        "params": {"cleaning_profile": cleaning_profile or ""},
+        "tags": {CODE_VERSION_TAG: code_version()},
+    }
+
+
+@contextlib.contextmanager
+def _mlflow_errors(uri: str) -> Iterator[None]:
+    """MLflow's errors (and a dead server's) as one TrackingError naming the store."""
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as exc:  # MlflowException, requests' and SQLAlchemy's errors
+        raise _unreachable(uri, f"{type(exc).__name__}: {exc}") from None
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts of a new experiment: the variable, else `artifacts/` next to a sqlite file
+    (MLflow's own default is `./mlruns` under whatever folder the step runs in)."""
+    explicit = os.environ.get(ARTIFACT_ROOT_ENV, "").strip()
+    if explicit:
+        return Path(explicit).resolve().as_uri() if "://" not in explicit else explicit
+    path = _sqlite_path(uri) if uri.startswith("sqlite:") else None
+    return (path.parent / "artifacts").as_uri() if path is not None else None
+
+
+def _experiment_id(client, uri: str, corpus: str) -> str:
+    name = experiment_name(corpus)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    root = _artifact_root(uri)
+    try:
+        return client.create_experiment(
+            name, artifact_location=f"{root}/{corpus}" if root else None
+        )
+    except Exception:  # another run created it meanwhile
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _metrics_of(row: dict) -> dict[str, float]:
+    names = {"train_loss": "train_loss", "val_loss": "val_loss", "lr": "lr",
+             "tokens_per_s": "tokens_per_second"}  # fmt: skip
+    return {names[k]: float(row[k]) for k in names if row.get(k) is not None}
+
+
+class NullTracker:
+    """Tracking off (or a rank other than 0): every call does nothing."""
+
+    def log_row(self, row: dict) -> None:
+        pass
+
+    def finish(self, summary: Any, checkpoint: Path, history: list[dict]) -> dict[str, Any]:
+        return {}
+
+
+class RunTracker:
+    """One MLflow run of one training: params at the start, a point per logged step, the final
+    figures, artifacts and a registered model version at the end.
+
+    A logging call that fails mid-training only warns (the training matters more than its
+    view); the steps it missed are logged at the end from the history. If the process dies
+    before `finish`, the run is marked FAILED on exit, never left RUNNING with half a log.
+    """
+
+    def __init__(self, client, uri: str, run_id: str, corpus: str, log: Callable[[str], None]):
+        self.client, self.uri, self.run_id, self.corpus, self.log = client, uri, run_id, corpus, log
+        self.logged_steps: set[int] = set()
+        self.warned = False
+        self.open = True
+        atexit.register(self._end_if_open)
+
+    def log_row(self, row: dict) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(k, v, stamp, int(row["step"])) for k, v in _metrics_of(row).items()]
+        try:
+            self.client.log_batch(self.run_id, metrics=metrics)
+            self.logged_steps.add(int(row["step"]))
+        except Exception as exc:
+            if not self.warned:
+                self.log(f"warning: MLflow logging failed ({exc}); retrying when training ends")
+                self.warned = True
+
+    def finish(self, summary: Any, checkpoint: Path, history: list[dict]) -> dict[str, Any]:
+        """Log what is left, register the model; returns the metadata naming the run and version.
+
+        A failure here warns and is recorded in the metadata: the checkpoint is already safe.
+        """
+        try:
+            with _mlflow_errors(self.uri):
+                version = self._finish(summary, Path(checkpoint), history)
+        except TrackingError as exc:
+            self.log(f"warning: {exc}; the checkpoint is saved, MLflow run {self.run_id} is not")
+            return {"mlflow_run_id": self.run_id, "mlflow_error": str(exc)}
+        return {"mlflow_run_id": self.run_id, "mlflow_model_version": int(version)}
+
+    def _finish(self, summary: Any, checkpoint: Path, history: list[dict]) -> str:
+        for row in history:
+            if int(row["step"]) not in self.logged_steps:
+                self.log_row(row)
+        final = {
+            "bits_per_byte": summary.val_bits_per_byte,
+            "unigram_bits_per_byte": summary.unigram_bits_per_byte,
+            "final_val_loss": summary.val_loss,
+            "parameters": summary.parameters,
+            "tokens_seen": summary.tokens_seen,
+            "training_seconds": summary.training_seconds,
+            "mfu": summary.mfu,
+        }
+        for name, value in final.items():
+            if value is not None:
+                self.client.log_metric(self.run_id, name, float(value), step=summary.steps)
+        self.client.set_tag(self.run_id, "llm_pipeline/stop_reason", summary.stop_reason)
+        for name in ("config.json", "tokenizer.json", "metrics.jsonl"):
+            if (checkpoint / name).is_file():
+                self.client.log_artifact(self.run_id, str(checkpoint / name))
+        version = register_version(
+            self.client, self.corpus, summary.run_id, self.run_id, checkpoint
+        )
+        self.client.set_terminated(self.run_id, "FINISHED")
+        self.open = False
+        return version
+
+    def _end_if_open(self) -> None:
+        if self.open:
+            self.open = False
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(self.run_id, "FAILED")
+
+
+Tracker = NullTracker | RunTracker
+
+
+def start_tracking(job: Any, log: Callable[[str], None]) -> Tracker:
+    """Open the MLflow run of a training job, before any training: an unreachable store fails
+    here, not after hours of GPU time. `job` is a `TrainerJob`; no tracking block: no-op."""
+    settings = getattr(job, "tracking", None)
+    if not settings:
+        return NullTracker()
+    uri = settings["uri"]
+    params = {**job.model, **job.training, **settings.get("params", {})}
+    tags = {
+        RUN_ID_TAG: job.run_id,
+        CORPUS_TAG: job.corpus,
+        FINGERPRINT_TAG: job.data.raw_fingerprint or "",
+        **settings.get("tags", {}),
+    }
+    with _mlflow_errors(uri):
+        from mlflow.entities import Param, RunTag
+
+        client = _client(uri)
+        run = client.create_run(
+            _experiment_id(client, uri, job.corpus), run_name=job.run_id, tags=tags
+        )
+        items = [Param(k, str(v)) for k, v in sorted(params.items())]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run.info.run_id, params=items[start : start + 100])
+        client.log_batch(run.info.run_id, tags=[RunTag("mlflow.source.type", "JOB")])
+    log(f"MLflow run {run.info.run_id} in experiment {experiment_name(job.corpus)} at {uri}")
+    return RunTracker(client, uri, run.info.run_id, job.corpus, log)
+
+
+def model_folder(checkpoint: Path) -> Path:
+    """What a version registers: the exported Hugging Face folder when there is one."""
+    hf = Path(checkpoint) / HF_EXPORT
+    return hf if (hf / "config.json").is_file() else Path(checkpoint)
+
+
+def register_version(client, corpus: str, run_id: str, mlflow_run_id: str, checkpoint: Path) -> str:
+    """The registered version of Dagster run `run_id`, created (with the model folder as the
+    run's `model/` artifacts, never the optimizer state) if it does not exist yet."""
+    name = registered_model_name(corpus)
+    existing = _version_of(client, corpus, run_id)
+    if existing is not None:
+        return existing
+    folder = model_folder(checkpoint)
+    for file in sorted(folder.iterdir()):
+        if file.is_file() and (folder != Path(checkpoint) or file.name in MODEL_FILES):
+            client.log_artifact(mlflow_run_id, str(file), MODEL_ARTIFACTS)
+    with contextlib.suppress(Exception):  # exists already (another run created it)
+        client.create_registered_model(name)
+    version = client.create_model_version(
+        name,
+        f"runs:/{mlflow_run_id}/{MODEL_ARTIFACTS}",
+        run_id=mlflow_run_id,
+        tags={RUN_ID_TAG: run_id, "format": "hf" if folder != Path(checkpoint) else "checkpoint"},
+    )
+    return version.version
+
+
+def _version_of(client, corpus: str, run_id: str) -> str | None:
+    name = registered_model_name(corpus)
+    found = client.search_model_versions(f"name = '{name}' and tags.`{RUN_ID_TAG}` = '{run_id}'")
+    return max((v.version for v in found), key=int, default=None)
+
+
+def find_run(client, corpus: str, run_id: str) -> str | None:
+    """The MLflow run id of Dagster run `run_id`, or None if it was not tracked."""
+    experiment = client.get_experiment_by_name(experiment_name(corpus))
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def report_files(checkpoint: Path) -> list[Path]:
+    """The evaluation report in a checkpoint folder: `report.md`, `report.html`, the plots."""
+    files = [Path(checkpoint) / "report.md", Path(checkpoint) / "report.html"]
+    return [f for f in files if f.is_file()] + sorted(Path(checkpoint).glob("*.png"))
+
+
+def record_report(
+    corpus: str, run_id: str, checkpoint: Path, metrics: dict[str, float], promoted: bool
+) -> dict[str, Any]:
+    """Add the evaluation report (files and `metrics`) to the training's MLflow run and, on
+    promotion, move the alias `champion` to its version. Call before `current` moves: if
+    MLflow fails, the step fails and neither moves. Tracking off: nothing, no mlflow import."""
+    uri = tracking_uri()
+    if uri is None:
+        return {}
+    with _mlflow_errors(uri):
+        client = _client(uri)
+        mlflow_run = find_run(client, corpus, run_id)
+        if mlflow_run is None:
+            if not promoted:
+                return {}
+            # The new champion was trained with tracking off: no version can carry the alias,
+            # and leaving it on the old champion would name a model that is not `current`.
+            with contextlib.suppress(Exception):
+                client.delete_registered_model_alias(registered_model_name(corpus), CHAMPION)
+            return {
+                "mlflow_warning": f"run {run_id} has no MLflow run in {experiment_name(corpus)}"
+                f" (trained with tracking off?); the alias {CHAMPION!r} was removed"
+            }
+        for file in report_files(checkpoint):
+            client.log_artifact(mlflow_run, str(file), REPORT_ARTIFACTS)
+        for name, value in metrics.items():
+            client.log_metric(mlflow_run, name, float(value))
+        metadata: dict[str, Any] = {"mlflow_run_id": mlflow_run}
+        if promoted:
+            version = register_version(client, corpus, run_id, mlflow_run, checkpoint)
+            client.set_registered_model_alias(registered_model_name(corpus), CHAMPION, version)
+            metadata["mlflow_champion_version"] = int(version)
+    return metadata
