@@ -1,9 +1,10 @@
 """MLflow tracking and the model registry, against a real local sqlite store (no mock).
 
-Three trainings of one corpus: each is an MLflow run with its settings, a metric point per
-logged step and its bits per byte, and a version of `llm-pipeline-<corpus>`; `champion` follows
-`models/<corpus>/current`, and a model that is not promoted leaves it where it was. With
-tracking off no process of a run imports mlflow; an unreachable store fails the first step.
+Three trainings of one corpus and an export: each training is an MLflow run with its settings,
+a metric point per logged step and its bits per byte, and a version of `llm-pipeline-<corpus>`;
+`champion` follows `models/<corpus>/current` (and the champion's export), and a model that is
+not promoted leaves it where it was. With tracking off no process of a run imports mlflow; an
+unreachable store fails the first step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llm_pipeline.lm.tracking import (
     CHAMPION,
     CORPUS_TAG,
     FINGERPRINT_TAG,
+    FORMAT_TAG,
     RUN_ID_TAG,
     TRACKING_URI_ENV,
     TrackingError,
@@ -36,6 +38,7 @@ from llm_pipeline_tests.test_model_pipeline import run_graph as run_whole_graph
 from llm_pipeline_tests.test_pipeline import failures
 
 WORSE = {**TINY_MODEL, "max_steps": 30}  # passes the unigram check, loses to 80 steps
+BETTER = {**TINY_MODEL, "mlp": "swiglu"}  # 80 steps, and a Llama block: it can be exported
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ def test_runs_versions_and_the_champion_alias(data_root: Path, instance, store: 
     make_structured_corpus(data_root / "raw" / "tiny")
     instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["tiny"])
     first = run_graph(instance, WORSE, data_root)
-    second = run_graph(instance, TINY_MODEL, data_root)  # better: promoted over the first
+    second = run_graph(instance, BETTER, data_root)  # promoted over the first
     models = data_root.parent / "models" / "tiny"
     assert read_pointer("tiny", CURRENT) == second.run_id
 
@@ -99,23 +102,45 @@ def test_runs_versions_and_the_champion_alias(data_root: Path, instance, store: 
     assert sorted(v.tags[RUN_ID_TAG] for v in versions) == sorted([first.run_id, second.run_id])
     assert client.get_model_version_by_alias(name, CHAMPION).tags[RUN_ID_TAG] == second.run_id
 
-    third = run_graph(instance, WORSE, data_root)  # not promoted: the alias stays
-    report = third.asset_materializations_for_node("evaluation_report")[0].metadata
-    assert report["promoted"].value is False
-    assert read_pointer("tiny", CURRENT) == second.run_id
-    assert len(client.search_model_versions(f"name = '{name}'")) == 3
-    assert client.get_model_version_by_alias(name, CHAMPION).tags[RUN_ID_TAG] == second.run_id
-
-    # What a serving tool does: fetch the champion's folder by its registry URI and load it.
     import mlflow
 
     from llm_pipeline.lm.checkpoint import load_model
 
+    # What a serving tool does: fetch the champion by its registry URI and load it.
     mlflow.set_tracking_uri(store)
-    folder = mlflow.artifacts.download_artifacts(
-        f"models:/{name}@{CHAMPION}", dst_path=str(data_root.parent / "served")
-    )
+    served = data_root.parent / "served"
+    folder = mlflow.artifacts.download_artifacts(f"models:/{name}@{CHAMPION}", dst_path=str(served))
     assert load_model(Path(folder)).config.n_embd == 32
+
+    # Exporting the champion registers its Hugging Face folder, and the alias follows it.
+    exported = export_graph(instance)
+    assert exported.success, failures(exported)
+    champion = client.get_model_version_by_alias(name, CHAMPION)
+    assert champion.tags[RUN_ID_TAG] == second.run_id and champion.tags[FORMAT_TAG] == "hf"
+    folder = mlflow.artifacts.download_artifacts(
+        f"models:/{name}@{CHAMPION}", dst_path=str(served / "hf")
+    )
+    hf_config = json.loads((Path(folder) / "config.json").read_text())
+    assert hf_config["architectures"] == ["LlamaForCausalLM"]
+    assert (Path(folder) / "model.safetensors").is_file()
+
+    third = run_graph(instance, WORSE, data_root)  # not promoted: the alias stays
+    report = third.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert report["promoted"].value is False
+    assert read_pointer("tiny", CURRENT) == second.run_id
+    assert len(client.search_model_versions(f"name = '{name}'")) == 4
+    assert client.get_model_version_by_alias(name, CHAMPION).version == champion.version
+
+
+def export_graph(instance):
+    from llm_pipeline.definitions import defs
+
+    return defs.resolve_job_def("corpus_export_job").execute_in_process(
+        instance=instance,
+        partition_key="tiny",
+        run_config={"ops": {"exported_model": {"config": {"formats": ["hf"]}}}},
+        raise_on_error=False,
+    )
 
 
 SITECUSTOMIZE = """

@@ -23,7 +23,7 @@ from llm_pipeline.lm.checkpoint import read_metrics
 from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.sampling import complete, load_run
-from llm_pipeline.lm.tracking import record_report
+from llm_pipeline.lm.tracking_promotion import record_report
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
 from llm_pipeline.report.promotion import champion_to_score, decide_promotion

@@ -37,6 +37,7 @@ CORPUS_TAG = "llm_pipeline/corpus"
 FINGERPRINT_TAG = "llm_pipeline/raw_fingerprint"
 CODE_VERSION_TAG = "llm_pipeline/code_version"
 CHAMPION = "champion"
+FORMAT_TAG = "format"  # of a model version: checkpoint (this package's folder) or hf
 MODEL_ARTIFACTS = "model"  # the registered folder inside the run: weights, config, tokenizer
 REPORT_ARTIFACTS = "report"
 # What a registered version holds of a checkpoint folder: never the optimizer state.
@@ -98,8 +99,8 @@ def check_reachable(uri: str | None = None) -> None:
         if not folder.is_dir():
             raise _unreachable(uri, f"no folder {folder}")
     else:
-        with _mlflow_errors(uri):
-            _client(uri).search_experiments(max_results=1)
+        with mlflow_errors(uri):
+            client_for(uri).search_experiments(max_results=1)
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -139,7 +140,7 @@ def job_tracking(cleaning_profile: str | None) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _mlflow_errors(uri: str) -> Iterator[None]:
+def mlflow_errors(uri: str) -> Iterator[None]:
     """MLflow's errors (and a dead server's) as one TrackingError naming the store."""
     try:
         yield
@@ -149,7 +150,7 @@ def _mlflow_errors(uri: str) -> Iterator[None]:
         raise _unreachable(uri, f"{type(exc).__name__}: {exc}") from None
 
 
-def _client(uri: str):
+def client_for(uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -233,7 +234,7 @@ class RunTracker:
         A failure here warns and is recorded in the metadata: the checkpoint is already safe.
         """
         try:
-            with _mlflow_errors(self.uri):
+            with mlflow_errors(self.uri):
                 version = self._finish(summary, Path(checkpoint), history)
         except TrackingError as exc:
             self.log(f"warning: {exc}; the checkpoint is saved, MLflow run {self.run_id} is not")
@@ -291,10 +292,10 @@ def start_tracking(job: Any, log: Callable[[str], None]) -> Tracker:
         FINGERPRINT_TAG: job.data.raw_fingerprint or "",
         **settings.get("tags", {}),
     }
-    with _mlflow_errors(uri):
+    with mlflow_errors(uri):
         from mlflow.entities import Param, RunTag
 
-        client = _client(uri)
+        client = client_for(uri)
         run = client.create_run(
             _experiment_id(client, uri, job.corpus), run_name=job.run_id, tags=tags
         )
@@ -312,81 +313,33 @@ def model_folder(checkpoint: Path) -> Path:
     return hf if (hf / "config.json").is_file() else Path(checkpoint)
 
 
-def register_version(client, corpus: str, run_id: str, mlflow_run_id: str, checkpoint: Path) -> str:
-    """The registered version of Dagster run `run_id`, created (with the model folder as the
-    run's `model/` artifacts, never the optimizer state) if it does not exist yet."""
+def register_version(
+    client, corpus: str, run_id: str, mlflow_run_id: str, checkpoint: Path, export: bool = False
+) -> str:
+    """The newest registered version of Dagster run `run_id`, created if there is none: the
+    model folder (never the optimizer state) becomes the run's `model/` artifacts (`hf/` for
+    the Hugging Face export). `export`: the run's export version, its files logged afresh."""
     name = registered_model_name(corpus)
-    existing = _version_of(client, corpus, run_id)
-    if existing is not None:
-        return existing
-    folder = model_folder(checkpoint)
+    found = client.search_model_versions(f"name = '{name}' and tags.`{RUN_ID_TAG}` = '{run_id}'")
+    found = sorted(found, key=lambda v: int(v.version))
+    if export:
+        found = [v for v in found if v.tags.get(FORMAT_TAG) == "hf"]
+    elif found:
+        return found[-1].version
+    checkpoint = Path(checkpoint)
+    folder = checkpoint / HF_EXPORT if export else model_folder(checkpoint)
+    kind, artifacts = ("checkpoint", MODEL_ARTIFACTS) if folder == checkpoint else ("hf", "hf")
     for file in sorted(folder.iterdir()):
-        if file.is_file() and (folder != Path(checkpoint) or file.name in MODEL_FILES):
-            client.log_artifact(mlflow_run_id, str(file), MODEL_ARTIFACTS)
+        if file.is_file() and (kind == "hf" or file.name in MODEL_FILES):
+            client.log_artifact(mlflow_run_id, str(file), artifacts)
+    if found:
+        return found[-1].version
     with contextlib.suppress(Exception):  # exists already (another run created it)
         client.create_registered_model(name)
     version = client.create_model_version(
         name,
-        f"runs:/{mlflow_run_id}/{MODEL_ARTIFACTS}",
+        f"runs:/{mlflow_run_id}/{artifacts}",
         run_id=mlflow_run_id,
-        tags={RUN_ID_TAG: run_id, "format": "hf" if folder != Path(checkpoint) else "checkpoint"},
+        tags={RUN_ID_TAG: run_id, FORMAT_TAG: kind},
     )
     return version.version
-
-
-def _version_of(client, corpus: str, run_id: str) -> str | None:
-    name = registered_model_name(corpus)
-    found = client.search_model_versions(f"name = '{name}' and tags.`{RUN_ID_TAG}` = '{run_id}'")
-    return max((v.version for v in found), key=int, default=None)
-
-
-def find_run(client, corpus: str, run_id: str) -> str | None:
-    """The MLflow run id of Dagster run `run_id`, or None if it was not tracked."""
-    experiment = client.get_experiment_by_name(experiment_name(corpus))
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id], f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=1
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def report_files(checkpoint: Path) -> list[Path]:
-    """The evaluation report in a checkpoint folder: `report.md`, `report.html`, the plots."""
-    files = [Path(checkpoint) / "report.md", Path(checkpoint) / "report.html"]
-    return [f for f in files if f.is_file()] + sorted(Path(checkpoint).glob("*.png"))
-
-
-def record_report(
-    corpus: str, run_id: str, checkpoint: Path, metrics: dict[str, float], promoted: bool
-) -> dict[str, Any]:
-    """Add the evaluation report (files and `metrics`) to the training's MLflow run and, on
-    promotion, move the alias `champion` to its version. Call before `current` moves: if
-    MLflow fails, the step fails and neither moves. Tracking off: nothing, no mlflow import."""
-    uri = tracking_uri()
-    if uri is None:
-        return {}
-    with _mlflow_errors(uri):
-        client = _client(uri)
-        mlflow_run = find_run(client, corpus, run_id)
-        if mlflow_run is None:
-            if not promoted:
-                return {}
-            # The new champion was trained with tracking off: no version can carry the alias,
-            # and leaving it on the old champion would name a model that is not `current`.
-            with contextlib.suppress(Exception):
-                client.delete_registered_model_alias(registered_model_name(corpus), CHAMPION)
-            return {
-                "mlflow_warning": f"run {run_id} has no MLflow run in {experiment_name(corpus)}"
-                f" (trained with tracking off?); the alias {CHAMPION!r} was removed"
-            }
-        for file in report_files(checkpoint):
-            client.log_artifact(mlflow_run, str(file), REPORT_ARTIFACTS)
-        for name, value in metrics.items():
-            client.log_metric(mlflow_run, name, float(value))
-        metadata: dict[str, Any] = {"mlflow_run_id": mlflow_run}
-        if promoted:
-            version = register_version(client, corpus, run_id, mlflow_run, checkpoint)
-            client.set_registered_model_alias(registered_model_name(corpus), CHAMPION, version)
-            metadata["mlflow_champion_version"] = int(version)
-    return metadata
