@@ -217,3 +217,57 @@ def test_check_reachable_names_the_store(tmp_path: Path) -> None:
         check_reachable(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}")
     with pytest.raises(TrackingError, match="unset MLFLOW_TRACKING_URI"):
         check_reachable("http://127.0.0.1:9")
+
+
+TRACKER_SCRIPT = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+from llm_pipeline.lm.tracking import job_tracking, start_tracking
+
+job = NS(tracking=job_tracking("docs"), model={"n_layer": 1}, training={"max_steps": 4},
+         run_id=sys.argv[1], corpus="unit", data=NS(raw_fingerprint="f00"))
+tracker = start_tracking(job, print)
+rows = [{"step": s, "train_loss": 2.0 - s / 10, "val_loss": None, "lr": 1e-3,
+         "tokens_per_s": 100.0} for s in range(4)]
+tracker.log_row(rows[2])  # steps 0, 1 came before a resume, 3 was missed: logged at the end
+if sys.argv[2] == "finish":
+    summary = NS(run_id=sys.argv[1], val_bits_per_byte=2.5, unigram_bits_per_byte=3.0,
+                 val_loss=1.7, parameters=10, tokens_seen=64, training_seconds=1.0, mfu=None,
+                 steps=4, stop_reason="max_steps")
+    folder = Path(sys.argv[3])
+    print(tracker.finish(summary, folder, rows))
+sys.exit(3)  # ends like a crashed trainer: without finish, the run must not stay RUNNING
+"""
+
+
+def test_tracker_logs_missed_steps_at_the_end_and_a_dead_trainer_is_failed(
+    tmp_path: Path, store: str
+) -> None:
+    from mlflow import MlflowClient
+
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt"):
+        (folder / name).write_text("{}")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for run_id, mode in (("finished-run", "finish"), ("crashed-run", "crash")):
+        done = subprocess.run(
+            [sys.executable, "-c", TRACKER_SCRIPT, run_id, mode, str(folder)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr[-2000:]
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    experiment = client.get_experiment_by_name(experiment_name("unit"))
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    finished, crashed = runs["finished-run"], runs["crashed-run"]
+    assert finished.info.status == "FINISHED" and crashed.info.status == "FAILED"
+    points = client.get_metric_history(finished.info.run_id, "train_loss")
+    assert sorted(p.step for p in points) == [0, 1, 2, 3]
+    assert finished.data.params["cleaning_profile"] == "docs"
+    model = {a.path for a in client.list_artifacts(finished.info.run_id, "model")}
+    assert model == {"model/model.safetensors", "model/config.json", "model/tokenizer.json"}
+    [version] = client.search_model_versions(f"name = '{registered_model_name('unit')}'")
+    assert version.tags[RUN_ID_TAG] == "finished-run" and version.tags[FORMAT_TAG] == "checkpoint"

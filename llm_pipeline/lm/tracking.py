@@ -73,8 +73,8 @@ def _unreachable(uri: str, reason: object) -> TrackingError:
 def check_reachable(uri: str | None = None) -> None:
     """Refuse a tracking store that cannot be reached, cheaply and without importing mlflow.
 
-    sqlite: the database opens; http(s): the server answers `/health` within 10 s; a file
-    store: its folder exists. Other schemes (databricks, …) are asked through MLflow itself.
+    sqlite: the database opens; http(s): the server answers `/health` within 10 s (or asks
+    for credentials); a file store: its folder exists. Other schemes (databricks, …): MLflow.
     """
     uri = uri or tracking_uri()
     if uri is None:
@@ -92,6 +92,9 @@ def check_reachable(uri: str | None = None) -> None:
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CHECK_TIMEOUT_S):
                 pass
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (401, 403):  # asking for credentials: it is there
+                raise _unreachable(uri, f"/health answered HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise _unreachable(uri, getattr(exc, "reason", exc)) from None
     elif parsed.scheme in ("", "file"):
@@ -216,17 +219,21 @@ class RunTracker:
         atexit.register(self._end_if_open)
 
     def log_row(self, row: dict) -> None:
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        metrics = [Metric(k, v, stamp, int(row["step"])) for k, v in _metrics_of(row).items()]
+        """One logged step, live; a failure warns once and the step is retried at the end."""
         try:
-            self.client.log_batch(self.run_id, metrics=metrics)
-            self.logged_steps.add(int(row["step"]))
+            self._send(row)
         except Exception as exc:
             if not self.warned:
                 self.log(f"warning: MLflow logging failed ({exc}); retrying when training ends")
                 self.warned = True
+
+    def _send(self, row: dict) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(k, v, stamp, int(row["step"])) for k, v in _metrics_of(row).items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+        self.logged_steps.add(int(row["step"]))
 
     def finish(self, summary: Any, checkpoint: Path, history: list[dict]) -> dict[str, Any]:
         """Log what is left, register the model; returns the metadata naming the run and version.
@@ -244,7 +251,7 @@ class RunTracker:
     def _finish(self, summary: Any, checkpoint: Path, history: list[dict]) -> str:
         for row in history:
             if int(row["step"]) not in self.logged_steps:
-                self.log_row(row)
+                self._send(row)
         final = {
             "bits_per_byte": summary.val_bits_per_byte,
             "unigram_bits_per_byte": summary.unigram_bits_per_byte,
