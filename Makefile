@@ -8,8 +8,17 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 CORPUS ?= python-stdlib-docs
+# MLflow tracking is on when MLFLOW_TRACKING_URI is set; `make run TRACKING=1` (and `ui`) sets
+# it to this local store, the one `make mlflow` shows unless MLFLOW_TRACKING_URI says otherwise.
+MLFLOW_DIR := $(CURDIR)/.mlflow
+MLFLOW_STORE := sqlite:///$(MLFLOW_DIR)/mlflow.db
+ifdef TRACKING
+export MLFLOW_TRACKING_URI ?= $(MLFLOW_STORE)
+endif
+MLFLOW_VENV := $(MLFLOW_DIR)/venv
+MLFLOW_UI_WORKERS ?= 1
 
-.PHONY: install run test ui browser lint format clean-data
+.PHONY: install run test ui mlflow browser lint format clean-data
 
 install: $(VENV)/.installed
 
@@ -21,6 +30,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 run: install
+	$(if $(MLFLOW_TRACKING_URI),mkdir -p $(MLFLOW_DIR))
 	$(BIN)/llm-pipeline corpus add $(CORPUS) --builtin --if-missing
 	$(BIN)/llm-pipeline run --corpus $(CORPUS)
 
@@ -35,7 +45,21 @@ test: install browser
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(if $(MLFLOW_TRACKING_URI),mkdir -p $(MLFLOW_DIR))
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
+
+# The MLflow UI on http://127.0.0.1:5000 over the store runs log to (.mlflow/, git-ignored).
+# The UI is the full `mlflow` package, in its own venv at the client's pinned version (same
+# database schema): it caps pyarrow below the project's pin, and the pipeline needs only the
+# client (mlflow-skinny).
+mlflow:
+	mkdir -p $(MLFLOW_DIR)
+	test -x $(MLFLOW_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_VENV) && \
+	  $(MLFLOW_VENV)/bin/python -m pip install --quiet \
+	  "mlflow==$$(sed -n 's/^mlflow-skinny==//p' constraints.txt)"; }
+	$(MLFLOW_VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers $(MLFLOW_UI_WORKERS) \
+	  --backend-store-uri "$(or $(MLFLOW_TRACKING_URI),$(MLFLOW_STORE))" \
+	  --default-artifact-root "$(MLFLOW_DIR)/artifacts"
 
 # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
 browser:

@@ -65,10 +65,13 @@ def clear_errors(compute):
 def check_run_config(context) -> None:
     """First thing in every asset: check the whole run's config, every stage, with the core's
     rules, so a bad `trained_model` value launched from the launchpad fails the run's first
-    step with a readable message instead of after the data stages have rebuilt."""
+    step with a readable message instead of after the data stages have rebuilt. With MLflow
+    tracking on, an unreachable tracking store fails it the same way."""
+    from llm_pipeline.lm.tracking import check_reachable
     from llm_pipeline.run_config import check_stages, from_dagster
 
     try:
         check_stages(from_dagster(context.run.run_config), "launchpad run config")
+        check_reachable()
     except PipelineInputError as exc:
         raise Failure(description=str(exc)) from None

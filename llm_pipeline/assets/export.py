@@ -14,6 +14,7 @@ from llm_pipeline.assets.model import trained_model
 from llm_pipeline.lm.export import export_gguf, export_hf
 from llm_pipeline.lm.export_settings import EXPORTED_MODEL
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
+from llm_pipeline.lm.tracking_promotion import record_export
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 
@@ -54,6 +55,8 @@ def exported_model(
             source, out / "hf", dtype=config.hf_dtype, force=True, data_root=storage.data_root()
         )
         metadata["hf_path"] = MetadataValue.path(str(folder))
+        champion = run_id == read_pointer(corpus, CURRENT, models_root)
+        metadata.update(record_export(corpus, run_id, source, champion))  # MLflow, when on
         context.log.info(f"Hugging Face folder: {folder}")
     if "gguf" in config.formats:
         file = export_gguf(source, out / "gguf", dtype=config.gguf_dtype, force=True)

@@ -1,5 +1,6 @@
 """`trained_model`: a GPT (default) or GRU language model trained on the token shards."""
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from dagster import (
 
 from llm_pipeline.assets._common import GPU_POOL, GROUP_MODEL, check_run_config, training_op_tags
 from llm_pipeline.assets._config import stage_config
+from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
 from llm_pipeline.automation.trainer_process import (
     TrainerPipesClient,
@@ -30,6 +32,7 @@ from llm_pipeline.lm.settings import (
     check_processes,
     resolve_trained_model,
 )
+from llm_pipeline.lm.tracking import job_tracking
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.manifest import read_raw_manifest
@@ -48,6 +51,14 @@ class _TrainedModelMethods(Config):
 
     def to_train_config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.resolved())
+
+
+def cleaning_profile(cleaned: Path) -> str | None:
+    """The cleaning profile the corpus's current cleaned data was made with, for tracking."""
+    try:
+        return json.loads((cleaned / CLEANING_FILE).read_text())["config"]["profile"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # Model shape, optimisation and budget, generated from lm/settings.py (defaults and why there).
@@ -116,6 +127,7 @@ def trained_model(
             raw_fingerprint=manifest.fingerprint if manifest else None,
             shards={k: meta[k] for k in ("dtype", "vocab_size", "splits")},
         ),
+        tracking=job_tracking(cleaning_profile(storage.cleaned(corpus))),
     )
     with tempfile.TemporaryDirectory(prefix=f"trainer-{corpus}-") as tmp:
         job_file = Path(tmp) / "job.json"

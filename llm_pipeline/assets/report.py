@@ -23,6 +23,7 @@ from llm_pipeline.lm.checkpoint import read_metrics
 from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.sampling import complete, load_run
+from llm_pipeline.lm.tracking_promotion import record_report
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
 from llm_pipeline.report.promotion import champion_to_score, decide_promotion
@@ -174,6 +175,13 @@ def evaluation_report(
             cleaning=read_cleaning_stats(storage.cleaned(corpus)),
         ),
     )
+    # MLflow first: if it fails, the step fails before `current` moves, so both still agree.
+    scores = {f"eval_bpb_{name}": v for name, v in eval_files.items()}
+    scores["challenger_bits_per_byte"] = challenger_bpb
+    try:
+        tracked = record_report(corpus, run_id, path, scores, promoted)
+    except PipelineInputError as exc:
+        raise Failure(description=str(exc)) from None
     if promoted:
         write_pointer(corpus, CURRENT, run_id, models_root)
     context.log.info(
@@ -193,6 +201,7 @@ def evaluation_report(
             "champion_bits_per_byte": round(champion_bpb, 4) if champion_bpb else None,
             "challenger_bits_per_byte": round(challenger_bpb, 4),
             **{f"eval_bpb_{name}": round(v, 4) for name, v in eval_files.items()},
+            **tracked,
             "report": MetadataValue.md(written["metadata_markdown"]),
             "path": MetadataValue.path(str(written["html_path"])),
         }

@@ -41,6 +41,7 @@ class TrainerJob:
     tokenizer: TokenizerInfo
     data: DataInfo
     state_root: str | None = None
+    tracking: dict[str, Any] | None = None  # MLflow store, params, tags (lm/tracking.py)
     format_version: int = JOB_FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.model import ModelConfig, count_parameters
 from llm_pipeline.lm.progress import TrainResult
 from llm_pipeline.lm.resume import clear_training_state
+from llm_pipeline.lm.tracking import NullTracker, Tracker, start_tracking
 from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.tokens.shards import open_split, read_meta
 
@@ -55,6 +56,16 @@ def progress_line(row: dict) -> str:
         f"{val} lr {row['lr']:.2e} {row['tokens_per_s']:,.0f} tok/s "
         f"{row['percent']:.0f}% ETA {format_eta(row['eta_s'])}"
     )
+
+
+def _progress(log: Callable[[str], None], tracker: Tracker) -> Callable[[dict], None]:
+    """Each logged row: a line in the run log, and a point per metric in MLflow (when on)."""
+
+    def report(row: dict) -> None:
+        log(progress_line(row))
+        tracker.log_row(row)
+
+    return report
 
 
 @dataclass
@@ -155,11 +166,12 @@ def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
     train_config = TrainConfig.from_dict(job.training)
     if rank != 0:
         train_config.measure_mfu = False
+    tracker = start_tracking(job, log) if rank == 0 else NullTracker()  # before any training
     result = train(
         model_config,
         train_config,
         Path(job.shards),
-        progress=(lambda row: log(progress_line(row))) if rank == 0 else None,
+        progress=_progress(log, tracker) if rank == 0 else None,
         state_root=Path(job.state_root) if job.state_root else None,
     )
     if rank != 0:
@@ -196,7 +208,8 @@ def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
         f"val {summary.val_bits_per_byte:.4f} bits/byte "
         f"vs unigram {summary.unigram_bits_per_byte:.4f}"
     )
-    return materialization_metadata(model_config.architecture, result, summary)
+    metadata = materialization_metadata(model_config.architecture, result, summary)
+    return {**metadata, **tracker.finish(summary, Path(job.out_dir), result.history)}
 
 
 def _init_distributed() -> None:
