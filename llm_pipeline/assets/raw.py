@@ -73,6 +73,7 @@ def raw_corpus(
             max_doc_chars=config.max_doc_chars,
             stats=stats,
             files=files,
+            encoding_errors=config.encoding_errors,
         )
         write_documents(documents, tmp)
         if stats.documents == 0:
@@ -98,6 +99,9 @@ def raw_corpus(
             "documents": stats.documents,
             "chunked_documents": stats.chunked_documents,
             "bytes": stats.bytes,
+            "replaced_bytes": stats.replaced_bytes,
+            "files_with_replacements": stats.files_with_replacements,
+            "files_decoded_as": MetadataValue.json(stats.decoded_as),
             "problems": problems_markdown(
                 stats.problems, stats.files_skipped + stats.lines_skipped
             ),

@@ -30,6 +30,12 @@ from llm_pipeline.text.corpus_files import (
     file_kind,
     refusal,
 )
+from llm_pipeline.text.decoding import (
+    DecodedText,
+    UndecodableText,
+    replacement_count,
+    scan_text,
+)
 
 # How many skip messages are kept verbatim; the counts are always complete.
 MAX_REPORTED_PROBLEMS = 50
@@ -54,6 +60,10 @@ class ReadStats:
     chunked_documents: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    replaced_bytes: int = 0  # invalid UTF-8 bytes kept as U+FFFD, over all files
+    files_with_replacements: int = 0
+    lines_with_replacements: int = 0  # JSONL lines
+    decoded_as: dict[str, int] = field(default_factory=dict)  # detected encoding: files
 
     def skip_file(self, source: str, reason: str) -> None:
         self.files_skipped += 1
@@ -62,6 +72,18 @@ class ReadStats:
     def skip_line(self, source: str, line_no: int, reason: str) -> None:
         self.lines_skipped += 1
         self._report(f"{source}:{line_no}: skipped line: {reason}")
+
+    def record_decoding(self, source: str, decoded: DecodedText) -> None:
+        """Count what decoding a file changed (replaced bytes, a detected encoding)."""
+        note = decoded.note(source)
+        if note is None:
+            return
+        if decoded.detected:
+            self.decoded_as[decoded.encoding] = self.decoded_as.get(decoded.encoding, 0) + 1
+        else:
+            self.replaced_bytes += decoded.replaced_bytes
+            self.files_with_replacements += 1
+        self._report(note)
 
     def _report(self, message: str) -> None:
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
@@ -124,7 +146,6 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-_ENCODING_NAMES = {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
 
 
 def sniff_encoding(head: bytes) -> str:
@@ -142,54 +163,32 @@ def sniff_encoding(head: bytes) -> str:
 _BLOCK = 1 << 20
 
 
-def _decoded_blocks(
-    path: Path, compression: str | None, encoding: str = "utf-8-sig"
-) -> Iterator[str]:
-    """The file's text in blocks, decoded incrementally; raises _SkipFile on invalid input."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset = 0
-    with _open_binary(path, compression) as fh:
-        while True:
-            block = fh.read(_BLOCK)
-            final = not block
-            try:
-                text = decoder.decode(block, final=final)
-            except UnicodeDecodeError as exc:
-                carried = len(exc.object) - len(block)  # bytes the decoder held back before
-                position = offset - carried + exc.start
-                raise _SkipFile(
-                    f"not valid {_ENCODING_NAMES[encoding]} "
-                    f"(byte {position}: {exc.object[exc.start : exc.start + 4]!r})"
-                ) from None
-            if text:
-                yield text
-            if final:
-                return
-            offset += len(block)
-
-
 def _read_text(
-    path: Path, compression: str | None, source: str, max_doc_chars: int
+    path: Path,
+    compression: str | None,
+    source: str,
+    max_doc_chars: int,
+    stats: ReadStats | None = None,
+    encoding_errors: str = "replace",
 ) -> Iterator[str]:
     """A `.txt`/`.md` file as one document, cut into chunks when longer than `max_doc_chars`.
 
-    The file is checked (binary, empty, valid UTF-8) in one streaming pass before anything is
-    yielded, so a file that is bad half-way through contributes nothing, and memory stays
-    bounded by the chunk size, not the file size.
+    The file is checked (binary, empty, decodable; see `text.decoding`) in one streaming pass
+    before anything is yielded, so a file that is bad half-way through contributes nothing, and
+    memory stays bounded by the chunk size, not the file size.
     """
     with _open_binary(path, compression) as fh:
         head = fh.read(_SNIFF_BYTES)
     encoding = sniff_encoding(head)
     if encoding == "utf-8-sig" and _looks_binary(head):
         raise _SkipFile("binary file (contains NUL bytes)")
-    has_text = False
-    for block in _decoded_blocks(path, compression, encoding):
-        if "\0" in block:  # NULs after the first 8 KiB, or in UTF-16 text: binary all the same
-            raise _SkipFile("binary file (contains NUL characters)")
-        has_text = has_text or bool(block.strip())
-    if not has_text:
-        raise _SkipFile("empty file")
-    yield from iter_chunks(_decoded_blocks(path, compression, encoding), max_doc_chars)
+    try:
+        decoded = scan_text(lambda: _open_binary(path, compression), encoding, encoding_errors)
+    except UndecodableText as exc:
+        raise _SkipFile(str(exc)) from None
+    if stats is not None:
+        stats.record_decoding(source, decoded)
+    yield from iter_chunks(decoded.blocks(), max_doc_chars)
 
 
 # A JSONL line longer than this is skipped, not loaded: a file with no newline at all (a dump
@@ -213,7 +212,12 @@ def _lines(fh, limit: int) -> Iterator[tuple[int, bytes | str | None]]:
 
 
 def _read_jsonl(
-    path: Path, compression: str | None, source: str, text_field: str, stats: ReadStats
+    path: Path,
+    compression: str | None,
+    source: str,
+    text_field: str,
+    stats: ReadStats,
+    encoding_errors: str = "replace",
 ) -> Iterator[str]:
     any_line = False
     with _open_binary(path, compression) as raw:
@@ -234,8 +238,12 @@ def _read_jsonl(
             try:
                 record = json.loads(line)
             except UnicodeDecodeError as exc:
-                stats.skip_line(source, line_no, f"not valid UTF-8 ({exc.reason})")
-                continue
+                if encoding_errors != "replace":
+                    stats.skip_line(source, line_no, f"not valid UTF-8 ({exc.reason})")
+                    continue
+                record = _replaced_line(line, source, line_no, stats)
+                if record is None:
+                    continue
             except json.JSONDecodeError as exc:
                 stats.skip_line(source, line_no, f"malformed JSON ({exc.msg})")
                 continue
@@ -262,6 +270,21 @@ def _read_jsonl(
             yield value
     if not any_line:
         raise _SkipFile("empty file")
+
+
+def _replaced_line(line: bytes, source: str, line_no: int, stats: ReadStats):
+    """A JSONL line with invalid UTF-8 bytes, decoded with U+FFFD (counted); None if malformed."""
+    text = line.decode("utf-8", errors="replace")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        stats.skip_line(source, line_no, f"malformed JSON ({type(exc).__name__})")
+        return None
+    replaced = replacement_count(text) - replacement_count(line.decode("utf-8", "ignore"))
+    stats.replaced_bytes += replaced
+    stats.lines_with_replacements += 1
+    stats._report(f"{source}:{line_no}: {replaced} invalid UTF-8 byte(s) replaced by U+FFFD")
+    return record
 
 
 def _read_parquet(
@@ -305,6 +328,7 @@ def iter_documents(
     max_doc_chars: int = 0,
     stats: ReadStats | None = None,
     files: list[Path] | None = None,
+    encoding_errors: str = "replace",
 ) -> Iterator[Document]:
     """Stream the documents of every supported file under `root`, skipping bad input.
 
@@ -328,9 +352,9 @@ def iter_documents(
             continue
         file_type, compression = kind
         if file_type == "text":
-            texts = _read_text(path, compression, source, max_doc_chars)
+            texts = _read_text(path, compression, source, max_doc_chars, stats, encoding_errors)
         elif file_type == "jsonl":
-            texts = _read_jsonl(path, compression, source, text_field, stats)
+            texts = _read_jsonl(path, compression, source, text_field, stats, encoding_errors)
         else:
             texts = _read_parquet(path, compression, source, text_field, stats)
         produced = 0
