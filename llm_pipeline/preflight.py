@@ -85,12 +85,12 @@ def check_device(values: dict, preflight: Preflight) -> None:
         raise preflight.fail(
             "trained_model.device", f"{device!r} but no CUDA device here; use auto or cpu"
         )
-    if device.startswith("cuda:") and device[5:].isdigit():
-        if int(device[5:]) >= torch.cuda.device_count():
-            raise preflight.fail(
-                "trained_model.device",
-                f"{device!r} but only {torch.cuda.device_count()} CUDA device(s) here",
-            )
+    index = device[5:]
+    if device.startswith("cuda:") and index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise preflight.fail(
+            "trained_model.device",
+            f"{device!r} but only {torch.cuda.device_count()} CUDA device(s) here",
+        )
     mps = getattr(torch.backends, "mps", None)
     if device == "mps" and not (mps and mps.is_available()):
         raise preflight.fail("trained_model.device", "'mps' but no Apple GPU here; use auto")
