@@ -32,6 +32,7 @@ from llm_pipeline.lm.distributed import distributed_rank
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.lm.parent_watch import EXIT_CODE, ParentWatch, TrainerStopped
 from llm_pipeline.lm.progress import TrainResult
 from llm_pipeline.lm.resume import clear_training_state
 from llm_pipeline.lm.train import TrainConfig, train
@@ -145,10 +146,14 @@ def materialization_metadata(
     return metadata
 
 
-def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
+def run_job(
+    job: TrainerJob, log: Callable[[str], None], watch: ParentWatch | None = None
+) -> dict | None:
     """Train as the job says; on rank 0 evaluate, save the checkpoint and return its metadata.
 
     Other ranks return None once training ends (they take part only in the training loop).
+    When `watch` sees the launcher die, training stops at the next step with its resumable
+    state saved, and `TrainerStopped` is raised: the dead run's folder gets nothing.
     """
     rank, world_size = distributed_rank()
     model_config = ModelConfig.from_dict(job.model)
@@ -161,7 +166,10 @@ def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
         Path(job.shards),
         progress=(lambda row: log(progress_line(row))) if rank == 0 else None,
         state_root=Path(job.state_root) if job.state_root else None,
+        should_stop=watch.stop_requested if watch is not None else None,
     )
+    if watch is not None and watch.stop_requested():
+        raise TrainerStopped(f"{watch.reason}; training state saved at step {result.steps}")
     if rank != 0:
         return None
     if result.resumed_from_step:
@@ -213,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--job", required=True, help="the job file the trained_model asset wrote")
     args = parser.parse_args(argv)
+    # First, before anything slow: die with the launcher (see lm/parent_watch.py).
+    watch = ParentWatch().start()
     try:
         job = TrainerJob.read(Path(args.job))
     except PipelineInputError as exc:
@@ -225,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
             from dagster_pipes import open_dagster_pipes
 
             with open_dagster_pipes() as pipes:
-                metadata = run_job(job, pipes.log.info)
+                metadata = run_job(job, pipes.log.info, watch)
                 pipes.report_asset_materialization(metadata=metadata)
         else:
-            run_job(job, lambda line: print(line, file=sys.stderr, flush=True))
+            run_job(job, lambda line: print(line, file=sys.stderr, flush=True), watch)
+    except TrainerStopped as exc:
+        print(f"stopped: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CODE
     except (ValueError, PipelineInputError) as exc:
         # A clear reason as the last line of stderr, which the asset puts in its error.
         print(f"error: {exc}", file=sys.stderr, flush=True)
