@@ -52,8 +52,11 @@ def check_run_config(context) -> None:
     rules and against this machine (`preflight`: eval files, devices, tracking server), so a
     bad value launched from the launchpad fails the run's first step with a readable message
     instead of after the data stages have rebuilt (or after training)."""
+    from llm_pipeline.automation.dead_runs import tag_run_host
     from llm_pipeline.preflight import check_machine
     from llm_pipeline.run_config import check_stages, from_dagster
+
+    tag_run_host(context.instance, context.run)  # so a dead run can be told (dead_runs.py)
 
     source = "launchpad run config"
     storage = getattr(context.resources, "storage", None)
