@@ -34,7 +34,7 @@ from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.model import ModelConfig, count_parameters
 from llm_pipeline.lm.parent_watch import EXIT_CODE, ParentWatch, TrainerStopped
 from llm_pipeline.lm.progress import TrainResult
-from llm_pipeline.lm.resume import clear_training_state
+from llm_pipeline.lm.resume import clear_training_state, resume_point
 from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.tokens.shards import open_split, read_meta
 
@@ -207,6 +207,31 @@ def run_job(
     return materialization_metadata(model_config.architecture, result, summary)
 
 
+def run_job_resuming(
+    job: TrainerJob, log: Callable[[str], None], watch: ParentWatch
+) -> dict | None:
+    """`run_job`, saying first whether it continues a killed run's state, and what that cost.
+
+    `time_lost_s` is the wall-clock time from the saved state to this restart: the work the
+    killed run did after its last save plus the time nothing trained.
+    """
+    point = None
+    if job.state_root and distributed_rank()[1] == 1:
+        model = ModelConfig.from_dict(job.model).to_dict()
+        training = TrainConfig.from_dict(job.training).to_dict()
+        point = resume_point(Path(job.state_root), model, training, Path(job.shards))
+    if point is not None:
+        lost = point.seconds_since_saved
+        log(
+            f"resuming a previous run's training state at step {point.step} "
+            f"({point.elapsed_s:.0f} s trained; saved {lost or 0:.0f} s ago)"
+        )
+    metadata = run_job(job, log, watch)
+    if metadata is not None and point is not None and point.seconds_since_saved is not None:
+        metadata["time_lost_s"] = round(point.seconds_since_saved, 1)
+    return metadata
+
+
 def _init_distributed() -> None:
     """Join torchrun's process group (nccl on CUDA, gloo on CPU) when started by torchrun."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -235,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
             from dagster_pipes import open_dagster_pipes
 
             with open_dagster_pipes() as pipes:
-                metadata = run_job(job, pipes.log.info, watch)
+                metadata = run_job_resuming(job, pipes.log.info, watch)
                 pipes.report_asset_materialization(metadata=metadata)
         else:
-            run_job(job, lambda line: print(line, file=sys.stderr, flush=True), watch)
+            run_job_resuming(job, lambda line: print(line, file=sys.stderr, flush=True), watch)
     except TrainerStopped as exc:
         print(f"stopped: {exc}", file=sys.stderr, flush=True)
         return EXIT_CODE
