@@ -101,3 +101,18 @@ def test_doctor_lists_then_clears(instance, capsys) -> None:
     assert instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE
     assert main(["doctor"]) == 0
     assert "no dead runs" in capsys.readouterr().out
+
+
+def test_the_written_dagster_yaml_turns_on_run_monitoring(tmp_path, monkeypatch) -> None:
+    from dagster import DagsterInstance
+
+    from llm_pipeline.cli.common import DAGSTER_YAML
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
+        assert instance.run_monitoring_start_timeout_seconds == 300
