@@ -7,7 +7,6 @@ from pathlib import Path
 
 from llm_pipeline import paths
 
-
 # The instance settings `make ui` and the CLI write when `$DAGSTER_HOME` has none. Run monitoring
 # (run by the daemon that `make ui` starts) fails runs stuck STARTING, frees the pool slots of
 # finished runs, and notices dead run workers where the launcher can tell (k8s, docker); runs of

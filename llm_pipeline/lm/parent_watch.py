@@ -22,6 +22,7 @@ that takes longer than `EXIT_GRACE_S` the process exits anyway. No Dagster here 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -98,11 +99,29 @@ class ParentWatch:
             return
         self._reason = reason
         self.gone.set()
-        self._log(f"stopping: {reason}; saving the training state to resume from")
+        with contextlib.suppress(OSError, ValueError):
+            self._log(f"stopping: {reason}; saving the training state to resume from")
+        if os.getppid() != self.parent:  # gone, not just a cancel: nobody reads our output
+            _detach_from_dead_pipes()
         # A loop stuck in one long step must not keep the machine busy for an owner that is gone.
         timer = threading.Timer(EXIT_GRACE_S, os._exit, args=(EXIT_CODE,))
         timer.daemon = True
         timer.start()
+
+
+def _detach_from_dead_pipes() -> None:
+    """Point stdout/stderr at /dev/null: they were pipes read by the dead launcher, and a write
+    to them now raises BrokenPipeError in the middle of saving the training state."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
