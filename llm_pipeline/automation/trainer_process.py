@@ -6,6 +6,10 @@ processes, and a failed step should say why the trainer died. So this client sta
 in a new process group, tees its stderr (every line still reaches the step's log) keeping the
 last lines, stops the whole group when the run is cancelled, and puts those last lines into the
 error when the trainer exits non-zero.
+
+Its own process group also means a `kill -9` of the step's group does not reach the trainer;
+so the trainer (and torchrun's launcher, through `lm.parent_watch`) is told this process's pid
+and dies with it (see `llm_pipeline/lm/parent_watch.py`).
 """
 
 import contextlib
