@@ -62,8 +62,10 @@ def expected_parent() -> int:
 class ParentWatch:
     """Turns the parent's death (signal or watchdog) into a stop request for the training loop."""
 
-    def __init__(self, parent: int | None = None, log=None) -> None:
+    def __init__(self, parent: int | None = None, log=None, own_process: bool = True) -> None:
+        """`own_process=False` (tests) only records the stop: no forced exit, stdio untouched."""
         self.parent = expected_parent() if parent is None else parent
+        self.own_process = own_process
         self.gone = threading.Event()
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._reason = ""
@@ -101,6 +103,8 @@ class ParentWatch:
         self.gone.set()
         with contextlib.suppress(OSError, ValueError):
             self._log(f"stopping: {reason}; saving the training state to resume from")
+        if not self.own_process:
+            return
         if os.getppid() != self.parent:  # gone, not just a cancel: nobody reads our output
             _detach_from_dead_pipes()
         # A loop stuck in one long step must not keep the machine busy for an owner that is gone.
