@@ -116,3 +116,13 @@ def test_the_written_dagster_yaml_turns_on_run_monitoring(tmp_path, monkeypatch)
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
         assert instance.run_monitoring_start_timeout_seconds == 300
+
+
+def test_a_new_run_starting_clears_dead_runs(instance) -> None:
+    """`ensure_gpu_pool` runs as every run starts (the executor, `llm-pipeline materialize`)."""
+    from llm_pipeline.automation.executor import ensure_gpu_pool
+
+    dead = started_run(instance, "books", dead_pid())
+    ensure_gpu_pool(instance)
+    assert instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE
+    assert pool_slots_of_run(instance, dead.run_id) == {}
