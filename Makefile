@@ -44,7 +44,7 @@ test: install browser
 # [tool.dg] (`dagster dev -w workspace.yaml` still works and loads the same definitions).
 ui: install
 	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	test -f $(DAGSTER_HOME)/dagster.yaml || $(BIN)/python -c 'from llm_pipeline.cli.common import DAGSTER_YAML; print(DAGSTER_YAML, end="")' > $(DAGSTER_HOME)/dagster.yaml
 	$(if $(MLFLOW_TRACKING_URI),mkdir -p $(MLFLOW_DIR))
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 

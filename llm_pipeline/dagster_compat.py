@@ -1,7 +1,8 @@
 """The one door to Dagster's internals: every use of an API Dagster does not publish is here.
 
 Dagster 1.13 has no public way to submit an asset backfill from Python, to read or set an
-instance pool's limit, or to start one executor from inside another; the project needs all three.
+instance pool's limit, to start one executor from inside another, or to mark a dead run failed
+and free its pool slots; the project needs all of them.
 Each use is one small function below whose docstring says which public API is missing and the
 release it was checked against, and `llm_pipeline_tests/test_dagster_compat.py` exercises each
 against the installed Dagster, so an upgrade that moves one fails that test by the function's
@@ -24,6 +25,7 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     DagsterInvalidDefinitionError,
+    DagsterRun,
     ExecutorDefinition,
     InitExecutorContext,
     ScheduleDefinition,
@@ -161,3 +163,49 @@ def create_executor(
             instance=init_context.instance,
         )
     )
+
+
+def mark_run_failed(instance: DagsterInstance, run: DagsterRun, message: str) -> None:
+    """Record `run` as FAILURE with `message` (a RUN_FAILURE event), from outside the run.
+
+    What Dagster's own run monitoring does to a run whose worker died. Not in the API docs:
+    `DagsterInstance.report_run_failed(run, message)`. Checked with dagster 1.13.27.
+    """
+    instance.report_run_failed(run, message)
+
+
+def pool_slots_of_run(instance: DagsterInstance, run_id: str) -> dict[str, int]:
+    """Slots `run_id` holds or waits for, per pool (claimed slots, unassigned pending steps).
+
+    No public API: `dagster instance concurrency get` prints totals only; the Python route is the
+    event log storage's `get_concurrency_keys()` and `get_concurrency_info(pool)` (its
+    `claimed_slots` and `pending_steps`, each with a `run_id`). Checked with dagster 1.13.27.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return {}
+    held = {}
+    for pool in storage.get_concurrency_keys():
+        info = storage.get_concurrency_info(pool)
+        count = sum(1 for slot in info.claimed_slots if slot.run_id == run_id)
+        count += sum(
+            1
+            for step in info.pending_steps
+            if step.run_id == run_id and step.assigned_timestamp is None  # still waiting
+        )
+        if count:
+            held[pool] = count
+    return held
+
+
+def free_pool_slots_of_run(instance: DagsterInstance, run_id: str) -> int:
+    """Free every pool slot `run_id` claimed (and drop its queued claims); returns how many.
+
+    What the daemon's `free_slots_after_run_end_seconds` does for finished runs, done now
+    instead of after a delay and without a daemon. No public API: the event log storage's
+    `free_concurrency_slots_for_run(run_id)`. Checked with dagster 1.13.27.
+    """
+    held = sum(pool_slots_of_run(instance, run_id).values())
+    if instance.event_log_storage.supports_global_concurrency_limits:
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+    return held

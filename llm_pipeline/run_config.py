@@ -76,8 +76,15 @@ def from_dagster(run_config: dict) -> dict:
 
 
 def load_run_config(path: str | None) -> dict:
-    """Read and check a `{stage: {key: value}}` YAML file; return it as Dagster run config."""
+    """Read and check a `{stage: {key: value}}` YAML file; return it as Dagster run config.
+
+    Checked against the stages' rules and then against this machine (`preflight`: eval files,
+    devices, tracking server), so a run that cannot work is refused before anything runs.
+    """
+    from llm_pipeline.preflight import check_machine
+
     if not path:
+        check_machine({}, "run config")
         return {}
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -86,4 +93,6 @@ def load_run_config(path: str | None) -> dict:
     if not isinstance(data, dict):
         raise PipelineInputError(f"{path}: expected a mapping {{stage: {{key: value}}}}")
     # The checked values: `3.0` given for an integer becomes 3, so Dagster's own schema agrees.
-    return to_dagster(check_stages(data, path))
+    checked = check_stages(data, path)
+    check_machine(checked, path)
+    return to_dagster(checked)

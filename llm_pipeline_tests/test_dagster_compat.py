@@ -129,3 +129,17 @@ def test_create_executor_starts_the_wrapped_multiprocess_executor(
         {"max_concurrent": 2, "tag_concurrency_limits": [], "retries": {"enabled": {}}},
     )
     assert isinstance(created, dagster.Executor), type(created)
+
+
+def test_mark_run_failed_and_free_pool_slots_of_run(instance) -> None:
+    from dagster import DagsterRun, DagsterRunStatus
+
+    run = instance.add_run(DagsterRun(job_name="j", status=DagsterRunStatus.STARTED))
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("gpu", 1)
+    storage.claim_concurrency_slot("gpu", run.run_id, "trained_model")
+    assert call(dagster_compat.pool_slots_of_run, instance, run.run_id) == {"gpu": 1}
+    call(dagster_compat.mark_run_failed, instance, run, "worker gone")
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    assert call(dagster_compat.free_pool_slots_of_run, instance, run.run_id) == 1
+    assert call(dagster_compat.pool_slots_of_run, instance, run.run_id) == {}

@@ -208,7 +208,8 @@ def test_really_full_disk(small_disk: Path, instance, monkeypatch: pytest.Monkey
     assert build(instance, "real", DATA_STAGES[:2]).success
     before = snapshot(data_root)
     filler = small_disk / "filler"
-    with open(filler, "wb") as fh:  # take every free block
+    with open(filler, "wb", buffering=0) as fh:  # take every free block (unbuffered: no
+        # bytes left over for close() to flush into the full disk)
         try:
             while True:
                 fh.write(b"\0" * (64 << 10))

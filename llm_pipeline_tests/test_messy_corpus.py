@@ -36,10 +36,11 @@ def _write_messy(root: Path, outside: Path) -> dict[str, tuple[str, object]]:
     (root / "good.txt").write_text(GOOD)
     expected["good.txt"] = ("read", [GOOD])
 
-    # Invalid UTF-8 half-way: the file is skipped whole, with the byte offset of the bad byte.
+    # Not UTF-8 half-way, and nothing else non-ASCII: a Windows-1252 file, decoded as one (the
+    # strict policy, encoding_errors=skip, skips it: test_readers.py).
     head = b"Plain text that starts well " * 100
     (root / "invalid-mid.txt").write_bytes(head + b"\xff\xfe\xfd" + b" and goes on")
-    expected["invalid-mid.txt"] = ("skipped", f"not valid UTF-8 (byte {len(head)}")
+    expected["invalid-mid.txt"] = ("read", [(head + b"\xff\xfe\xfd and goes on").decode("cp1252")])
 
     text16 = "Unicode text from a Windows editor: naïve café, 東京.\r\nSecond line."
     (root / "utf16-le.txt").write_bytes(text16.encode("utf-16"))  # BOM + little-endian

@@ -93,7 +93,7 @@ def test_bad_files_are_skipped_with_reason_and_good_ones_kept(tmp_path: Path) ->
     (tmp_path / "broken.txt.gz").write_bytes(b"not gzip at all")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 nope")
     (tmp_path / ".hidden.txt").write_text("ignored")
-    docs, stats = read(tmp_path)
+    docs, stats = read(tmp_path, encoding_errors="skip")  # the strict policy
     assert [d.text for d in docs] == ["keep me"]
     assert stats.files_skipped == 7
     reasons = "\n".join(stats.problems)
@@ -145,7 +145,7 @@ def test_big_text_file_streams_in_chunks_and_bad_tail_drops_whole_file(tmp_path:
     assert stats.chunked_documents == 1
 
     (tmp_path / "book.txt").write_bytes(book.encode() + b"\xff trailing garbage")
-    docs, stats = read(tmp_path, max_doc_chars=5000)
+    docs, stats = read(tmp_path, max_doc_chars=5000, encoding_errors="skip")
     assert docs == []
     assert (
         f"book.txt: skipped file: not valid UTF-8 (byte {len(book.encode())}" in stats.problems[0]
@@ -185,3 +185,58 @@ def test_compressed_parquet_and_markdown(tmp_path: Path) -> None:
     docs, stats = read(tmp_path)
     assert sorted(d.text for d in docs) == ["# Notes\n\nbody", "row one", "row two"]
     assert stats.files_skipped == 0
+
+
+def test_stray_bytes_in_utf8_are_replaced_counted_and_the_file_kept(tmp_path: Path) -> None:
+    book = "Ünïcode prose, naïve café, 東京. " * 2000  # ~80 KB of valid UTF-8
+    data = book.encode()
+    cut = [1000, 30_001, 60_002]  # three stray bytes, inserted at character boundaries
+    pieces, last = [], 0
+    for i in cut:
+        while (data[i] & 0xC0) == 0x80:  # move to the start of a character
+            i += 1
+        pieces += [data[last:i], b"\xff"]
+        last = i
+    first = len(pieces[0])
+    (tmp_path / "book.txt").write_bytes(b"".join(pieces) + data[last:])
+    docs, stats = read(tmp_path)
+    text = "".join(d.text for d in docs)
+    assert text.count("\ufffd") == 3
+    assert text.replace("\ufffd", "") == book
+    assert stats.files_read == 1 and stats.files_skipped == 0
+    assert stats.replaced_bytes == 3 and stats.files_with_replacements == 1
+    assert any(f"replaced by U+FFFD (first at byte {first})" in p for p in stats.problems)
+
+
+def test_windows_1252_and_shift_jis_files_are_decoded_right(tmp_path: Path) -> None:
+    french = "Le café « déjà vu » — “guillemets” et naïveté à la façade.\n" * 30
+    japanese = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。\n" * 30
+    (tmp_path / "french.txt").write_bytes(french.encode("cp1252"))
+    (tmp_path / "japanese.txt").write_bytes(japanese.encode("shift_jis"))
+    docs, stats = read(tmp_path)
+    assert {d.source: d.text for d in docs} == {"french.txt": french, "japanese.txt": japanese}
+    assert stats.files_skipped == 0 and sum(stats.decoded_as.values()) == 2
+    assert any("french.txt: not UTF-8; decoded as cp1252" in p for p in stats.problems)
+
+
+def test_binary_and_undetectable_files_are_still_skipped(tmp_path: Path) -> None:
+    import random
+
+    noise = random.Random(0).randbytes(4000).replace(b"\0", b"\1")
+    (tmp_path / "noise.txt").write_bytes(noise)
+    (tmp_path / "program.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8)
+    docs, stats = read(tmp_path)
+    assert docs == [] and stats.files_skipped == 2
+    reasons = "\n".join(stats.problems)
+    assert "program.txt: skipped file: binary file" in reasons
+    assert "noise.txt: skipped file: not valid UTF-8" in reasons
+    assert "no other encoding detected with confidence" in reasons
+
+
+def test_jsonl_line_with_a_stray_byte_is_kept_with_replacement(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_bytes(b'{"text": "caf\xe9 ok"}\n{"text": "fine"}\n')
+    docs, stats = read(tmp_path)
+    assert [d.text for d in docs] == ["caf\ufffd ok", "fine"]
+    assert stats.replaced_bytes == 1 and stats.lines_with_replacements == 1
+    docs, stats = read(tmp_path, encoding_errors="skip")
+    assert [d.text for d in docs] == ["fine"] and stats.lines_skipped == 1

@@ -64,14 +64,19 @@ def clear_errors(compute):
 
 def check_run_config(context) -> None:
     """First thing in every asset: check the whole run's config, every stage, with the core's
-    rules, so a bad `trained_model` value launched from the launchpad fails the run's first
-    step with a readable message instead of after the data stages have rebuilt. With MLflow
-    tracking on, an unreachable tracking store fails it the same way."""
-    from llm_pipeline.lm.tracking import check_reachable
+    rules and against this machine (`preflight`: eval files, devices, tracking server), so a
+    bad value launched from the launchpad fails the run's first step with a readable message
+    instead of after the data stages have rebuilt (or after training)."""
+    from llm_pipeline.automation.dead_runs import tag_run_host
+    from llm_pipeline.preflight import check_machine
     from llm_pipeline.run_config import check_stages, from_dagster
 
+    tag_run_host(context.instance, context.run)  # so a dead run can be told (dead_runs.py)
+
+    source = "launchpad run config"
+    storage = getattr(context.resources, "storage", None)
     try:
-        check_stages(from_dagster(context.run.run_config), "launchpad run config")
-        check_reachable()
+        values = check_stages(from_dagster(context.run.run_config), source)
+        check_machine(values, source, storage.data_root() if storage is not None else None)
     except PipelineInputError as exc:
         raise Failure(description=str(exc)) from None

@@ -75,6 +75,7 @@ def raw_corpus(
             stats=stats,
             files=files,
             limits=ReadLimits.of(config),
+            encoding_errors=config.encoding_errors,
         )
         write_documents(documents, tmp)
         if stats.documents == 0:
@@ -100,6 +101,9 @@ def raw_corpus(
             "documents": stats.documents,
             "chunked_documents": stats.chunked_documents,
             "bytes": stats.bytes,
+            "replaced_bytes": stats.replaced_bytes,
+            "files_with_replacements": stats.files_with_replacements,
+            "files_decoded_as": MetadataValue.json(stats.decoded_as),
             "problems": problems_markdown(
                 stats.problems, stats.files_skipped + stats.lines_skipped
             ),

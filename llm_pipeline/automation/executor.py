@@ -19,6 +19,7 @@ With `LLM_PIPELINE_EXECUTOR=k8s` the jobs use dagster-k8s's `k8s_job_executor` i
 per step); the training step's `dagster-k8s/config` tag asks its pod for GPUs.
 """
 
+import logging
 import os
 import time
 
@@ -30,6 +31,7 @@ from dagster import (
     multiprocess_executor,
 )
 
+from llm_pipeline.automation.dead_runs import clear_dead_runs
 from llm_pipeline.automation.settings import (
     EXECUTOR_ENV,
     GPU_SLOTS_ENV,
@@ -45,6 +47,8 @@ from llm_pipeline.dagster_compat import (
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.tags import GPU_POOL, GPU_TAGS
 
+log = logging.getLogger(__name__)
+
 
 def gpu_tag_limits(slots: int) -> list[dict]:
     """The multiprocess executor's `tag_concurrency_limits` for GPU-tagged steps."""
@@ -58,6 +62,7 @@ def ensure_gpu_pool(instance: DagsterInstance) -> int | None:
     the instance (UI, `dagster instance concurrency set`) is kept and a missing one becomes 1.
     Returns the limit in force, or None where the instance's storage has no pools.
     """
+    clear_dead_runs(instance, log=log.warning)  # a killed run must not keep its slot
     if not supports_pool_limits(instance):
         return None
     explicit = os.environ.get(GPU_SLOTS_ENV, "").strip()

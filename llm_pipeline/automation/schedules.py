@@ -28,6 +28,7 @@ from dagster import (
 )
 
 from llm_pipeline import paths
+from llm_pipeline.automation.dead_runs import clear_dead_runs
 from llm_pipeline.automation.jobs import corpus_pipeline_job
 from llm_pipeline.dagster_compat import is_valid_cron_string
 from llm_pipeline.errors import PipelineInputError
@@ -142,6 +143,8 @@ def retrain_run_config(job=None) -> dict:
 
 
 def _active_corpora(context: ScheduleEvaluationContext) -> set[str]:
+    """Corpora with a *live* pipeline run: dead runs (worker gone) are cleared first."""
+    clear_dead_runs(context.instance, log=context.log.warning)
     runs = context.instance.get_runs(
         RunsFilter(job_name=corpus_pipeline_job.name, statuses=ACTIVE_STATUSES)
     )

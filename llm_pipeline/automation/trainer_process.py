@@ -6,6 +6,10 @@ processes, and a failed step should say why the trainer died. So this client sta
 in a new process group, tees its stderr (every line still reaches the step's log) keeping the
 last lines, stops the whole group when the run is cancelled, and puts those last lines into the
 error when the trainer exits non-zero.
+
+Its own process group also means a `kill -9` of the step's group does not reach the trainer;
+so the trainer (and torchrun's launcher, through `lm.parent_watch`) is told this process's pid
+and dies with it (see `llm_pipeline/lm/parent_watch.py`).
 """
 
 import contextlib
@@ -26,6 +30,8 @@ from dagster import (
     open_pipes_session,
 )
 
+from llm_pipeline.lm.parent_watch import PARENT_PID_ENV
+
 TAIL_LINES = 20
 # After SIGTERM, how long the trainer group gets to exit before SIGKILL.
 TERMINATION_GRACE_S = 10.0
@@ -45,9 +51,11 @@ def trainer_command(job_file: str, nproc_per_node: int) -> list[str]:
     module = ["-m", "llm_pipeline.lm.trainer_main", "--job", job_file]
     if nproc_per_node <= 1:
         return [sys.executable, *module]
-    # `python -m torch.distributed.run` is torchrun, found without relying on PATH.
+    # `python -m torch.distributed.run` is torchrun, found without relying on PATH; started
+    # through parent_watch so torchrun's own process dies with the step too (its ranks watch it).
+    watched = [sys.executable, "-m", "llm_pipeline.lm.parent_watch", "--"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    return [*torchrun, "--nproc-per-node", str(nproc_per_node), *module]
+    return [*watched, *torchrun, "--nproc-per-node", str(nproc_per_node), *module]
 
 
 def _kill_group(process: subprocess.Popen, sig: int) -> None:
@@ -90,6 +98,8 @@ class TrainerPipesClient(PipesSubprocessClient):
                     **self.env,
                     **(env or {}),
                     **session.get_bootstrap_env_vars(),
+                    # The trainer (or torchrun) watches this process and stops when it dies.
+                    PARENT_PID_ENV: str(os.getpid()),
                 },
                 stderr=subprocess.PIPE,
                 text=True,

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from llm_pipeline.cli.corpus import add_download_arguments, corpus_add, corpus_list, place_sources
+from llm_pipeline.cli.doctor import add_doctor_parser
 from llm_pipeline.cli.export import add_export_parser
 from llm_pipeline.cli.generate import generate_text
 from llm_pipeline.cli.runs import (
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=generate_text)
 
     add_export_parser(commands)
+    add_doctor_parser(commands)
     return parser
 
 

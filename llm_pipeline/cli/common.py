@@ -7,6 +7,20 @@ from pathlib import Path
 
 from llm_pipeline import paths
 
+# The instance settings `make ui` and the CLI write when `$DAGSTER_HOME` has none. Run monitoring
+# (run by the daemon that `make ui` starts) fails runs stuck STARTING, frees the pool slots of
+# finished runs, and notices dead run workers where the launcher can tell (k8s, docker); runs of
+# the default launcher and in-process runs are cleared by automation/dead_runs.py instead.
+DAGSTER_YAML = """telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  cancel_timeout_seconds: 300
+  poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 60
+"""
+
 
 def dagster_instance():
     """The Dagster instance; `$DAGSTER_HOME` defaults to `.dagster_home/` in the project."""
@@ -16,8 +30,8 @@ def dagster_instance():
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
     if not settings.exists():
-        # An explicit (empty-ish) instance config silences Dagster's first-run banner.
-        settings.write_text("telemetry:\n  enabled: false\n")
+        # An explicit instance config also silences Dagster's first-run banner.
+        settings.write_text(DAGSTER_YAML)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from dagster import DagsterInstance
 

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,5 +251,32 @@ def save_run(
     device: torch.device,
     state: dict,
 ) -> None:
-    """Save a run's weights, optimizer, RNG streams and counters to resume it later."""
+    """Save a run's weights, optimizer, RNG streams and counters to resume it later.
+
+    `saved_at` (wall clock) lets the run that resumes say how much time the crash cost.
+    """
+    state = {**state, "saved_at": time.time()}
     save_training_state(path, model, optimizer, capture_rng(batch_generator, device), state)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a rerun will continue: the saved step, and the wall-clock time since it was saved."""
+
+    step: int
+    elapsed_s: float
+    seconds_since_saved: float | None
+
+
+def resume_point(state_root: Path, model: dict, training: dict, shard_dir: Path):
+    """The state a run with these inputs would resume from (None: it starts fresh)."""
+    if not training.get("resume", True):
+        return None
+    path = Path(state_root) / resume_key(model, training, shard_dir)
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    saved_at = state.get("saved_at")
+    since = max(time.time() - float(saved_at), 0.0) if saved_at else None
+    return ResumePoint(int(state.get("step", 0)), float(state.get("elapsed_s", 0.0)), since)

@@ -32,8 +32,9 @@ from llm_pipeline.lm.distributed import distributed_rank
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.lm.parent_watch import EXIT_CODE, ParentWatch, TrainerStopped
 from llm_pipeline.lm.progress import TrainResult
-from llm_pipeline.lm.resume import clear_training_state
+from llm_pipeline.lm.resume import clear_training_state, resume_point
 from llm_pipeline.lm.tracking import NullTracker, Tracker, start_tracking
 from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.tokens.shards import open_split, read_meta
@@ -156,10 +157,14 @@ def materialization_metadata(
     return metadata
 
 
-def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
+def run_job(
+    job: TrainerJob, log: Callable[[str], None], watch: ParentWatch | None = None
+) -> dict | None:
     """Train as the job says; on rank 0 evaluate, save the checkpoint and return its metadata.
 
     Other ranks return None once training ends (they take part only in the training loop).
+    When `watch` sees the launcher die, training stops at the next step with its resumable
+    state saved, and `TrainerStopped` is raised: the dead run's folder gets nothing.
     """
     rank, world_size = distributed_rank()
     model_config = ModelConfig.from_dict(job.model)
@@ -173,7 +178,10 @@ def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
         Path(job.shards),
         progress=_progress(log, tracker) if rank == 0 else None,
         state_root=Path(job.state_root) if job.state_root else None,
+        should_stop=watch.stop_requested if watch is not None else None,
     )
+    if watch is not None and watch.stop_requested():
+        raise TrainerStopped(f"{watch.reason}; training state saved at step {result.steps}")
     if rank != 0:
         return None
     if result.resumed_from_step:
@@ -212,6 +220,31 @@ def run_job(job: TrainerJob, log: Callable[[str], None]) -> dict | None:
     return {**metadata, **tracker.finish(summary, Path(job.out_dir), result.history)}
 
 
+def run_job_resuming(
+    job: TrainerJob, log: Callable[[str], None], watch: ParentWatch
+) -> dict | None:
+    """`run_job`, saying first whether it continues a killed run's state, and what that cost.
+
+    `time_lost_s` is the wall-clock time from the saved state to this restart: the work the
+    killed run did after its last save plus the time nothing trained.
+    """
+    point = None
+    if job.state_root and distributed_rank()[1] == 1:
+        model = ModelConfig.from_dict(job.model).to_dict()
+        training = TrainConfig.from_dict(job.training).to_dict()
+        point = resume_point(Path(job.state_root), model, training, Path(job.shards))
+    if point is not None:
+        lost = point.seconds_since_saved
+        log(
+            f"resuming a previous run's training state at step {point.step} "
+            f"({point.elapsed_s:.0f} s trained; saved {lost or 0:.0f} s ago)"
+        )
+    metadata = run_job(job, log, watch)
+    if metadata is not None and point is not None and point.seconds_since_saved is not None:
+        metadata["time_lost_s"] = round(point.seconds_since_saved, 1)
+    return metadata
+
+
 def _init_distributed() -> None:
     """Join torchrun's process group (nccl on CUDA, gloo on CPU) when started by torchrun."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -226,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--job", required=True, help="the job file the trained_model asset wrote")
     args = parser.parse_args(argv)
+    # First, before anything slow: die with the launcher (see lm/parent_watch.py).
+    watch = ParentWatch().start()
     try:
         job = TrainerJob.read(Path(args.job))
     except PipelineInputError as exc:
@@ -238,10 +273,13 @@ def main(argv: list[str] | None = None) -> int:
             from dagster_pipes import open_dagster_pipes
 
             with open_dagster_pipes() as pipes:
-                metadata = run_job(job, pipes.log.info)
+                metadata = run_job_resuming(job, pipes.log.info, watch)
                 pipes.report_asset_materialization(metadata=metadata)
         else:
-            run_job(job, lambda line: print(line, file=sys.stderr, flush=True))
+            run_job_resuming(job, lambda line: print(line, file=sys.stderr, flush=True), watch)
+    except TrainerStopped as exc:
+        print(f"stopped: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CODE
     except (ValueError, PipelineInputError) as exc:
         # A clear reason as the last line of stderr, which the asset puts in its error.
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -36,6 +36,12 @@ from llm_pipeline.text.corpus_files import (
     open_corpus_file,
     refusal,
 )
+from llm_pipeline.text.decoding import (
+    DecodedText,
+    UndecodableText,
+    replacement_count,
+    scan_text,
+)
 from llm_pipeline.text.input_caps import BLOCK, OpenFile, ReadLimits, SkipFile, open_pass
 from llm_pipeline.text.parquet_reader import read_parquet
 
@@ -62,6 +68,10 @@ class ReadStats:
     chunked_documents: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    replaced_bytes: int = 0  # invalid UTF-8 bytes kept as U+FFFD, over all files
+    files_with_replacements: int = 0
+    lines_with_replacements: int = 0  # JSONL lines
+    decoded_as: dict[str, int] = field(default_factory=dict)  # detected encoding: files
 
     def skip_file(self, source: str, reason: str) -> None:
         self.files_skipped += 1
@@ -70,6 +80,18 @@ class ReadStats:
     def skip_line(self, source: str, line_no: int, reason: str) -> None:
         self.lines_skipped += 1
         self._report(f"{source}:{line_no}: skipped line: {reason}")
+
+    def record_decoding(self, source: str, decoded: DecodedText) -> None:
+        """Count what decoding a file changed (replaced bytes, a detected encoding)."""
+        note = decoded.note(source)
+        if note is None:
+            return
+        if decoded.detected:
+            self.decoded_as[decoded.encoding] = self.decoded_as.get(decoded.encoding, 0) + 1
+        else:
+            self.replaced_bytes += decoded.replaced_bytes
+            self.files_with_replacements += 1
+        self._report(note)
 
     def _report(self, message: str) -> None:
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
@@ -134,58 +156,40 @@ def sniff_encoding(head: bytes) -> str:
     return "utf-8-sig"
 
 
-def _decoded_blocks(src: OpenFile, encoding: str = "utf-8-sig") -> Iterator[str]:
-    """The file's text in blocks, decoded incrementally; raises SkipFile on invalid input."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset = 0
-    with open_pass(src) as fh:
-        while True:
-            block = fh.read(BLOCK)
-            final = not block
-            try:
-                text = decoder.decode(block, final=final)
-            except UnicodeDecodeError as exc:
-                carried = len(exc.object) - len(block)  # bytes the decoder held back before
-                position = offset - carried + exc.start
-                raise SkipFile(
-                    f"not valid {_ENCODING_NAMES[encoding]} "
-                    f"(byte {position}: {exc.object[exc.start : exc.start + 4]!r})"
-                ) from None
-            if text:
-                yield text
-            if final:
-                return
-            offset += len(block)
-
-
-def _read_text(src: OpenFile, source: str, max_doc_chars: int) -> Iterator[str]:
+def _read_text(
+    src: OpenFile,
+    source: str,
+    max_doc_chars: int,
+    stats: ReadStats | None = None,
+    encoding_errors: str = "replace",
+) -> Iterator[str]:
     """A `.txt`/`.md` file as one document, cut into chunks when longer than `max_doc_chars`.
 
-    The file is checked (binary, empty, valid UTF-8) in one streaming pass before anything is
-    yielded, so a file that is bad half-way through contributes nothing, and memory stays
-    bounded by the chunk size, not the file size.
+    The file is checked (binary, empty, decodable; see `text.decoding`) in one streaming pass
+    before anything is yielded, so a file that is bad half-way through contributes nothing, and
+    memory stays bounded by the chunk size, not the file size.
     """
     with open_pass(src) as fh:
         head = fh.read(_SNIFF_BYTES)
     encoding = sniff_encoding(head)
     if encoding == "utf-8-sig" and _looks_binary(head):
         raise SkipFile("binary file (contains NUL bytes)")
-    has_text = False
-    size = 0
-    whole = max_doc_chars == 0  # one document: the document cap applies to the file
-    for block in _decoded_blocks(src, encoding):
-        size += len(block.encode("utf-8", "surrogatepass")) if whole else 0
-        if whole and size > src.limits.max_document_bytes:
-            raise SkipFile(
-                f"document larger than {src.limits.max_document_bytes} bytes "
-                "(max_document_bytes; or set max_doc_chars to cut it into chunks)"
-            )
-        if "\0" in block:  # NULs after the first 8 KiB, or in UTF-16 text: binary all the same
-            raise SkipFile("binary file (contains NUL characters)")
-        has_text = has_text or bool(block.strip())
-    if not has_text:
-        raise SkipFile("empty file")
-    yield from iter_chunks(_decoded_blocks(src, encoding), max_doc_chars)
+    try:
+        decoded = scan_text(lambda: open_pass(src), encoding, encoding_errors)
+    except UndecodableText as exc:
+        raise SkipFile(str(exc)) from None
+    if max_doc_chars == 0:  # one document: the document cap applies to the whole file
+        size = 0
+        for block in decoded.blocks():
+            size += len(block.encode("utf-8", "surrogatepass"))
+            if size > src.limits.max_document_bytes:
+                raise SkipFile(
+                    f"document larger than {src.limits.max_document_bytes} bytes "
+                    "(max_document_bytes; or set max_doc_chars to cut it into chunks)"
+                )
+    if stats is not None:
+        stats.record_decoding(source, decoded)
+    yield from iter_chunks(decoded.blocks(), max_doc_chars)
 
 
 # A JSONL line longer than this is skipped, not loaded: a file with no newline at all (a dump
@@ -208,7 +212,9 @@ def _lines(fh, limit: int) -> Iterator[tuple[int, bytes | str | None]]:
             yield line_no, line
 
 
-def _read_jsonl(src: OpenFile, source: str, text_field: str, stats: ReadStats) -> Iterator[str]:
+def _read_jsonl(
+    src: OpenFile, source: str, text_field: str, stats: ReadStats, encoding_errors: str = "replace"
+) -> Iterator[str]:
     any_line = False
     limit = src.limits.max_document_bytes
     with open_pass(src) as raw:
@@ -229,8 +235,12 @@ def _read_jsonl(src: OpenFile, source: str, text_field: str, stats: ReadStats) -
             try:
                 record = json.loads(line)
             except UnicodeDecodeError as exc:
-                stats.skip_line(source, line_no, f"not valid UTF-8 ({exc.reason})")
-                continue
+                if encoding_errors != "replace":
+                    stats.skip_line(source, line_no, f"not valid UTF-8 ({exc.reason})")
+                    continue
+                record = _replaced_line(line, source, line_no, stats)
+                if record is None:
+                    continue
             except json.JSONDecodeError as exc:
                 stats.skip_line(source, line_no, f"malformed JSON ({exc.msg})")
                 continue
@@ -259,6 +269,21 @@ def _read_jsonl(src: OpenFile, source: str, text_field: str, stats: ReadStats) -
         raise SkipFile("empty file")
 
 
+def _replaced_line(line: bytes, source: str, line_no: int, stats: ReadStats):
+    """A JSONL line with invalid UTF-8 bytes, decoded with U+FFFD (counted); None if malformed."""
+    text = line.decode("utf-8", errors="replace")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        stats.skip_line(source, line_no, f"malformed JSON ({type(exc).__name__})")
+        return None
+    replaced = replacement_count(text) - replacement_count(line.decode("utf-8", "ignore"))
+    stats.replaced_bytes += replaced
+    stats.lines_with_replacements += 1
+    stats._report(f"{source}:{line_no}: {replaced} invalid UTF-8 byte(s) replaced by U+FFFD")
+    return record
+
+
 def iter_documents(
     root: Path,
     *,
@@ -267,6 +292,7 @@ def iter_documents(
     stats: ReadStats | None = None,
     files: list[Path] | None = None,
     limits: ReadLimits | None = None,
+    encoding_errors: str = "replace",
 ) -> Iterator[Document]:
     """Stream the documents of every supported file under `root`, skipping bad input.
 
@@ -290,7 +316,9 @@ def iter_documents(
             )
             continue
         with raw:
-            yield from _read_one(raw, path, source, text_field, max_doc_chars, stats, limits)
+            yield from _read_one(
+                raw, path, source, text_field, max_doc_chars, stats, limits, encoding_errors
+            )
 
 
 def _read_one(
@@ -301,6 +329,7 @@ def _read_one(
     max_doc_chars: int,
     stats: ReadStats,
     limits: ReadLimits,
+    encoding_errors: str = "replace",
 ) -> Iterator[Document]:
     """The documents of one opened file; its problems go to `stats`."""
     kind = file_kind(path)
@@ -313,9 +342,9 @@ def _read_one(
     file_type, compression = kind
     src = OpenFile(raw, compression, limits)
     if file_type == "text":
-        texts = _read_text(src, source, max_doc_chars)
+        texts = _read_text(src, source, max_doc_chars, stats, encoding_errors)
     elif file_type == "jsonl":
-        texts = _read_jsonl(src, source, text_field, stats)
+        texts = _read_jsonl(src, source, text_field, stats, encoding_errors)
     else:
         texts = read_parquet(src, source, text_field, stats)
     produced = 0

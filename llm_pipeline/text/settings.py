@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
+from llm_pipeline.text.decoding import ENCODING_POLICIES
 from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
 
 if TYPE_CHECKING:
@@ -27,6 +28,12 @@ class RawCorpusSettings(Settings):
         "Longer documents are cut at paragraph breaks into chunks of at most this many "
         "characters, so a one-book corpus still splits into train and validation. 0: never.",
         ge=0,
+    )
+    encoding_errors: str = setting(
+        "replace",
+        "Invalid UTF-8: replace (a few stray bytes become U+FFFD and are counted; a file mostly "
+        "in another encoding is decoded in the one detected) or skip (the whole file).",
+        choices=ENCODING_POLICIES,
     )
     # Caps on untrusted input: each stops one file or record with its reason, never the run.
     max_document_bytes: int = setting(
