@@ -20,6 +20,7 @@ from llm_pipeline.automation.jobs import corpus_data_job, corpus_export_job, cor
 from llm_pipeline.automation.schedules import retrain_schedule
 from llm_pipeline.automation.sensors import new_corpus_sensor
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
+from llm_pipeline.checks.split import split_expectations, split_leakage
 from llm_pipeline.checks.model import (
     beats_unigram_baseline,
     checkpoint_loads_and_generates,
@@ -58,6 +59,8 @@ defs = Definitions(
     ],
     asset_checks=[
         cleaned_corpus_expectations,
+        split_expectations,
+        split_leakage,
         token_ids_in_vocab,
         validation_split_not_empty,
         token_counts_match_files,
