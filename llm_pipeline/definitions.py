@@ -20,7 +20,6 @@ from llm_pipeline.automation.jobs import corpus_data_job, corpus_export_job, cor
 from llm_pipeline.automation.schedules import retrain_schedule
 from llm_pipeline.automation.sensors import new_corpus_sensor
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
-from llm_pipeline.checks.split import split_expectations, split_leakage
 from llm_pipeline.checks.model import (
     beats_unigram_baseline,
     checkpoint_loads_and_generates,
@@ -34,6 +33,7 @@ from llm_pipeline.checks.shards import (
     tokenizer_round_trips,
     validation_split_not_empty,
 )
+from llm_pipeline.checks.split import split_expectations, split_leakage
 from llm_pipeline.resources import StorageResource
 
 # Each asset's Config class, generated from the core's settings (run_config.STAGES).

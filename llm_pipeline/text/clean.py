@@ -99,7 +99,7 @@ CLEANED_SCHEMA = pa.schema(
         ("split", pa.string()),  # "train" or "val", decided once here (text/split.py)
     ]
 )
-_STAGING_SCHEMA = pa.schema([*CLEANED_SCHEMA][:-1] + [("n_bytes", pa.int64())])
+_STAGING_SCHEMA = pa.schema([*list(CLEANED_SCHEMA)[:-1], ("n_bytes", pa.int64())])
 
 _DEFAULTS = PROFILE_SETTINGS[DEFAULT_PROFILE]
 _DEFAULT_MINHASH = MinHashConfig()

@@ -103,9 +103,11 @@ def gram_pair_counts(spill: KeySpill, scratch: Path, allowed=None):
             pairs.add((a << np.uint64(32)) | b, np.zeros(len(a), np.uint32))
     for records in pairs.iter_partitions():
         codes, counts = np.unique(records["key"], return_counts=True)
-        yield (codes >> np.uint64(32)).astype(np.int64), (codes & np.uint64(0xFFFFFFFF)).astype(
-            np.int64
-        ), counts
+        yield (
+            (codes >> np.uint64(32)).astype(np.int64),
+            (codes & np.uint64(0xFFFFFFFF)).astype(np.int64),
+            counts,
+        )
 
 
 class Clusters:

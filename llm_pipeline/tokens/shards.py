@@ -129,7 +129,8 @@ def write_shards(
     eot_id: int,
     extra_meta: dict | None = None,
 ) -> dict:
-    """Encode (texts, byte_lengths, is_val) batches (`iter_split_batches`) into `train.bin`/`val.bin` + `meta.json`.
+    """Encode (texts, byte_lengths, is_val) batches (`iter_split_batches`) into `train.bin` /
+    `val.bin` + `meta.json`.
 
     All three files are written under temporary names first. A failure while encoding, a full
     disk (`DiskFullError`) or a kill while encoding leaves the previous set byte-identical. Then
