@@ -131,6 +131,7 @@ def token_shards(
                 "val_fraction": split.val_fraction,
                 "min_val_docs": split.min_val_docs,
                 "validation_set": split.identity(),
+                "batch_size": config.batch_size,
             },
         )
     except (OSError, KeyError, TypeError) as exc:
