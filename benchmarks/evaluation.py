@@ -37,6 +37,7 @@ def child(mb: float, seconds: float) -> None:
     from llm_pipeline.lm.model import ModelConfig
     from llm_pipeline.lm.train import TrainConfig, train
     from llm_pipeline.lm.trainer_main import score_validation
+    from llm_pipeline.text.chunks import split_long_text
     from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_document_batches
     from llm_pipeline.text.leakage import measure_leakage
     from llm_pipeline.text.store import parquet_parts
@@ -49,8 +50,13 @@ def child(mb: float, seconds: float) -> None:
     cleaned, shards = work / "cleaned", work / "shards"
     cleaned.mkdir(parents=True)
     started = time.perf_counter()
-    clean_documents(iter_document_batches(parquet_parts(docs)), cleaned,
-                    CleaningConfig.from_profile("web"), workers=1)  # fmt: skip
+
+    def sections():  # documents cut as raw_corpus cuts them (max_doc_chars 20,000)
+        for texts, sources in iter_document_batches(parquet_parts(docs)):
+            cut = [(c, s) for t, s in zip(texts, sources) for c in split_long_text(t, 20_000)]
+            yield [c for c, _ in cut], [s for _, s in cut]
+
+    clean_documents(sections(), cleaned, CleaningConfig.from_profile("web"), workers=1)
     leakage = measure_leakage(parquet_parts(cleaned), work)
     data_seconds = time.perf_counter() - started
     split = json.loads((cleaned / "split.json").read_text())

@@ -76,12 +76,16 @@ class ValidationScores:
     seconds: float = 0.0
 
 
+# About one `max_doc_chars` section of text: fewer would score one short document at most.
+MIN_EVAL_TARGETS = 8192
+
+
 def eval_targets(tokens_seen: int, max_eval_tokens: int, block_size: int) -> int:
     """Validation targets to score: `EVAL_BUDGET_SHARE` of the training cost (a training token
     costs about 3 forward tokens, a target block/stride = 2), within `max_eval_tokens`, and at
     least a few windows so a short run still gets a number."""
     sized = int(EVAL_BUDGET_SHARE * tokens_seen * 3 / 2)
-    return max(min(sized, max_eval_tokens), 4 * block_size)
+    return max(min(sized, max_eval_tokens), 4 * block_size, MIN_EVAL_TARGETS)
 
 
 def score_validation(

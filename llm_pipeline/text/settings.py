@@ -88,7 +88,10 @@ class CleanedCorpusSettings(Settings):
         lt=0.5,
     )
     min_val_docs: int = setting(
-        20, "At least this many validation documents, within twice val_fraction of bytes.", ge=0
+        20,
+        "At least this many validation documents, while their share stays within 1.25 x "
+        "val_fraction.",
+        ge=0,
     )
     workers: int = setting(0, "Cleaning processes; 0 = one per CPU core.", ge=0)
 

@@ -10,7 +10,8 @@ Why each rule:
   share within [val_fraction / 2, 2 * val_fraction] and at least `min_val_docs` documents (large
   corpora). Otherwise (small corpora, a few long chunks of one book) units are taken in key
   order until the share reaches `val_fraction`, never a unit that would take it above twice
-  `val_fraction`; `min_val_docs` asks for more documents only within that cap. The unit is the
+  `val_fraction`; `min_val_docs` asks for more documents only while the share stays within
+  1.25 × `val_fraction` (`MIN_DOCS_SLACK`). The unit is the
   `raw_corpus` chunk (`max_doc_chars`), so a one-file book is split by sections.
 - **Leak-free.** Units are clusters, not documents: near-copies (MinHash estimate at least
   `CLUSTER_JACCARD`, well below the dedup threshold) and texts that share at least
@@ -44,6 +45,8 @@ GRAM_SAMPLE = 4
 # A gram in more documents is boilerplate: only its first documents (by index) are paired.
 MAX_GRAM_DOCS = 16
 _GROUP_CHARS = 4_000_000
+# `min_val_docs` adds documents only while the share stays within this many times the target.
+MIN_DOCS_SLACK = 1.25
 
 
 def split_key(raw_text: str) -> int:
@@ -289,12 +292,20 @@ def _sized(live, cluster_key, cluster_bytes, cluster_docs, target, min_val_docs)
     chosen: list[int] = []
     size = docs = 0.0
     for c in order.tolist():
-        if size >= target and docs >= min_val_docs:
+        grown = size + cluster_bytes[c]
+        if len(chosen) >= len(live) - 1:
             break
-        if size + cluster_bytes[c] <= 2 * target and len(chosen) < len(live) - 1:
-            chosen.append(c)
-            size += cluster_bytes[c]
-            docs += cluster_docs[c]
+        if size < target:
+            # Never past twice the target, and a unit that would overshoot more than it fills
+            # is passed over (a one-book corpus of 20 kB sections lands near val_fraction).
+            if grown > 2 * target or (chosen and grown - target > target - size):
+                continue
+        elif docs >= min_val_docs:
+            break
+        elif grown > MIN_DOCS_SLACK * target:  # more documents, but only a little more text
+            continue
+        chosen.append(c)
+        size, docs = grown, docs + cluster_docs[c]
     return np.asarray(chosen, dtype=np.int64)
 
 
