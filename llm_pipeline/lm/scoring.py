@@ -33,9 +33,8 @@ from llm_pipeline.lm.device import autocast_context
 
 LN2 = math.log(2.0)
 EVAL_STRIDE = 0.5  # stride as a fraction of block_size
-# Evaluation gets at most this share of the training budget by default (trainer_main sizes the
-# scored text from the tokens trained on: a target costs block/stride = 2 forward tokens, a
-# training token about 3 (forward + backward)).
+# Evaluation gets at most about this share of the training budget by default (trainer_main
+# scores this share of the tokens trained on: `eval_targets`).
 EVAL_BUDGET_SHARE = 0.10
 
 
