@@ -67,6 +67,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 # The sibling benchmarks/train.py: where the shards are, and how busy the neighbours are.
@@ -76,11 +77,12 @@ from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
 from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.text.split import Clusters, assign_sides, split_key
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
-from llm_pipeline.tokens.shards import open_split, read_meta, validation_threshold, write_shards
+from llm_pipeline.tokens.shards import open_split, read_meta, write_shards
 
 WORK = _HERE / ".work" / "quality"
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: the split of text/split.py, tokenizer on the train side
 
 
 def nanogpt_baseline(vocab_size: int, dtype: str) -> tuple[ModelConfig, TrainConfig]:
@@ -143,13 +145,14 @@ def build_shards(name: str, vocab_size: int) -> Path:
     out = WORK / f"{name}-v{CORPUS_VERSION}-{vocab_size}-{digest}"
     if (out / "meta.json").is_file():
         return out
-    doc_ids = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-    bpe = train_bpe([texts], vocab_size=vocab_size)
+    keys = np.fromiter((split_key(t) for t in texts), np.uint64, len(texts))
+    sizes = np.asarray([len(t.encode()) for t in texts])
+    is_val, _ = assign_sides(keys, sizes, Clusters(len(texts)).roots(), 0.05, 20)
+    train_texts = [t for t, v in zip(texts, is_val) if not v]
+    bpe = train_bpe([train_texts], vocab_size=vocab_size)  # the train side only, as the pipeline
     out.mkdir(parents=True, exist_ok=True)
     save_tokenizer(bpe, out / "tokenizer.json")
-    threshold = validation_threshold(doc_ids, 0.05, 20)
-    batches = [(doc_ids, texts, [len(t.encode()) for t in texts])]
-    write_shards(bpe, batches, out, threshold, end_of_text_id(bpe))
+    write_shards(bpe, [(texts, sizes, is_val)], out, end_of_text_id(bpe))
     return out
 
 

@@ -4,7 +4,7 @@
 Measures, in one run on the same cleaned corpus (synthetic, see `synthetic_corpus.py`, put
 through the real `clean_documents`) and the same byte-level BPE (vocab 4096, `train_bpe`):
 
-(a) ours: `write_shards(tokenizer, iter_cleaned_batches(files, batch_size=1024), out, ...)` —
+(a) ours: `write_shards(tokenizer, iter_split_batches(files, batch_size=1024), out, ...)` —
     Parquet read (prefetched on a thread), parallel encode, ids copied into flat arrays with
     end-of-text separators, train/val split, `train.bin` / `val.bin` written and fsynced;
 (b) raw: the same texts, read into memory beforehand (outside the timing), encoded with
@@ -49,7 +49,7 @@ from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import end_of_text_id, train_bpe
 from llm_pipeline.tokens.shards import (
     iter_cleaned_batches,
-    validation_threshold,
+    iter_split_batches,
     write_shards,
 )
 
@@ -57,8 +57,6 @@ GOAL_RATIO = 0.9
 BATCH_SIZE = 1024
 VOCAB_SIZE = 4096
 # The token_shards asset's defaults.
-VAL_FRACTION = 0.05
-MIN_VAL_DOCS = 20
 
 
 def ensure_cleaned(mb: float, seed: int) -> Path:
@@ -93,11 +91,12 @@ def first_megabytes(files: list[Path], mb: float):
         remaining -= int(byte_lengths.sum())
 
 
-def time_ours(tokenizer, files: list[Path], out_dir: Path, threshold: int, eot_id: int) -> tuple:
+def time_ours(tokenizer, files: list[Path], out_dir: Path, eot_id: int) -> tuple:
     shutil.rmtree(out_dir, ignore_errors=True)
     started = time.perf_counter()
+    # the split follows the cleaned table's `split` column (decided in cleaning)
     meta = write_shards(
-        tokenizer, iter_cleaned_batches(files, batch_size=BATCH_SIZE), out_dir, threshold, eot_id
+        tokenizer, iter_split_batches(files, batch_size=BATCH_SIZE), out_dir, eot_id
     )
     seconds = time.perf_counter() - started
     shutil.rmtree(out_dir)
@@ -129,8 +128,6 @@ def main() -> None:
         f"{time.perf_counter() - started:.1f}s"
     )
     eot_id = end_of_text_id(tokenizer)
-    doc_ids = [d for ids, _, _ in iter_cleaned_batches(files, BATCH_SIZE) for d in ids]
-    threshold = validation_threshold(doc_ids, VAL_FRACTION, MIN_VAL_DOCS)
 
     # The raw baseline's input, read before any timing starts.
     batches: list[list[str]] = []
@@ -159,7 +156,7 @@ def main() -> None:
     for rep in range(1, args.repeat + 1):
         for name in variants:
             if name.startswith("ours"):
-                seconds, meta = time_ours(tokenizer, files, out_dir, threshold, eot_id)
+                seconds, meta = time_ours(tokenizer, files, out_dir, eot_id)
                 # Each document's ids are followed by one end-of-text id.
                 count = sum(meta["splits"][s]["tokens"] for s in ("train", "val")) - n_docs
             elif name == "raw encode_batch":

@@ -197,6 +197,7 @@ class Stage:
     specs: tuple[Spec, ...]
     doc: str = ""
     rules: Callable[[dict], None] | None = None
+    moved: dict[str, str] = dataclasses.field(default_factory=dict)  # old key -> its new place
 
     def spec(self, key: str) -> Spec:
         return next(s for s in self.specs if s.name == key)
@@ -209,6 +210,8 @@ class Stage:
         by_name = {s.name: s for s in self.specs}
         checked = {}
         for key, value in given.items():
+            if key in self.moved:
+                raise SettingsError(key, f"{key} moved to {self.moved[key]}", unknown=True)
             if key not in by_name:
                 raise unknown_key(key, by_name)
             checked[key] = by_name[key].check(value)

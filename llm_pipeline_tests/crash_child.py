@@ -108,7 +108,7 @@ def stage_shards(corpus: str) -> None:
         return real(*args, **kwargs)
 
     shards.encode_ids = encode_ids
-    run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.2})
+    run_asset("token_shards", corpus, {"batch_size": 16})
 
 
 def stage_checkpoint(corpus: str) -> None:
@@ -157,12 +157,12 @@ def stage_shards_publish(corpus: str) -> None:
             pause("token shards: train.bin renamed, val.bin and meta.json not yet")
 
     os.replace = replace
-    run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.2})
+    run_asset("token_shards", corpus, {"batch_size": 20})
 
 
 def stage_shards_whole(corpus: str) -> None:
     """token_shards without a pause (another run of the same stage and corpus)."""
-    run_asset("token_shards", corpus, {"batch_size": 16, "val_fraction": 0.3})
+    run_asset("token_shards", corpus, {"batch_size": 30})
     sys.exit(0)
 
 

@@ -197,10 +197,10 @@ def test_killed_shard_writer_keeps_previous_output(world: Path, tmp_path: Path) 
     assert len(torn) == 2 and sum(p.stat().st_size for p in torn) > 0  # train and val
     assert snapshot(world) == before
 
-    rerun(token_shards, {"batch_size": 16, "val_fraction": 0.2})
+    rerun(token_shards, {"batch_size": 16})  # (the split moved to cleaned_corpus: issue 12)
     assert leftovers(world) == []
     meta = read_meta(folder)
-    assert meta["val_fraction"] == 0.2
+    assert meta["batch_size"] == 16
     for split in ("train", "val"):
         assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
 
@@ -215,12 +215,12 @@ def test_killed_while_publishing_shards_never_shows_a_mixed_set(
     assert (folder / JOURNAL_FILE).is_file()
     assert not (folder / "meta.json").exists()
     meta = read_meta(folder)
-    assert meta["val_fraction"] == 0.2 and not (folder / JOURNAL_FILE).exists()
+    assert meta["batch_size"] == 20 and not (folder / JOURNAL_FILE).exists()
     for split in ("train", "val"):
         assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
     rerun(token_shards, {"batch_size": 16})
     assert leftovers(world) == []
-    assert read_meta(folder)["val_fraction"] == 0.05
+    assert read_meta(folder)["batch_size"] == 16
 
 
 def test_killed_checkpoint_save_keeps_previous_checkpoint(world: Path, tmp_path: Path) -> None:
@@ -289,7 +289,7 @@ def test_two_runs_of_one_stage_and_corpus_are_serialised_by_a_lock(
         assert snapshot(world) == before  # neither has published anything
     assert second.wait(120) == 0, second.log.read_text()[-3000:]
     meta = read_meta(folder)
-    assert meta["val_fraction"] == 0.3  # the second run's complete output
+    assert meta["batch_size"] == 30  # the second run's complete output
     for split in ("train", "val"):
         assert len(open_split(folder, split)) == meta["splits"][split]["tokens"] > 0
     assert leftovers(world) == []

@@ -30,11 +30,11 @@ from llm_pipeline.lm.evaluate import (
 from llm_pipeline.lm.model import GRULanguageModel, ModelConfig, build_model, generate
 from llm_pipeline.lm.train import TrainConfig, check_data_fits, learning_rate, train
 from llm_pipeline.text.clean import CLEANED_SCHEMA, document_id
+from llm_pipeline.text.split import split_key
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline.tokens.shards import (
-    iter_cleaned_batches,
+    iter_split_batches,
     open_split,
-    validation_threshold,
     write_shards,
 )
 from llm_pipeline_tests.conftest import make_document
@@ -56,6 +56,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "text": texts,
                 "n_chars": [len(t) for t in texts],
                 "source": ["gen"] * len(texts),
+                "split_key": [split_key(t) for t in texts],
+                "split": ["val" if i % 10 == 0 else "train" for i in range(len(texts))],
             },
             schema=CLEANED_SCHEMA,
         ),
@@ -63,8 +65,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     bpe = train_bpe([texts], vocab_size=300)
     save_tokenizer(bpe, root / "tokenizer.json")
-    threshold = validation_threshold([document_id(t) for t in texts], 0.1, 10)
-    write_shards(bpe, iter_cleaned_batches([cleaned]), root, threshold, end_of_text_id(bpe))
+    write_shards(bpe, iter_split_batches([cleaned]), root, end_of_text_id(bpe))
     return root
 
 

@@ -77,6 +77,8 @@ def test_data_stages_materialize_and_pass_their_checks(data_root: Path, instance
     assert result.success, failures(result)
     assert check_results(result) == {
         "cleaned_corpus_expectations": True,
+        "split_expectations": True,  # issue 12: the split's sides and its leakage
+        "split_leakage": True,
         "token_ids_in_vocab": True,
         "validation_split_not_empty": True,
         "token_counts_match_files": True,
@@ -103,7 +105,10 @@ def test_data_stages_materialize_and_pass_their_checks(data_root: Path, instance
     meta = read_meta(tokens)
     assert meta["vocab_size"] <= 512 and meta["dtype"] == "uint16"
     assert len(open_split(tokens, "val")) == meta["splits"]["val"]["tokens"] > 0
-    assert meta["splits"]["val"]["documents"] >= 20
+    # issue 12: min_val_docs (20) only within twice val_fraction of the bytes
+    splits = meta["splits"]
+    assert splits["val"]["documents"] >= 10
+    assert splits["val"]["bytes"] <= 0.1 * (splits["val"]["bytes"] + splits["train"]["bytes"])
     assert (
         meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"]
         == cleaned["docs_out"].value

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_pipeline.text.clean import CLEANED_SCHEMA, document_id
+from llm_pipeline.text.split import TRAIN, VAL, split_key
 from llm_pipeline.tokens.bpe import (
     END_OF_TEXT,
     end_of_text_id,
@@ -20,12 +21,10 @@ from llm_pipeline.tokens.bpe import (
 )
 from llm_pipeline.tokens.shards import (
     encode_ids,
-    iter_cleaned_batches,
+    iter_split_batches,
     open_split,
     read_meta,
     shard_dtype,
-    split_hash,
-    validation_threshold,
     write_shards,
 )
 from llm_pipeline_tests.conftest import make_document
@@ -48,6 +47,8 @@ def cleaned_file(tmp_path: Path, texts: list[str]) -> Path:
             "text": texts,
             "n_chars": [len(t) for t in texts],
             "source": ["gen"] * len(texts),
+            "split_key": [split_key(t) for t in texts],
+            "split": [VAL if i % 10 == 3 else TRAIN for i in range(len(texts))],
         },
         schema=CLEANED_SCHEMA,
     )
@@ -78,30 +79,6 @@ def test_shard_dtype() -> None:
     assert shard_dtype(65537) == np.uint32
 
 
-def test_validation_threshold_fraction_minimum_and_determinism() -> None:
-    ids = [document_id(f"doc {i}") for i in range(2000)]
-
-    def n_val(threshold: int, docs: list[str] = ids) -> int:
-        return sum(split_hash(d) <= threshold for d in docs)
-
-    assert 160 <= n_val(validation_threshold(ids, 0.1, 5)) <= 240  # a fixed 10% cut of hashes
-    assert n_val(validation_threshold(ids, 0.001, 25)) == 25  # the minimum wins
-    few = ids[:3]
-    assert n_val(validation_threshold(few, 0.5, 10), few) == 2  # one always left for training
-    assert validation_threshold(reversed(ids), 0.1, 5) == validation_threshold(ids, 0.1, 5)
-    with pytest.raises(ValueError, match="at least 2 documents"):
-        validation_threshold(ids[:1], 0.1, 1)
-
-
-def test_validation_split_is_stable_as_the_corpus_grows() -> None:
-    small = [document_id(f"doc {i}") for i in range(1000)]
-    grown = small + [document_id(f"new doc {i}") for i in range(3000)]
-    before = {d for d in small if split_hash(d) <= validation_threshold(small, 0.1, 5)}
-    threshold = validation_threshold(grown, 0.1, 5)
-    after = {d for d in small if split_hash(d) <= threshold}
-    assert before == after  # no validation document moved into training
-
-
 def test_literal_end_of_text_in_a_document_is_ordinary_text(tmp_path: Path, texts) -> None:
     tokenizer = train_bpe([texts], vocab_size=400)
     save_tokenizer(tokenizer, tmp_path / "tokenizer.json")
@@ -116,18 +93,16 @@ def test_failed_rewrite_keeps_the_previous_complete_shards(
     tmp_path: Path, texts: list[str], cleaned_file: Path
 ) -> None:
     tokenizer = train_bpe([texts], vocab_size=500)
-    ids = [document_id(t) for t in texts]
-    threshold = validation_threshold(ids, 0.1, 5)
     out = tmp_path / "shards"
-    first = write_shards(tokenizer, iter_cleaned_batches([cleaned_file]), out, threshold, 0)
+    first = write_shards(tokenizer, iter_split_batches([cleaned_file]), out, 0)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def failing_batches():
-        yield from iter_cleaned_batches([cleaned_file], batch_size=16)
+        yield from iter_split_batches([cleaned_file], batch_size=16)
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        write_shards(tokenizer, failing_batches(), out, threshold, 0)
+        write_shards(tokenizer, failing_batches(), out, 0)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert read_meta(out) == first
 
@@ -135,12 +110,8 @@ def test_failed_rewrite_keeps_the_previous_complete_shards(
 def test_write_shards_round_trip(tmp_path: Path, texts: list[str], cleaned_file: Path) -> None:
     tokenizer = train_bpe([texts], vocab_size=500)
     eot = end_of_text_id(tokenizer)
-    ids = [document_id(t) for t in texts]
-    threshold = validation_threshold(ids, 0.1, 5)
     out = tmp_path / "shards"
-    meta = write_shards(
-        tokenizer, iter_cleaned_batches([cleaned_file], batch_size=64), out, threshold, eot
-    )
+    meta = write_shards(tokenizer, iter_split_batches([cleaned_file], batch_size=64), out, eot)
     assert meta == read_meta(out)
     assert meta["dtype"] == "uint16"
     train, val = open_split(out, "train"), open_split(out, "val")
@@ -148,8 +119,8 @@ def test_write_shards_round_trip(tmp_path: Path, texts: list[str], cleaned_file:
     assert len(val) == meta["splits"]["val"]["tokens"]
 
     expected = {"train": [], "val": []}
-    for doc_id, text in zip(ids, texts):
-        expected["val" if split_hash(doc_id) <= threshold else "train"].append(text)
+    for i, text in enumerate(texts):  # the fixture's split column
+        expected["val" if i % 10 == 3 else "train"].append(text)
     for split, array in (("train", train), ("val", val)):
         docs = np.split(np.asarray(array), np.flatnonzero(np.asarray(array) == eot) + 1)[:-1]
         decoded = [tokenizer.decode(d[:-1].tolist()) for d in docs]

@@ -1,5 +1,6 @@
 """`cleaned_corpus`: normalised, quality-filtered, exact- and near-deduplicated documents."""
 
+import json
 import os
 from dataclasses import asdict
 
@@ -26,12 +27,45 @@ from llm_pipeline.text.clean import (
     clean_documents,
     iter_document_batches,
 )
+from llm_pipeline.text.leakage import Leakage, measure_leakage
 from llm_pipeline.text.profiles import PROFILES
 from llm_pipeline.text.settings import CLEANED_CORPUS, CleanedCorpusSettings
+from llm_pipeline.text.split import SPLIT_FILE, SplitSummary
 from llm_pipeline.text.store import parquet_parts
 
 CLEANING_FILE = "cleaning.json"
 FUNNEL_FILE = "funnel.png"
+
+
+def read_split(folder) -> SplitSummary:
+    """The split summary `cleaned_corpus` wrote next to its parts (`split.json`)."""
+    data = json.loads((folder / SPLIT_FILE).read_text())
+    return SplitSummary.from_dict({k: v for k, v in data.items() if k != "leakage"})
+
+
+def read_leakage(folder) -> dict | None:
+    """The leakage measured when the split was written, or None (older cleaned folders)."""
+    try:
+        return json.loads((folder / SPLIT_FILE).read_text()).get("leakage")
+    except (OSError, ValueError):
+        return None
+
+
+def split_markdown(split: SplitSummary, leakage: Leakage) -> str:
+    """Documents and bytes per side, the overlap figure and the rule, for the UI."""
+    return "\n".join(
+        [
+            "| side | documents | MB | share of bytes |",
+            "| --- | ---: | ---: | ---: |",
+            f"| train | {split.train_docs:,} | {split.train_bytes / 1e6:,.3f} | "
+            f"{1 - split.val_share:.1%} |",
+            f"| val | {split.val_docs:,} | {split.val_bytes / 1e6:,.3f} | {split.val_share:.1%} |",
+            "",
+            f"Validation bytes in documents with ≥50% of their 8-grams in one training document: "
+            f"{leakage.share:.2%} ({leakage.leaked_docs} documents). Split: {split.mode}; "
+            f"{split.rule}; {split.clusters_joined} near-copy/containment joins.",
+        ]
+    )
 
 
 class _CleanedCorpusMethods(Config):
@@ -48,7 +82,7 @@ CleanedCorpusConfig = stage_config(CLEANED_CORPUS, base=_CleanedCorpusMethods)
     deps=[raw_corpus],
     group_name=GROUP_DATA,
     kinds={"parquet"},
-    code_version="2",
+    code_version="3",
 )
 @clear_errors
 def cleaned_corpus(
@@ -58,7 +92,9 @@ def cleaned_corpus(
     C4), exact dedup and MinHash near-dedup, with a funnel of what each step removed.
 
     Streams in two passes; output `data/cleaned/<corpus>/part-*.parquet` (zstd) with `doc_id`
-    (content hash), `text`, `n_chars`, `source`; `cleaning.json` (config and funnel counts),
+    (content hash), `text`, `n_chars`, `source`, `split_key` (hash of the raw text) and `split`
+    (train/val, decided here once: text/split.py); `split.json` (sides, rule, leakage);
+    `cleaning.json` (config and funnel counts),
     `funnel.png`, and a sample of removed documents per filter in `_dropped/<filter>.parquet`.
     """
     check_run_config(context)
@@ -81,6 +117,14 @@ def cleaned_corpus(
                 f"cleaned_corpus config (profile {cleaning.profile!r}; profiles: {PROFILES}) "
                 "or add more text."
             )
+        split = read_split(tmp)
+        if split.val_docs == 0:
+            raise Failure(
+                description=f"corpus {corpus!r}: {stats.docs_out} document(s) left after "
+                "cleaning: too few to split into train and validation; add more text"
+            )
+        leakage = measure_leakage(parquet_parts(tmp), tmp)
+        write_json_atomic(tmp / SPLIT_FILE, {**split.to_dict(), "leakage": leakage.to_dict()})
         funnel_png = funnel_plot_png(stats.funnel, stats.docs_in, stats.bytes_in)
         write_bytes_atomic(tmp / FUNNEL_FILE, funnel_png)
         write_json_atomic(
@@ -114,6 +158,13 @@ def cleaned_corpus(
             "dropped_samples": MetadataValue.path(str(out / DROPPED_DIR)),
             "throughput_mb_per_s": round(stats.mb_per_s, 2),
             "parts": stats.parts,
+            "split": MetadataValue.md(split_markdown(split, leakage)),
+            "train_documents": split.train_docs,
+            "val_documents": split.val_docs,
+            "train_bytes": split.train_bytes,
+            "val_bytes": split.val_bytes,
+            "val_byte_share": round(split.val_share, 4),
+            "val_bytes_leaked_share": round(leakage.share, 4),
             "path": MetadataValue.path(str(out)),
         }
     )

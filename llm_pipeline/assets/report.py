@@ -2,9 +2,9 @@
 
 import json
 import math
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import torch
 from dagster import (
     AssetExecutionContext,
@@ -19,39 +19,54 @@ from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import read_metrics
+from llm_pipeline.lm.checkpoint import read_config, read_metrics
+from llm_pipeline.lm.checkpoint_config import TrainingSummary
 from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.lm.tracking_promotion import record_report
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
-from llm_pipeline.report.promotion import champion_to_score, decide_promotion
+from llm_pipeline.report.promotion import (
+    NO_FAIR_TEXT,
+    RESCORE,
+    STORED,
+    PromotionDecision,
+    ScoredRun,
+    champion_to_score,
+    decide_promotion,
+    no_fair_comparison,
+    plan_comparison,
+)
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.safe_open import UnsafeFileError, read_utf8
+from llm_pipeline.text.split import SPLIT_FILE
 from llm_pipeline.text.store import parquet_parts
-from llm_pipeline.tokens.shards import read_meta, split_hash
+from llm_pipeline.tokens.shards import iter_split_batches
 
 EvaluationReportConfig = stage_config(EVALUATION_REPORT)
 
 
-def validation_texts(cleaned: Path, threshold: int, max_bytes: int) -> list[str]:
-    """The validation documents (same split as the shards), up to `max_bytes` of text."""
+def validation_texts(cleaned: Path, documents: int) -> list[str]:
+    """The first `documents` validation documents in table order: the ones `val.bin` starts
+    with, so the trainer's stored score and a re-score here are on the same text."""
     texts: list[str] = []
-    total = 0
-    for part in parquet_parts(cleaned):
-        for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(
-            columns=["doc_id", "text"]
-        ):
-            for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                if split_hash(doc_id) <= threshold:
-                    texts.append(text)
-                    total += len(text.encode("utf-8"))
-                    if total >= max_bytes:
-                        return texts
+    for texts_batch, _, _ in iter_split_batches(parquet_parts(cleaned), side="val"):
+        texts.extend(texts_batch[: documents - len(texts)])
+        if len(texts) >= documents:
+            break
     return texts
+
+
+def read_split_info(cleaned: Path) -> dict | None:
+    """`split.json` of the cleaned corpus (sides, rule, leakage), or None when absent."""
+    try:
+        data = json.loads((cleaned / SPLIT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_cleaning_stats(cleaned: Path) -> dict | None:
@@ -69,6 +84,48 @@ def _score_on(path: Path, texts: list[str]) -> float:
     return texts_bits_per_byte(
         run.model, run.tokenizer, texts, run.eot_id, run.model.config.block_size
     )
+
+
+def _scored_run(run_id: str, summary: TrainingSummary | None) -> ScoredRun:
+    if summary is None:
+        return ScoredRun(run_id, None, None)
+    vset = summary.validation_set
+    return ScoredRun(run_id, summary.val_bits_per_byte, asdict(vset) if vset else None)
+
+
+def _compare(
+    context, storage: StorageResource, corpus: str, path: Path, challenger: ScoredRun,
+    champion_id: str | None, eval_texts: list[str],
+) -> PromotionDecision:  # fmt: skip
+    """The champion/challenger decision on text neither model trained on (report/promotion.py);
+    models are run again only when the stored scores are not on the same documents."""
+    bpb = challenger.bits_per_byte or 0.0
+    if champion_id is None:
+        return decide_promotion(challenger.run_id, bpb, None, None)
+    champion_path = run_dir(corpus, champion_id, storage.models_root())
+    try:
+        champion_config = read_config(champion_path)
+    except PipelineInputError as exc:
+        context.log.warning(f"champion {champion_id} cannot be evaluated: {exc}")
+        return decide_promotion(challenger.run_id, bpb, champion_id, None)
+    champion = _scored_run(champion_id, champion_config.summary)
+    plan = plan_comparison(challenger, champion, bool(eval_texts))
+    if plan.how == NO_FAIR_TEXT:
+        return no_fair_comparison(challenger, champion_id, plan)
+    if plan.how == STORED:
+        return decide_promotion(challenger.run_id, bpb, champion_id, champion.bits_per_byte,
+                                plan.text)  # fmt: skip
+    texts = eval_texts
+    if plan.how == RESCORE:
+        texts = validation_texts(storage.cleaned(corpus), plan.documents)
+    try:
+        champion_bpb = _score_on(champion_path, texts)
+    except PipelineInputError as exc:
+        context.log.warning(f"champion {champion_id} cannot be evaluated: {exc}")
+        champion_bpb = None
+    decision = decide_promotion(challenger.run_id, _score_on(path, texts), champion_id,
+                                champion_bpb, plan.text)  # fmt: skip
+    return replace(decision, like_for_like=plan.like_for_like)
 
 
 @asset(
@@ -101,6 +158,7 @@ def evaluation_report(
     block_size = model.config.block_size
 
     eval_files: dict[str, float] = {}
+    eval_texts: list[str] = []
     for name in config.eval_files:
         try:
             file = within_root(storage.data_root(), name)
@@ -119,6 +177,7 @@ def evaluation_report(
         if not text:
             raise Failure(description=f"eval file {file}: empty")
         eval_files[file.name] = text_bits_per_byte(model, bpe, text, eot, block_size)
+        eval_texts.append(text)
 
     generator = torch.Generator().manual_seed(config.seed)
     samples = [
@@ -133,25 +192,17 @@ def evaluation_report(
         for prompt in config.prompts
     ]
 
-    meta = read_meta(storage.tokens(corpus))
-    texts = validation_texts(
-        storage.cleaned(corpus), meta["validation_threshold"], config.compare_max_bytes
-    )
-    challenger_bpb = texts_bits_per_byte(model, bpe, texts, eot, block_size)
+    challenger = _scored_run(run_id, summary)
     champion_id = champion_to_score(read_pointer(corpus, CURRENT, models_root), run_id)
-    champion_bpb = None
-    if champion_id is not None:
-        try:
-            champion_bpb = _score_on(run_dir(corpus, champion_id, models_root), texts)
-        except PipelineInputError as exc:
-            context.log.warning(f"champion {champion_id} cannot be evaluated: {exc}")
-    decision = decide_promotion(run_id, challenger_bpb, champion_id, champion_bpb)
+    decision = _compare(context, storage, corpus, path, challenger, champion_id, eval_texts)
     promoted, reason, champion_id = decision.promoted, decision.reason, decision.champion_run
     comparison = decision.as_comparison()
+    champion_bpb, challenger_bpb = decision.champion_bpb, decision.challenger_bpb
 
     val_loss = summary.val_loss
     metrics = {
         "bits_per_byte": summary.val_bits_per_byte,
+        "bits_per_byte_stderr": summary.val_bits_per_byte_stderr,
         "unigram_bits_per_byte": summary.unigram_bits_per_byte,
         "val_loss": val_loss,
         "perplexity": math.exp(min(val_loss, 50.0)),
@@ -173,6 +224,7 @@ def evaluation_report(
             samples=samples,
             comparison=comparison,
             cleaning=read_cleaning_stats(storage.cleaned(corpus)),
+            split=read_split_info(storage.cleaned(corpus)),
         ),
     )
     # MLflow first: if it fails, the step fails before `current` moves, so both still agree.
@@ -200,6 +252,8 @@ def evaluation_report(
             "champion_run": champion_id or "",
             "champion_bits_per_byte": round(champion_bpb, 4) if champion_bpb else None,
             "challenger_bits_per_byte": round(challenger_bpb, 4),
+            "compared_on": decision.compared_on,
+            "like_for_like": decision.like_for_like,
             **{f"eval_bpb_{name}": round(v, 4) for name, v in eval_files.items()},
             **tracked,
             "report": MetadataValue.md(written["metadata_markdown"]),

@@ -1,6 +1,5 @@
 """`tokenizer` and `token_shards`: a byte-level BPE and the corpus encoded with it."""
 
-import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     Failure,
@@ -11,7 +10,7 @@ from dagster import (
 
 from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import cleaned_corpus
+from llm_pipeline.assets.cleaned import cleaned_corpus, read_split
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
@@ -23,11 +22,7 @@ from llm_pipeline.tokens.bpe import (
     train_bpe,
 )
 from llm_pipeline.tokens.settings import TOKEN_SHARDS, TOKENIZER
-from llm_pipeline.tokens.shards import (
-    iter_cleaned_batches,
-    validation_threshold,
-    write_shards,
-)
+from llm_pipeline.tokens.shards import iter_split_batches, write_shards
 
 TOKENIZER_FILE = "tokenizer.json"
 # Bytes-per-token is estimated on this many documents; enough for two significant digits.
@@ -50,13 +45,14 @@ def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
     deps=[cleaned_corpus],
     group_name=GROUP_DATA,
     kinds={"json"},
-    code_version="1",
+    code_version="2",
 )
 @clear_errors
 def tokenizer(
     context: AssetExecutionContext, config: TokenizerConfig, storage: StorageResource
 ) -> MaterializeResult:
-    """A byte-level BPE (HF `tokenizers`) trained on the cleaned corpus, streamed from Parquet.
+    """A byte-level BPE (HF `tokenizers`) trained on the cleaned corpus's `train` rows only
+    (validation text never shapes the vocabulary), streamed from Parquet.
 
     Saved as `data/tokens/<corpus>/tokenizer.json` with `<|endoftext|>` as a special token.
     """
@@ -65,14 +61,19 @@ def tokenizer(
     if config.vocab_size < 258:
         raise Failure(description=f"vocab_size must be at least 258, got {config.vocab_size}")
     files = _cleaned_inputs(storage, corpus)
-    n_docs = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    texts = (texts for _, texts, _ in iter_cleaned_batches(files))
+    try:
+        split = read_split(storage.cleaned(corpus))
+        next(iter_split_batches(files[:1]), None)  # refuses a table without the column
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Failure(description=f"corpus {corpus!r}: {exc}") from None
+    n_docs = split.train_docs
+    texts = (texts for texts, _, _ in iter_split_batches(files, side="train"))
     bpe = train_bpe(texts, config.vocab_size, config.min_frequency, length=n_docs)
     path = storage.tokens(corpus) / TOKENIZER_FILE
     sha256 = save_tokenizer(bpe, path)
 
     sample_bytes = sample_tokens = 0
-    for _, texts, byte_lengths in iter_cleaned_batches(files, batch_size=SAMPLE_DOCS):
+    for texts, byte_lengths, _ in iter_split_batches(files, SAMPLE_DOCS, side="train"):
         sample_tokens = sum(len(e.ids) for e in bpe.encode_batch(texts, add_special_tokens=False))
         sample_bytes = int(byte_lengths.sum())
         break
@@ -95,7 +96,7 @@ def tokenizer(
     deps=[tokenizer, cleaned_corpus],
     group_name=GROUP_DATA,
     kinds={"numpy"},
-    code_version="1",
+    code_version="2",
 )
 @clear_errors
 def token_shards(
@@ -103,13 +104,11 @@ def token_shards(
 ) -> MaterializeResult:
     """The cleaned corpus as token ids: `train.bin`, `val.bin` (flat uint16/uint32) + `meta.json`.
 
-    The split is by document id (a content hash), so it is deterministic and a document never
-    appears in both splits.
+    The split follows `cleaned_corpus`'s `split` column (decided there once, on a key that
+    survives cleaning changes); `meta.json` records the validation set's identity.
     """
     check_run_config(context)
     corpus = corpus_key(context)
-    if not 0.0 < config.val_fraction < 1.0:
-        raise Failure(description=f"val_fraction must be in (0, 1), got {config.val_fraction}")
     files = _cleaned_inputs(storage, corpus)
     folder = storage.tokens(corpus)
     tokenizer_path = folder / TOKENIZER_FILE
@@ -119,29 +118,26 @@ def token_shards(
             "materialize the tokenizer asset"
         )
     bpe = load_tokenizer(tokenizer_path)
-    doc_ids = (
-        doc_id
-        for f in files
-        for batch in pq.ParquetFile(f).iter_batches(columns=["doc_id"])
-        for doc_id in batch.column(0).to_pylist()
-    )
     try:
-        threshold = validation_threshold(doc_ids, config.val_fraction, config.min_val_docs)
+        split = read_split(storage.cleaned(corpus))
+        meta = write_shards(
+            bpe,
+            iter_split_batches(files, batch_size=config.batch_size),
+            folder,
+            eot_id=end_of_text_id(bpe),
+            extra_meta={
+                "corpus": corpus,
+                "tokenizer_sha256": file_sha256(tokenizer_path),
+                "val_fraction": split.val_fraction,
+                "min_val_docs": split.min_val_docs,
+                "validation_set": split.identity(),
+                "batch_size": config.batch_size,
+            },
+        )
+    except (OSError, KeyError, TypeError) as exc:
+        raise Failure(description=f"corpus {corpus!r}: split.json: {exc}") from None
     except ValueError as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
-    meta = write_shards(
-        bpe,
-        iter_cleaned_batches(files, batch_size=config.batch_size),
-        folder,
-        threshold=threshold,
-        eot_id=end_of_text_id(bpe),
-        extra_meta={
-            "corpus": corpus,
-            "tokenizer_sha256": file_sha256(tokenizer_path),
-            "val_fraction": config.val_fraction,
-            "min_val_docs": config.min_val_docs,
-        },
-    )
     splits = meta["splits"]
     total_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
     total_tokens = splits["train"]["tokens"] + splits["val"]["tokens"]

@@ -3,6 +3,9 @@
 Written once by the trainer and read by the checks, the report, the schedule, the CLI and
 sampling, all through `CheckpointConfig`, so a field is added in one place. Version 0 is the
 layout before versions existed (the same fields, no `format_version`); it is read as is.
+Version 2 adds the validation score's provenance to the summary (`validation_set`, what was
+scored, the confidence); version 0 and 1 files load with those fields empty, and a model
+without a `validation_set` is never compared on a stored score (report/promotion.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from llm_pipeline.contracts import VERSION_KEY, dataclass_fields, format_version
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.model import ModelConfig
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 
 
 class CheckpointError(PipelineInputError):
@@ -41,8 +44,22 @@ class DataInfo:
 
 
 @dataclass
+class ValidationSet:
+    """Which validation text a score is on: the split rule and the hash of the documents' keys
+    (text/split.py), and how much of it was scored (the first `documents`, in table order)."""
+
+    rule: str
+    keys_sha256: str
+    documents: int = 0
+    bytes: int = 0
+    targets: int = 0
+    stride: int = 0
+
+
+@dataclass
 class TrainingSummary:
-    """The figures of a finished run. Bits per byte are on the validation split."""
+    """The figures of a finished run. Bits per byte are on the validation split, scored once by
+    lm/scoring.py; `validation_set` says on which text, `val_bits_per_byte_stderr` how sure."""
 
     run_id: str
     corpus: str
@@ -63,6 +80,9 @@ class TrainingSummary:
     flops_per_token: float = 0.0
     peak_flops: float | None = None
     mfu: float | None = None
+    validation_set: ValidationSet | None = None
+    val_bits_per_byte_stderr: float | None = None
+    eval_seconds: float | None = None
 
 
 def _part(cls: type, data: Any, file: Path | str, what: str, strict: bool) -> Any:
@@ -118,4 +138,9 @@ class CheckpointConfig:
         for name, part in parts.items():
             if top.get(name) is not None:
                 top[name] = _part(part, top[name], file, name, strict)
+        summary = top.get("summary")
+        if summary is not None and isinstance(summary.validation_set, dict):
+            summary.validation_set = _part(
+                ValidationSet, summary.validation_set, file, "validation_set", strict
+            )
         return cls(**{**top, "format_version": CHECKPOINT_FORMAT_VERSION})

@@ -1,5 +1,9 @@
 """Evaluation in bits per byte: the one number that compares models across tokenizers.
 
+Every score in the pipeline (the trainer's headline, the report, the champion comparison,
+`eval_files`) comes from one function, `score_documents` (lm/scoring.py); `sum_nats` is the
+plain non-overlapping sum kept for benchmarks that compare against nanoGPT's protocol.
+
 bits/byte = (summed next-token loss in nats) / (ln 2 × UTF-8 bytes of the text). Per-token loss
 depends on how much text a token covers; per-byte does not, so a GRU with one tokenizer and a
 GPT with another are compared fairly on the same text.
@@ -16,6 +20,28 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from llm_pipeline.lm.device import autocast_context
+from llm_pipeline.lm.scoring import (
+    EVAL_BUDGET_SHARE,
+    Score,
+    document_ids,
+    first_documents,
+    score_documents,
+    token_byte_lengths,
+)
+
+__all__ = [
+    "EVAL_BUDGET_SHARE",
+    "Score",
+    "bits_per_byte",
+    "document_ids",
+    "first_documents",
+    "score_documents",
+    "sum_nats",
+    "text_bits_per_byte",
+    "texts_bits_per_byte",
+    "token_byte_lengths",
+    "unigram_bits_per_byte",
+]
 
 LN2 = math.log(2.0)
 
@@ -99,14 +125,11 @@ def text_bits_per_byte(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> float:
-    """Bits per byte of `text` under the model with its own tokenizer.
-
-    The text is preceded by end-of-text, as a document in the shards is, so its first token is
-    predicted too and every byte is paid for.
-    """
-    ids = [eot_id, *tokenizer.encode(text, add_special_tokens=False).ids]
-    nats, _ = sum_nats(model, np.asarray(ids), block_size, device=device, dtype=dtype)
-    return bits_per_byte(nats, len(text.encode("utf-8")))
+    """Bits per byte of one text (an `eval_files` file) after end-of-text, as a document starts
+    in the shards, scored by `score_documents` on the text's own tokens."""
+    ids = document_ids(tokenizer, [text], eot_id, end=False)
+    return score_documents(model, ids, token_byte_lengths(tokenizer), block_size,
+                           device=device, dtype=dtype).bits_per_byte  # fmt: skip
 
 
 def texts_bits_per_byte(
@@ -118,17 +141,7 @@ def texts_bits_per_byte(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> float:
-    """Bits per byte of several documents laid out as in the shards (`<eot>` before each).
-
-    Champion and challenger are compared with this one function on the same texts, each with its
-    own tokenizer, so neither gets a different protocol.
-    """
-    ids: list[int] = []
-    n_bytes = 0
-    for text in texts:
-        ids.append(eot_id)
-        ids.extend(tokenizer.encode(text, add_special_tokens=False).ids)
-        n_bytes += len(text.encode("utf-8"))
-    ids.append(eot_id)
-    nats, _ = sum_nats(model, np.asarray(ids), block_size, device=device, dtype=dtype)
-    return bits_per_byte(nats, n_bytes)
+    """Bits per byte of several documents laid out as in the shards: `score_documents`."""
+    ids = document_ids(tokenizer, texts, eot_id)
+    return score_documents(model, ids, token_byte_lengths(tokenizer), block_size,
+                           device=device, dtype=dtype).bits_per_byte  # fmt: skip

@@ -27,16 +27,23 @@ import torch.distributed as dist
 
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import save_checkpoint
-from llm_pipeline.lm.checkpoint_config import CheckpointConfig, TrainingSummary
+from llm_pipeline.lm.checkpoint_config import CheckpointConfig, TrainingSummary, ValidationSet
 from llm_pipeline.lm.distributed import distributed_rank
-from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.job import TrainerJob
 from llm_pipeline.lm.model import ModelConfig, count_parameters
 from llm_pipeline.lm.parent_watch import EXIT_CODE, ParentWatch, TrainerStopped
 from llm_pipeline.lm.progress import TrainResult
 from llm_pipeline.lm.resume import clear_training_state, resume_point
+from llm_pipeline.lm.scoring import (
+    EVAL_BUDGET_SHARE,
+    first_documents,
+    score_documents,
+    token_byte_lengths,
+    unigram_score,
+)
 from llm_pipeline.lm.tracking import NullTracker, Tracker, start_tracking
 from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.tokens.bpe import load_tokenizer
 from llm_pipeline.tokens.shards import open_split, read_meta
 
 PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"
@@ -76,23 +83,61 @@ class ValidationScores:
     val_loss: float
     val_bits_per_byte: float
     unigram_bits_per_byte: float
+    validation_set: ValidationSet | None = None
+    stderr: float | None = None
+    seconds: float = 0.0
+
+
+# About one `max_doc_chars` section of text: fewer would score one short document at most.
+MIN_EVAL_TARGETS = 8192
+
+
+def eval_targets(tokens_seen: int, max_eval_tokens: int, block_size: int) -> int:
+    """Validation targets to score: `EVAL_BUDGET_SHARE` of the tokens trained on, within
+    `max_eval_tokens`, and at least `MIN_EVAL_TARGETS`. In FLOPs a target (block/stride = 2
+    forward tokens) costs 2/3 of a training token, but measured on 2 CPU cores it costs about
+    as much (benchmarks/evaluation.py), so one target per training token is the budget's unit."""
+    sized = int(EVAL_BUDGET_SHARE * tokens_seen)
+    return max(min(sized, max_eval_tokens), 4 * block_size, MIN_EVAL_TARGETS)
 
 
 def score_validation(
-    result: TrainResult, shards: Path, max_eval_tokens: int, block_size: int
+    result: TrainResult,
+    shards: Path,
+    max_eval_tokens: int,
+    block_size: int,
+    tokenizer_path: Path | None = None,
 ) -> ValidationScores:
-    """Bits per byte of the first `max_eval_tokens` validation tokens (and the unigram's)."""
+    """The model's one validation score (lm/scoring.py) on the first whole validation
+    documents that fit the evaluation budget, with the unigram floor on the same targets."""
+    started = time.perf_counter()
     meta = read_meta(shards)
-    val = open_split(shards, "val")
-    scored = min(len(val), int(max_eval_tokens))
-    val_bytes = int(meta["splits"]["val"]["bytes"] * scored / max(len(val), 1))
+    eot_id = int(meta["eot_id"])
+    ids = first_documents(
+        open_split(shards, "val"),
+        eot_id,
+        eval_targets(result.tokens_seen, max_eval_tokens, block_size),
+    )
+    lengths = token_byte_lengths(load_tokenizer(tokenizer_path or shards / "tokenizer.json"))
     model = result.model
     device = next(model.parameters()).device
-    nats, predicted = sum_nats(model, val[:scored], block_size, device=device)
-    unigram = unigram_bits_per_byte(
-        open_split(shards, "train"), val[:scored], meta["vocab_size"], val_bytes
-    )
-    return ValidationScores(nats / max(predicted, 1), bits_per_byte(nats, val_bytes), unigram)
+    score = score_documents(model, ids, lengths, block_size, device=device)
+    unigram = unigram_score(open_split(shards, "train"), ids, lengths)
+    identity = meta.get("validation_set")
+    validation_set = None
+    if isinstance(identity, dict):
+        validation_set = ValidationSet(
+            rule=identity["rule"],
+            keys_sha256=identity["keys_sha256"],
+            documents=score.documents,
+            bytes=score.bytes,
+            targets=score.targets,
+            stride=score.stride,
+        )
+    return ValidationScores(
+        score.loss, score.bits_per_byte, unigram, validation_set, score.stderr,
+        time.perf_counter() - started,
+    )  # fmt: skip
 
 
 def summarize(
@@ -122,6 +167,9 @@ def summarize(
         flops_per_token=result.flops_per_token,
         peak_flops=result.peak_flops,
         mfu=result.mfu,
+        validation_set=scores.validation_set,
+        val_bits_per_byte_stderr=scores.stderr,
+        eval_seconds=round(scores.seconds, 3),
     )
 
 
@@ -140,6 +188,9 @@ def materialization_metadata(
         "val_loss": round(summary.val_loss, 4),
         "val_bits_per_byte": round(summary.val_bits_per_byte, 4),
         "unigram_bits_per_byte": round(summary.unigram_bits_per_byte, 4),
+        "val_bits_per_byte_stderr": round(summary.val_bits_per_byte_stderr or 0.0, 4),
+        "val_documents_scored": summary.validation_set.documents if summary.validation_set else 0,
+        "eval_seconds": summary.eval_seconds,
         "losses_finite": all(
             math.isfinite(v)
             for r in result.history
@@ -190,7 +241,11 @@ def run_job(
         raise ValueError("training diverged (loss is not finite)")
 
     scores = score_validation(
-        result, Path(job.shards), job.max_eval_tokens, model_config.block_size
+        result,
+        Path(job.shards),
+        job.max_eval_tokens,
+        model_config.block_size,
+        Path(job.tokenizer_path),
     )
     summary = summarize(job, result, scores, world_size)
     checkpoint = CheckpointConfig(
@@ -213,7 +268,8 @@ def run_job(
     log(
         f"trained {summary.parameters:,} parameters for {result.steps} steps "
         f"({result.stop_reason}) on {world_size} process(es); "
-        f"val {summary.val_bits_per_byte:.4f} bits/byte "
+        f"val {summary.val_bits_per_byte:.4f} ± {summary.val_bits_per_byte_stderr or 0:.4f} "
+        f"bits/byte ({scores.seconds:.1f} s to score) "
         f"vs unigram {summary.unigram_bits_per_byte:.4f}"
     )
     metadata = materialization_metadata(model_config.architecture, result, summary)

@@ -20,6 +20,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # unlike loss per token). Each has a label and a formatter; any other scalar key follows, sorted.
 _KNOWN_METRICS: dict[str, tuple[str, str]] = {
     "bits_per_byte": ("Bits per byte (validation)", "4dp"),
+    "bits_per_byte_stderr": ("Bits per byte, standard error", "4dp"),
     "unigram_bits_per_byte": ("Unigram baseline bits per byte", "4dp"),
     "val_loss": ("Validation loss (nats/token)", "4dp"),
     "perplexity": ("Perplexity", "2dp"),
@@ -48,6 +49,51 @@ class ReportInputs:
     extra_images: dict[str, bytes] = field(default_factory=dict)
     # The cleaned corpus's `cleaning.json` stats (docs_in, bytes_in, funnel, ...), if known.
     cleaning: dict[str, Any] | None = None
+    # The cleaned corpus's `split.json` (sides, rule, leakage), if known.
+    split: dict[str, Any] | None = None
+
+
+SPLIT_HEADER = ["Side", "Documents", "MB", "Share of bytes"]
+
+
+def split_rows(split: Mapping[str, Any] | None) -> list[tuple[str, ...]]:
+    """Documents, MB and byte share per side of the train/validation split."""
+    if not split:
+        return []
+    total = max(int(split.get("train_bytes", 0)) + int(split.get("val_bytes", 0)), 1)
+    return [
+        (
+            side,
+            f"{int(split.get(f'{side}_docs', 0)):,}",
+            f"{int(split.get(f'{side}_bytes', 0)) / 1e6:,.3f}",
+            f"{int(split.get(f'{side}_bytes', 0)) / total:.1%}",
+        )
+        for side in ("train", "val")
+    ]
+
+
+def split_sentences(split: Mapping[str, Any] | None, comparison: Mapping[str, Any]) -> list[str]:
+    """How the split was made, the overlap figure, and whether the comparison was fair."""
+    out: list[str] = []
+    if split:
+        leakage = split.get("leakage") or {}
+        if leakage:
+            out.append(
+                f"Overlap: {float(leakage.get('share', 0.0)):.2%} of validation bytes lie in "
+                f"documents with at least half of their word 8-grams inside one training "
+                f"document ({int(leakage.get('leaked_docs', 0))} documents)."
+            )
+        out.append(
+            f"How: {split.get('mode', '?')}; {split.get('rule', '?')}; "
+            f"{int(split.get('clusters_joined', 0))} near-copy or containment joins kept "
+            "together on one side."
+        )
+    if comparison.get("champion_run") is not None:
+        fair = "like for like" if comparison.get("like_for_like", True) else "NOT like for like"
+        out.append(
+            f"Champion comparison: {fair}, on {comparison.get('compared_on') or 'validation text'}."
+        )
+    return out
 
 
 def funnel_rows(cleaning: Mapping[str, Any] | None) -> list[tuple[str, ...]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from llm_pipeline.report.content import (
     FUNNEL_HEADER,
+    SPLIT_HEADER,
     ReportInputs,
     check_png,
     comparison_rows,
@@ -20,6 +21,8 @@ from llm_pipeline.report.content import (
     png_data_uri,
     promotion_sentence,
     sample_settings,
+    split_rows,
+    split_sentences,
 )
 
 _CSS = """
@@ -94,6 +97,11 @@ def render_html(inputs: ReportInputs, images: Mapping[str, bytes]) -> str:
             "<h2>Fixed evaluation files</h2>",
             _html_table(["File", "Bits per byte"], rows, True),
         ]
+
+    sides = split_rows(inputs.split)
+    if sides:
+        parts += ["<h2>Data split</h2>", _html_table(SPLIT_HEADER, sides, True)]
+        parts += [f"<p>{_h(s)}</p>" for s in split_sentences(inputs.split, comparison)]
 
     funnel = funnel_rows(inputs.cleaning)
     if funnel:

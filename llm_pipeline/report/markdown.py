@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from llm_pipeline.report.content import (
     FUNNEL_HEADER,
+    SPLIT_HEADER,
     ReportInputs,
     comparison_rows,
     format_bpb,
@@ -20,6 +21,8 @@ from llm_pipeline.report.content import (
     normalise_newlines,
     promotion_sentence,
     sample_settings,
+    split_rows,
+    split_sentences,
 )
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
@@ -86,6 +89,13 @@ def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
         out += ["", "## Fixed evaluation files", ""]
         rows = [(name, format_bpb(bpb)) for name, bpb in sorted(inputs.eval_files.items())]
         out += _md_table(["File", "Bits per byte"], rows)
+
+    sides = split_rows(inputs.split)
+    if sides:
+        out += ["", "## Data split", ""]
+        out += _md_table(SPLIT_HEADER, sides)
+        for sentence in split_sentences(inputs.split, comparison):
+            out += ["", _md(sentence)]
 
     funnel = funnel_rows(inputs.cleaning)
     if funnel:

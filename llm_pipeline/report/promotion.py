@@ -1,8 +1,20 @@
 """The champion/challenger rule: which model becomes `current` for a corpus.
 
 A new model (the challenger) replaces the promoted one (the champion) when it is no worse on
-the same text, both scored in bits per byte with their own tokenizers. Kept apart from the
-`evaluation_report` asset so the rule can be read and tested without Dagster or a model.
+the same text, both scored in bits per byte with their own tokenizers, and only on text neither
+trained on. `plan_comparison` decides which text that is, from the validation sets the two
+checkpoints record (the split rule and the hash of the documents' keys):
+
+- same validation set, same documents scored: the scores stored with the checkpoints are
+  compared as they are (no model is run again);
+- same validation set, a different number of documents scored: both are scored again on the
+  documents both scored (the first ones, in table order);
+- the split changed (or the champion predates recorded validation sets): the champion may have
+  trained on this validation text, so the comparison is on `eval_files` if any are configured;
+  without them there is no fair text, and the champion stays (the reason says how to fix it).
+
+Kept apart from the `evaluation_report` asset so the rule can be read and tested without
+Dagster or a model.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ class PromotionDecision:
     challenger_bpb: float
     champion_run: str | None = None
     champion_bpb: float | None = None
+    compared_on: str = ""
+    like_for_like: bool = True
 
     @property
     def difference(self) -> float | None:
@@ -39,6 +53,8 @@ class PromotionDecision:
             "difference": self.difference,
             "promoted": self.promoted,
             "reason": self.reason,
+            "compared_on": self.compared_on,
+            "like_for_like": self.like_for_like,
         }
 
 
@@ -67,5 +83,71 @@ def decide_promotion(
     promoted = challenger_bpb <= champion_bpb
     reason = f"{'no worse' if promoted else 'worse'} than the champion on the same {text}"
     return PromotionDecision(
-        promoted, reason, challenger_run, challenger_bpb, champion_run, champion_bpb
+        promoted, reason, challenger_run, challenger_bpb, champion_run, champion_bpb, text
+    )
+
+
+STORED, RESCORE, EVAL_FILES, NO_FAIR_TEXT = "stored", "rescore", "eval_files", "none"
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """A model as the rule sees it: its stored validation score and the set it is on."""
+
+    run_id: str
+    bits_per_byte: float | None
+    validation_set: dict[str, Any] | None  # rule, keys_sha256, documents (lm ValidationSet)
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """On which text champion and challenger are compared, and how."""
+
+    how: str
+    text: str
+    documents: int = 0
+    like_for_like: bool = True
+
+
+def _same_set(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    return bool(a and b) and all(a.get(k) == b.get(k) for k in ("rule", "keys_sha256"))
+
+
+def plan_comparison(
+    challenger: ScoredRun, champion: ScoredRun, has_eval_files: bool
+) -> ComparisonPlan:
+    """Which text the two are compared on (see the module): never text the champion may
+    have trained on."""
+    mine, theirs = challenger.validation_set, champion.validation_set
+    if _same_set(mine, theirs) and mine and theirs:
+        if mine.get("documents") == theirs.get("documents") and champion.bits_per_byte:
+            n = int(mine.get("documents") or 0)
+            return ComparisonPlan(STORED, f"validation set ({n} documents, stored scores)", n)
+        n = min(int(mine.get("documents") or 0), int(theirs.get("documents") or 0))
+        return ComparisonPlan(RESCORE, f"first {n} validation documents both scored", n)
+    why = "predates recorded validation sets" if not theirs else "was trained on another split"
+    if has_eval_files:
+        return ComparisonPlan(EVAL_FILES, f"eval_files (the champion {why})", 0, False)
+    return ComparisonPlan(
+        NO_FAIR_TEXT,
+        f"nothing: the champion {why}, so it may have trained on this validation text; "
+        "set evaluation_report.eval_files to held-out files to compare",
+        0,
+        False,
+    )
+
+
+def no_fair_comparison(
+    challenger: ScoredRun, champion_run: str, plan: ComparisonPlan
+) -> PromotionDecision:
+    """The champion stays: no text exists that neither model trained on."""
+    return PromotionDecision(
+        False,
+        f"not compared on {plan.text}",
+        challenger.run_id,
+        challenger.bits_per_byte or 0.0,
+        champion_run,
+        None,
+        plan.text,
+        False,
     )

@@ -8,8 +8,10 @@ Two streaming passes over the corpus, so memory stays flat however large it is:
    uncompressed staging copy, the signatures to a flat file, and the exact-hash and LSH band keys
    to hash-partitioned spill files (`dedup.KeySpill`).
 2. The spills are resolved one partition at a time into a one-byte-per-document decision (keep,
-   exact duplicate, near duplicate), and the staging copy is streamed once more into the final
-   zstd Parquet parts, skipping the duplicates.
+   exact duplicate, near duplicate); the survivors are split into train and validation
+   (`split.py`: clusters of near-copies and contained texts, keyed by the raw text), and the
+   staging copy is streamed once more into the final zstd Parquet parts with their `split`
+   column, skipping the duplicates.
 
 Every removed document is counted under the filter that removed it, with its bytes, so the
 funnel adds up: documents in − documents out = Σ removals; bytes in − bytes out = Σ removed
@@ -35,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from llm_pipeline.atomic import write_json_atomic
 from llm_pipeline.text.dedup import (
     EXACT,
     KEEP,
@@ -69,6 +72,7 @@ from llm_pipeline.text.profiles import (
     profile_settings,
 )
 from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
+from llm_pipeline.text.split import SPLIT_FILE, TRAIN, VAL, decide_split
 from llm_pipeline.text.store import PartWriter, parquet_parts
 
 # The cleaning stage's public names; the step names come from `funnel.py`.
@@ -91,9 +95,11 @@ CLEANED_SCHEMA = pa.schema(
         ("text", pa.large_string()),
         ("n_chars", pa.int64()),
         ("source", pa.string()),
+        ("split_key", pa.uint64()),  # hash of the raw text: what the side depends on
+        ("split", pa.string()),  # "train" or "val", decided once here (text/split.py)
     ]
 )
-_STAGING_SCHEMA = pa.schema([*CLEANED_SCHEMA, ("n_bytes", pa.int64())])
+_STAGING_SCHEMA = pa.schema([*list(CLEANED_SCHEMA)[:-1], ("n_bytes", pa.int64())])
 
 _DEFAULTS = PROFILE_SETTINGS[DEFAULT_PROFILE]
 _DEFAULT_MINHASH = MinHashConfig()
@@ -125,6 +131,8 @@ class CleaningConfig:
     near_dedup: bool = True
     minhash: MinHashConfig = _DEFAULT_MINHASH
     dropped_sample_size: int = 100
+    val_fraction: float = 0.05
+    min_val_docs: int = 20
 
     @classmethod
     def from_profile(cls, profile: str = DEFAULT_PROFILE, **overrides: Any) -> CleaningConfig:
@@ -291,6 +299,7 @@ def _stage(
             pa.array(result.texts, pa.large_string()),
             pa.array([len(t) for t in result.texts], pa.int64()),
             pa.array(result.sources, pa.string()),
+            pa.array(result.split_keys, pa.uint64()),
             pa.array(result.n_bytes, pa.int64()),
         ]
     )
@@ -307,33 +316,57 @@ def _drop_duplicates_and_write(
     tally: Tally,
     sample: DroppedSample,
 ) -> None:
-    """Pass 2: decide which staged documents are duplicates, then stream the staging copy once
-    more into the final zstd parts, counting and sampling the duplicates it skips."""
+    """Pass 2: decide which staged documents are duplicates and the survivors' sides
+    (`split.py`, written as `split.json`), then stream the staging copy once more into the
+    final zstd parts, counting and sampling the duplicates it skips."""
     decision = _resolve_duplicates(staged, config)
+    signatures = None
+    if config.near_dedup and staged.n_docs:
+        signatures = np.memmap(staged.signatures, dtype=np.uint32, mode="r",
+                               shape=(staged.n_docs, config.minhash.num_perm))  # fmt: skip
+    is_val, split = decide_split(
+        _staged_batches(staged, ["split_key", "text", "n_bytes"]),
+        decision == KEEP,
+        signatures,
+        config.minhash,
+        config.val_fraction,
+        config.min_val_docs,
+        staged.scratch / "split",
+    )
+    del signatures
+    write_json_atomic(out_dir / SPLIT_FILE, split.to_dict())
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:
         offset = 0
-        for part in parquet_parts(staged.documents):
-            for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(batch_size=8192):
-                verdict = decision[offset : offset + batch.num_rows]
-                offset += batch.num_rows
-                keep = verdict == KEEP
-                n_bytes = batch.column("n_bytes").to_numpy()
-                for code, name in labels.items():
-                    hit = verdict == code
-                    if hit.any():
-                        tally.drop(name, name, int(n_bytes[hit].sum()), count=int(hit.sum()))
-                        _sample_duplicates(sample, batch, np.flatnonzero(hit), name)
-                kept = batch.filter(pa.array(keep))
-                stats.docs_out += kept.num_rows
-                stats.bytes_out += int(n_bytes[keep].sum())
-                writer.write([kept.column(i) for i in range(len(CLEANED_SCHEMA))])
+        for batch in _staged_batches(staged):
+            verdict = decision[offset : offset + batch.num_rows]
+            side = is_val[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            keep = verdict == KEEP
+            n_bytes = batch.column("n_bytes").to_numpy()
+            for code, name in labels.items():
+                hit = verdict == code
+                if hit.any():
+                    tally.drop(name, name, int(n_bytes[hit].sum()), count=int(hit.sum()))
+                    _sample_duplicates(sample, batch, np.flatnonzero(hit), name)
+            kept = batch.filter(pa.array(keep))
+            stats.docs_out += kept.num_rows
+            stats.bytes_out += int(n_bytes[keep].sum())
+            sides = pa.array(np.where(side[keep], VAL, TRAIN), pa.string())
+            writer.write([*(kept.column(i) for i in range(len(CLEANED_SCHEMA) - 1)), sides])
     stats.parts = writer.parts
+
+
+def _staged_batches(staged: _Staged, columns: list[str] | None = None) -> Iterator:
+    for part in parquet_parts(staged.documents):
+        parquet = pq.ParquetFile(part, pre_buffer=False)
+        yield from parquet.iter_batches(batch_size=8192, columns=columns)
 
 
 def _resolve_duplicates(staged: _Staged, config: CleaningConfig) -> np.ndarray:
     """One byte per staged document, KEEP, EXACT or NEAR, resolved from the spills one
-    partition at a time; the spills are deleted once read."""
+    partition at a time; the spills are deleted once read (the signatures stay: the split
+    clusters with them)."""
     decision = np.zeros(staged.n_docs, dtype=np.uint8)
     if config.exact_dedup:
         mark_exact_duplicates(staged.exact, decision)

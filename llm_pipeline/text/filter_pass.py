@@ -23,6 +23,7 @@ from llm_pipeline.text.filters import DocumentFilter
 from llm_pipeline.text.funnel import NORMALIZE, Tally
 from llm_pipeline.text.minhash import MinHashConfig, MinHasher
 from llm_pipeline.text.normalize import normalize_text
+from llm_pipeline.text.split import split_key
 
 
 def content_digest(data: bytes) -> bytes:
@@ -57,6 +58,7 @@ class BatchResult:
     texts: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)
+    split_keys: list[int] = field(default_factory=list)  # of the raw text (text/split.py)
     n_bytes: list[int] = field(default_factory=list)
     signatures: np.ndarray | None = None
     band_keys: np.ndarray | None = None
@@ -105,6 +107,7 @@ def filter_batch(texts: list[str], sources: list[str], plan: FilterPlan) -> Batc
             out.texts.append(text)
             out.sources.append(source)
             out.digests.append(content_digest(data))
+            out.split_keys.append(split_key(raw))
             out.n_bytes.append(n_bytes)
     for rows in candidates.values():
         out.samples += heapq.nsmallest(plan.sample_size, rows)

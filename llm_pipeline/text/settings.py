@@ -124,6 +124,18 @@ class CleanedCorpusSettings(Settings):
         0.8, "Estimated Jaccard similarity that counts.", ge=0.0, le=1.0
     )
     dropped_sample_size: int = setting(100, "Removed documents kept per filter in _dropped/.", ge=0)
+    val_fraction: float = setting(
+        0.05,
+        "Share of the cleaned bytes for validation (never above twice this; text/split.py).",
+        gt=0.0,
+        lt=0.5,
+    )
+    min_val_docs: int = setting(
+        20,
+        "At least this many validation documents, while their share stays within 1.25 x "
+        "val_fraction.",
+        ge=0,
+    )
     workers: int = setting(0, "Cleaning processes; 0 = one per CPU core.", ge=0)
 
     def cleaning(self) -> CleaningConfig:
@@ -152,6 +164,8 @@ class CleanedCorpusSettings(Settings):
                 "minhash.rows": self.minhash_rows,
                 "minhash.threshold": self.near_dup_threshold,
                 "dropped_sample_size": self.dropped_sample_size,
+                "val_fraction": self.val_fraction,
+                "min_val_docs": self.min_val_docs,
             }
         )
         try:

@@ -42,33 +42,6 @@ def shard_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
-def split_hash(doc_id: str) -> int:
-    """A uniform 64-bit number from a document id (a hex content hash)."""
-    return int(doc_id[:16], 16)
-
-
-def validation_threshold(doc_ids: Iterable[str], val_fraction: float, min_val_docs: int) -> int:
-    """The largest split hash that goes to validation.
-
-    A fixed cut, `hash <= val_fraction * 2**64`, so the split is stable as a corpus grows: a
-    document's side never depends on which other documents exist, and validation text never
-    leaks into training when documents are added. Only when the cut yields fewer than
-    `min_val_docs` (small corpora) does it fall back to the `min_val_docs` smallest hashes; one
-    document is always left for training.
-    """
-    hashes = np.fromiter((split_hash(d) for d in doc_ids), dtype=np.uint64)
-    n = len(hashes)
-    if n < 2:
-        raise ValueError(f"need at least 2 documents to split into train and validation, got {n}")
-    fixed = min(int(val_fraction * 2**64), 2**64 - 1)
-    n_fixed = int((hashes <= np.uint64(fixed)).sum())
-    wanted = max(min(min_val_docs, n - 1), 1)
-    if wanted <= n_fixed <= n - 1:
-        return fixed
-    n_val = wanted if n_fixed < wanted else n - 1
-    return int(np.partition(hashes, n_val - 1)[n_val - 1])
-
-
 @dataclass
 class SplitCounts:
     """Running totals for one split."""
@@ -88,6 +61,32 @@ def iter_cleaned_batches(files: Iterable[Path], batch_size: int = 1024) -> Itera
                 batch.column(0).to_pylist(),
                 text.to_pylist(),
                 pc.binary_length(text).to_numpy(zero_copy_only=False),
+            )
+
+
+def iter_split_batches(
+    files: Iterable[Path], batch_size: int = 1024, side: str | None = None
+) -> Iterator[tuple]:
+    """Yield (texts, utf8_byte_lengths, is_val) batches from cleaned Parquet files, following
+    their `split` column (decided once by `cleaned_corpus`); `side` keeps only one side's rows.
+    """
+    for path in files:
+        parquet = pq.ParquetFile(path, pre_buffer=False)
+        if "split" not in parquet.schema_arrow.names:
+            raise ValueError(
+                f"{path}: no 'split' column: the cleaned corpus predates the split decided in "
+                "cleaned_corpus; materialize cleaned_corpus again"
+            )
+        for batch in parquet.iter_batches(columns=["text", "split"], batch_size=batch_size):
+            is_val = batch.column(1).to_numpy(zero_copy_only=False) == "val"
+            text = batch.column(0)
+            if side is not None:
+                keep = is_val if side == "val" else ~is_val
+                text, is_val = text.filter(keep), is_val[keep]
+            yield (
+                text.to_pylist(),
+                pc.binary_length(text).to_numpy(zero_copy_only=False),
+                is_val,
             )
 
 
@@ -127,11 +126,11 @@ def write_shards(
     tokenizer: Tokenizer,
     batches: Iterable[tuple],
     out_dir: Path,
-    threshold: int,
     eot_id: int,
     extra_meta: dict | None = None,
 ) -> dict:
-    """Encode (doc_ids, texts, byte_lengths) batches into `train.bin`/`val.bin` + `meta.json`.
+    """Encode (texts, byte_lengths, is_val) batches (`iter_split_batches`) into `train.bin` /
+    `val.bin` + `meta.json`.
 
     All three files are written under temporary names first. A failure while encoding, a full
     disk (`DiskFullError`) or a kill while encoding leaves the previous set byte-identical. Then
@@ -147,14 +146,13 @@ def write_shards(
         for split in (*SPLITS, "meta"):
             for stale in leftovers(out_dir / (META_FILE if split == "meta" else f"{split}.bin")):
                 stale.unlink(missing_ok=True)
-        return _write_shards(tokenizer, batches, out_dir, threshold, eot_id, extra_meta)
+        return _write_shards(tokenizer, batches, out_dir, eot_id, extra_meta)
 
 
 def _write_shards(
     tokenizer: Tokenizer,
     batches: Iterable[tuple],
     out_dir: Path,
-    threshold: int,
     eot_id: int,
     extra_meta: dict | None,
 ) -> dict:
@@ -166,11 +164,11 @@ def _write_shards(
     try:
         with open(tmp["train"], "wb") as train_fh, open(tmp["val"], "wb") as val_fh:
             handles = {"train": train_fh, "val": val_fh}
-            for doc_ids, texts, byte_lengths in _prefetch(iter(batches)):
+            for texts, byte_lengths, is_val in _prefetch(iter(batches)):
+                if not texts:
+                    continue
                 flat, lengths = encode_ids(tokenizer, texts, eot_id, dtype)
-                is_val = np.fromiter(
-                    (split_hash(d) <= threshold for d in doc_ids), dtype=bool, count=len(doc_ids)
-                )
+                is_val = np.asarray(is_val, dtype=bool)
                 ends = np.cumsum(lengths)
                 starts = ends - lengths
                 for split, mask in (("train", ~is_val), ("val", is_val)):
@@ -195,7 +193,6 @@ def _write_shards(
         "dtype": dtype.name,
         "vocab_size": vocab_size,
         "eot_id": eot_id,
-        "validation_threshold": threshold,
         "splits": {split: vars(counts[split]) for split in SPLITS},
         "encode_seconds": round(seconds, 3),
         **(extra_meta or {}),
