@@ -1,5 +1,8 @@
 """`tokenizer` and `token_shards`: a byte-level BPE and the corpus encoded with it."""
 
+import json
+from pathlib import Path
+
 import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
@@ -11,11 +14,13 @@ from dagster import (
 
 from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import cleaned_corpus
+from llm_pipeline.assets.cleaned import CLEANING_FILE, cleaned_corpus
 from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.progress import Progress, batch_size_for
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import (
+    counted_texts,
     end_of_text_id,
     file_sha256,
     load_tokenizer,
@@ -45,6 +50,16 @@ def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
     return files
 
 
+def _cleaned_bytes(files: list) -> int:
+    """UTF-8 bytes of the cleaned texts (the progress total), from the cleaning stage's
+    `cleaning.json`; 0 (unknown: counts without percent) when it cannot be read."""
+    cleaning = Path(files[0]).parent / CLEANING_FILE
+    try:
+        return int(json.loads(cleaning.read_text())["stats"]["bytes_out"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 @asset(
     partitions_def=corpus_partitions,
     deps=[cleaned_corpus],
@@ -66,8 +81,11 @@ def tokenizer(
         raise Failure(description=f"vocab_size must be at least 258, got {config.vocab_size}")
     files = _cleaned_inputs(storage, corpus)
     n_docs = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    texts = (texts for _, texts, _ in iter_cleaned_batches(files))
+    progress = Progress(_cleaned_bytes(files), "tokenizer", context.log.info)
+    batches = iter_cleaned_batches(files, batch_size=batch_size_for(n_docs, 1024))
+    texts = counted_texts(batches, progress)
     bpe = train_bpe(texts, config.vocab_size, config.min_frequency, length=n_docs)
+    progress.finish()
     path = storage.tokens(corpus) / TOKENIZER_FILE
     sha256 = save_tokenizer(bpe, path)
 
@@ -129,6 +147,7 @@ def token_shards(
         threshold = validation_threshold(doc_ids, config.val_fraction, config.min_val_docs)
     except ValueError as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
+    progress = Progress(_cleaned_bytes(files), "token_shards", context.log.info)
     meta = write_shards(
         bpe,
         iter_cleaned_batches(files, batch_size=config.batch_size),
@@ -141,7 +160,9 @@ def token_shards(
             "val_fraction": config.val_fraction,
             "min_val_docs": config.min_val_docs,
         },
+        progress=progress,
     )
+    progress.finish()
     splits = meta["splits"]
     total_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
     total_tokens = splits["train"]["tokens"] + splits["val"]["tokens"]

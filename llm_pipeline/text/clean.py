@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from llm_pipeline.progress import Emit, Progress, batch_size_for
 from llm_pipeline.text.dedup import (
     EXACT,
     KEEP,
@@ -186,6 +187,9 @@ def clean_documents(
     out_dir: Path,
     config: CleaningConfig = CleaningConfig(),
     workers: int = 1,
+    emit: Emit | None = None,
+    total_bytes: int = 0,
+    label: str = "cleaned_corpus",
 ) -> CleaningStats:
     """Clean `(texts, sources)` batches into Parquet parts under `out_dir` and return the counts.
 
@@ -193,6 +197,10 @@ def clean_documents(
     it goes and leaves publishing the folder to the caller. Scratch files (staging copy,
     signatures, key spills) live in `out_dir/.scratch` and are removed before returning. A sample
     of removed documents is written to `out_dir/_dropped/<filter>.parquet`.
+
+    With `emit`, both passes report progress lines (`progress.Progress`) as `<label>/filter`
+    over `total_bytes` (the input documents' UTF-8 bytes, 0 if unknown) and `<label>/dedup`
+    over the bytes pass 1 kept.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -201,8 +209,14 @@ def clean_documents(
     tally = Tally()
     sample = DroppedSample(config.dropped_sample_size)
     try:
-        staged = _filter_and_stage(batches, scratch, config, workers, stats, tally, sample)
-        _drop_duplicates_and_write(staged, out_dir, config, stats, tally, sample)
+        progress = Progress(total_bytes, f"{label}/filter", emit)
+        staged = _filter_and_stage(
+            batches, scratch, config, workers, stats, tally, sample, progress
+        )
+        progress.finish()
+        progress = Progress(staged.n_bytes, f"{label}/dedup", emit)
+        _drop_duplicates_and_write(staged, out_dir, config, stats, tally, sample, progress)
+        progress.finish()
         if config.dropped_sample_size:
             sample.write(out_dir / DROPPED_DIR)
     finally:
@@ -222,6 +236,7 @@ class _Staged:
     exact: KeySpill
     bands: KeySpill
     n_docs: int = 0
+    n_bytes: int = 0
 
     @property
     def documents(self) -> Path:
@@ -240,6 +255,7 @@ def _filter_and_stage(
     stats: CleaningStats,
     tally: Tally,
     sample: DroppedSample,
+    progress: Progress,
 ) -> _Staged:
     """Pass 1: normalise and filter every batch (on `workers` processes), count what the filters
     removed, and stage the survivors with their dedup keys."""
@@ -258,6 +274,8 @@ def _filter_and_stage(
             stats.docs_in += result.docs_in
             stats.bytes_in += result.bytes_in
             tally.merge(result.tally)
+            # Workers report through their results: one reporter for the stage.
+            progress.advance(result.docs_in, result.bytes_in)
             for candidate in result.samples:
                 sample.offer(*candidate)
             if result.texts:
@@ -295,6 +313,7 @@ def _stage(
         ]
     )
     staged.n_docs += count
+    staged.n_bytes += sum(result.n_bytes)
     if staged.n_docs >= 2**32 - 1:
         raise ValueError("more than 4 billion documents in one cleaning run")
 
@@ -306,15 +325,18 @@ def _drop_duplicates_and_write(
     stats: CleaningStats,
     tally: Tally,
     sample: DroppedSample,
+    progress: Progress,
 ) -> None:
     """Pass 2: decide which staged documents are duplicates, then stream the staging copy once
     more into the final zstd parts, counting and sampling the duplicates it skips."""
     decision = _resolve_duplicates(staged, config)
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
+    batch_size = batch_size_for(staged.n_docs, 8192)
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:
         offset = 0
         for part in parquet_parts(staged.documents):
-            for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(batch_size=8192):
+            parquet = pq.ParquetFile(part, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=batch_size):
                 verdict = decision[offset : offset + batch.num_rows]
                 offset += batch.num_rows
                 keep = verdict == KEEP
@@ -327,6 +349,7 @@ def _drop_duplicates_and_write(
                 kept = batch.filter(pa.array(keep))
                 stats.docs_out += kept.num_rows
                 stats.bytes_out += int(n_bytes[keep].sum())
+                progress.advance(batch.num_rows, int(n_bytes.sum()))
                 writer.write([kept.column(i) for i in range(len(CLEANED_SCHEMA))])
     stats.parts = writer.parts
 

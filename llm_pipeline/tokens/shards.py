@@ -31,6 +31,7 @@ from llm_pipeline.atomic import (
 )
 from llm_pipeline.errors import OutputBusyError
 from llm_pipeline.locking import output_lock
+from llm_pipeline.progress import Progress
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
@@ -130,6 +131,7 @@ def write_shards(
     threshold: int,
     eot_id: int,
     extra_meta: dict | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Encode (doc_ids, texts, byte_lengths) batches into `train.bin`/`val.bin` + `meta.json`.
 
@@ -147,7 +149,7 @@ def write_shards(
         for split in (*SPLITS, "meta"):
             for stale in leftovers(out_dir / (META_FILE if split == "meta" else f"{split}.bin")):
                 stale.unlink(missing_ok=True)
-        return _write_shards(tokenizer, batches, out_dir, threshold, eot_id, extra_meta)
+        return _write_shards(tokenizer, batches, out_dir, threshold, eot_id, extra_meta, progress)
 
 
 def _write_shards(
@@ -157,6 +159,7 @@ def _write_shards(
     threshold: int,
     eot_id: int,
     extra_meta: dict | None,
+    progress: Progress | None = None,
 ) -> dict:
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = shard_dtype(vocab_size)
@@ -186,6 +189,8 @@ def _write_shards(
                     counts[split].tokens += len(chunk)
                     counts[split].documents += int(mask.sum())
                     counts[split].bytes += int(np.asarray(byte_lengths)[mask].sum())
+                if progress is not None:
+                    progress.advance(len(doc_ids), int(np.asarray(byte_lengths).sum()))
     except BaseException:
         for path in tmp.values():
             path.unlink(missing_ok=True)
@@ -264,8 +269,9 @@ def read_meta(shard_dir: Path) -> dict:
     return json.loads((shard_dir / META_FILE).read_text())
 
 
-def open_split(shard_dir: Path, split: str) -> np.memmap:
+def open_split(shard_dir: Path | str, split: str) -> np.memmap:
     """Memory-map one split's ids read-only, with the dtype recorded in `meta.json`."""
+    shard_dir = Path(shard_dir)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     meta = read_meta(shard_dir)
