@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,10 +22,13 @@ from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import read_metrics
 from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
+from llm_pipeline.lm.history import model_history, record_promotion
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
+from llm_pipeline.report.content import HISTORY_IMAGE
+from llm_pipeline.report.plots import model_history_png
 from llm_pipeline.report.promotion import champion_to_score, decide_promotion
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EVALUATION_REPORT
@@ -67,6 +71,20 @@ def _score_on(path: Path, texts: list[str]) -> float:
     return texts_bits_per_byte(
         run.model, run.tokenizer, texts, run.eot_id, run.model.config.block_size
     )
+
+
+def _history_after(corpus: str, models_root: Path, run_id: str, promoted: bool) -> list[dict]:
+    """Every model of the corpus as the report shows it: with the champion as it stands once
+    this run's promotion decision is applied."""
+    champion = run_id if promoted else read_pointer(corpus, CURRENT, models_root)
+    return [
+        {
+            **asdict(r),
+            "champion": r.run_id == champion,
+            "promoted": r.promoted or (r.run_id == run_id and promoted),
+        }
+        for r in model_history(corpus, models_root)
+    ]
 
 
 @asset(
@@ -157,18 +175,19 @@ def evaluation_report(
         "steps": summary.steps,
         "stop_reason": summary.stop_reason,
     }
-    written = write_report(
-        path,
-        ReportInputs(
-            title=f"{corpus} — run {run_id}",
-            metrics=metrics,
-            eval_files=eval_files,
-            history=history,
-            samples=samples,
-            comparison=comparison,
-            cleaning=read_cleaning_stats(storage.cleaned(corpus)),
-        ),
+    inputs = ReportInputs(
+        title=f"{corpus} — run {run_id}",
+        metrics=metrics,
+        eval_files=eval_files,
+        history=history,
+        samples=samples,
+        comparison=comparison,
+        cleaning=read_cleaning_stats(storage.cleaned(corpus)),
+        models=_history_after(corpus, models_root, run_id, promoted),
     )
+    inputs.extra_images[HISTORY_IMAGE] = model_history_png(inputs.models, run_id)
+    record_promotion(path, comparison)
+    written = write_report(path, inputs)
     if promoted:
         write_pointer(corpus, CURRENT, run_id, models_root)
     context.log.info(
