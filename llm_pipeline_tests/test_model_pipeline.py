@@ -187,3 +187,32 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
     assert re.search(r"\[\d+ tokens in [\d.]+ s, [\d,]+ tokens/s\]", captured.err), captured.err
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
+
+    # The corpus at a glance: all six stages and the champion's score.
+    assert main(["corpus", "list"]) == 0
+    listing = capsys.readouterr().out
+    champion = read_config(data_root.parent / "models" / "cli" / read_pointer("cli", CURRENT))
+    for stage in (
+        "raw_corpus",
+        "cleaned_corpus",
+        "tokenizer",
+        "token_shards",
+        "trained_model",
+        "evaluation_report",
+    ):
+        assert stage in listing
+    assert f"champion {read_pointer('cli', CURRENT)}" in listing
+    assert f"{champion.summary.val_bits_per_byte:.4f} bits/byte" in listing
+    assert "raw files unchanged" in listing
+    assert main(["status", "--corpus", "cli"]) == 0
+    status = capsys.readouterr().out
+    assert "checks: " in status and "beats_unigram_baseline passed" in status
+    assert "up to date" in status
+    (tmp_path / "more.txt").write_text("More text, changed after training.\n")
+    assert main(["corpus", "add", "cli", str(tmp_path / "more.txt")]) == 0
+    capsys.readouterr()
+    assert main(["corpus", "list"]) == 0
+    assert "STALE: raw files changed since" in capsys.readouterr().out
+    assert main(["status", "--corpus", "cli"]) == 0
+    status = capsys.readouterr().out
+    assert "a rerun would redo (stale): raw_corpus, cleaned_corpus" in status
