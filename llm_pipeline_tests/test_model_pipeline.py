@@ -13,9 +13,11 @@ from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
 from llm_pipeline.lm.checkpoint import load_model, read_config
+from llm_pipeline.lm.history import model_history
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, training_state_root
 from llm_pipeline.lm.train import train
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.report.plots import history_points
 from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.test_pipeline import FAST, check_results, failures
 
@@ -142,6 +144,14 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     assert read_pointer("tiny", CURRENT) == run_id
     assert read_pointer("tiny", LATEST) == second.run_id
     assert "not promoted" in (models / second.run_id / "report.md").read_text()
+    # The model history: one point per model after two runs, the champion marked.
+    history = model_history("tiny")
+    assert [r.run_id for r in history] == [run_id, second.run_id]
+    assert len(history_points([vars(r) for r in history])) == 2
+    markdown = (models / second.run_id / "report.md").read_text()
+    assert "## Model history" in markdown and "](model_history.png)" in markdown
+    assert f"{run_id} (champion)" in markdown and f"{second.run_id} (this run)" in markdown
+    assert (models / second.run_id / "model_history.png").is_file()
     for asset in ("trained_model", "evaluation_report"):
         assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
 

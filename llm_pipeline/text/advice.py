@@ -1,10 +1,9 @@
 """What to try when cleaning removed most of a corpus: the filter responsible, and a profile
-that would keep its documents, measured on the sample of documents that filter removed.
+that would keep its bytes, measured on the sample of documents that filter removed.
 
-The advice is measured, not guessed: every other profile's version of the responsible filter is
-run on the sampled removals (`_dropped/<filter>.parquet`), and the profile that keeps the most of
-them is named with the share it keeps. A book cleaned with the `docs` profile, for example, loses
-most of its bytes to Gopher repetition, and `books` keeps those chunks.
+The advice is measured, not guessed: every other profile's filters are run on the sampled
+removals of the responsible filter (`_dropped/<filter>.parquet`), and the profile that keeps the
+most of their bytes (the first in `PROFILES` on a tie) is named with the share it keeps.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from llm_pipeline.text.clean import CleaningConfig
+from llm_pipeline.text.filter_pass import FilterPlan, filter_batch
 from llm_pipeline.text.funnel import EXACT_DUPLICATE, NEAR_DUPLICATE, NORMALIZE, CleaningStats
 from llm_pipeline.text.profiles import PROFILES
 
@@ -46,24 +46,17 @@ class CleaningAdvice:
                 "cleaned_corpus config, or add more text."
             )
         return head + (
-            f" Profile {self.profile!r} keeps {100 * self.kept_fraction:.0f}% of the documents "
+            f" Profile {self.profile!r} keeps {100 * self.kept_fraction:.0f}% of the bytes "
             f"it removed (measured on a sample): set `cleaned_corpus: {{profile: {self.profile}}}`."
         )
 
 
-def _kept_by(config: CleaningConfig, step: str, texts: list[str]) -> float | None:
-    """Share of `texts` that `config`'s version of `step` keeps; None if the profile has no such
-    step switched on (it keeps them all)."""
-    rule = next((r for r in config.filters() if r.name == step), None)
-    if rule is None:
-        return None
-    kept = 0
-    for text in texts:
-        if rule.edits_text:
-            kept += rule.transform(text).text is not None
-        else:
-            kept += bool(rule.filter(text)[0])
-    return kept / len(texts)
+def _kept_by(config: CleaningConfig, texts: list[str]) -> float:
+    """Share of the bytes of `texts` that `config`'s filters keep (dedup aside): bytes, not
+    documents, so a profile that keeps a document but edits most of it away (C4 lines) does
+    not count as keeping it."""
+    result = filter_batch(texts, [""] * len(texts), FilterPlan(tuple(config.filters()), 0, None))
+    return sum(result.n_bytes) / max(result.bytes_in, 1)
 
 
 def cleaning_advice(
@@ -89,8 +82,7 @@ def cleaning_advice(
         for profile in PROFILES:
             if profile == config.profile:
                 continue
-            kept = _kept_by(CleaningConfig.from_profile(profile), step, texts)
-            kept = 1.0 if kept is None else kept
+            kept = _kept_by(CleaningConfig.from_profile(profile), texts)
             if kept > best_kept:
                 best, best_kept = profile, kept
     if best_kept < 0.5:
