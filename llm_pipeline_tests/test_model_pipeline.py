@@ -193,11 +193,15 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
         == 0
     )
     captured = capsys.readouterr()
-    assert captured.out.startswith("The")
+    assert captured.out.startswith("The") and captured.out.endswith("\n")
+    champion_id = read_pointer("cli", CURRENT)
+    assert f"[model {champion_id} (champion)]" in captured.err
     assert re.search(r"\[\d+ tokens in [\d.]+ s, [\d,]+ tokens/s\]", captured.err), captured.err
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
 
+    # Finished runs leave no lock files in the corpus's models folder.
+    assert not list((data_root.parent / "models" / "cli").glob(".*.lock"))
     # The corpus at a glance: all six stages and the champion's score.
     assert main(["corpus", "list"]) == 0
     listing = capsys.readouterr().out
@@ -226,3 +230,9 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
     assert main(["status", "--corpus", "cli"]) == 0
     status = capsys.readouterr().out
     assert "a rerun would redo (stale): raw_corpus, cleaned_corpus" in status
+
+    # Without a champion, generate says so and names the model it falls back to.
+    (data_root.parent / "models" / "cli" / CURRENT).unlink()
+    assert main(["generate", "--corpus", "cli", "--prompt", "The", "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "has no champion" in err and f"latest model, {read_pointer('cli', LATEST)}" in err

@@ -105,3 +105,32 @@ def test_history_has_one_point_per_model_after_two_runs(tmp_path: Path) -> None:
     assert "](model_history.png)" in markdown
     page = render_html(inputs, {HISTORY_IMAGE: png})
     assert "<h2>Model history</h2>" in page and "run-b (this run)" in page
+
+
+def test_a_removed_lock_file_still_serialises_writers(tmp_path: Path) -> None:
+    import threading
+
+    from llm_pipeline.locking import output_lock
+
+    inside: list[int] = []
+    overlaps: list[int] = []
+    first_in = threading.Event()
+
+    def writer(n: int) -> None:
+        with output_lock(tmp_path, "run", remove=True):
+            if inside:
+                overlaps.append(n)
+            inside.append(n)
+            first_in.set()
+            threading.Event().wait(0.05)
+            inside.remove(n)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    threads[0].start()
+    first_in.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert overlaps == []
+    assert list(tmp_path.iterdir()) == []  # no lock file left behind

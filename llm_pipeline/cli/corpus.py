@@ -120,9 +120,30 @@ def place_sources(sources: list[str], dest_dir: Path, force: bool = False) -> li
     return placed
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` and its empty subfolders if no file is left in them (a failed add)."""
+    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    folder.rmdir()
+
+
 def corpus_add(args: argparse.Namespace) -> int:
+    """Place the sources in `data/raw/NAME` and register the corpus; a failure leaves no empty
+    corpus folder behind (files already placed by an earlier add are kept)."""
     name = paths.validate_corpus_name(args.name)
     folder = paths.raw_dir(name)
+    existed = folder.exists()
+    try:
+        return _corpus_add(args, name, folder)
+    except BaseException:
+        if not existed:
+            _remove_if_empty(folder)
+        raise
+
+
+def _corpus_add(args: argparse.Namespace, name: str, folder: Path) -> int:
     if args.builtin:
         if args.sources:
             raise PipelineInputError("--builtin takes no SOURCE: the corpus is built, not copied")
