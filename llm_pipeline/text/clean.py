@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llm_pipeline.progress import Emit, Progress, batch_size_for
+from llm_pipeline.progress import Emit, Progress
 from llm_pipeline.text.dedup import (
     EXACT,
     KEEP,
@@ -331,12 +331,12 @@ def _drop_duplicates_and_write(
     more into the final zstd parts, counting and sampling the duplicates it skips."""
     decision = _resolve_duplicates(staged, config)
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
-    batch_size = batch_size_for(staged.n_docs, 8192)
+    # Batches are the output's row groups, so their size stays fixed (progress moves per batch).
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:
         offset = 0
         for part in parquet_parts(staged.documents):
             parquet = pq.ParquetFile(part, pre_buffer=False)
-            for batch in parquet.iter_batches(batch_size=batch_size):
+            for batch in parquet.iter_batches(batch_size=8192):
                 verdict = decision[offset : offset + batch.num_rows]
                 offset += batch.num_rows
                 keep = verdict == KEEP
