@@ -200,6 +200,18 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
 
+    # The README's Python snippets: generate after loading, and open_split with a str path.
+    import torch
+
+    from llm_pipeline.lm.registry import resolve_run
+    from llm_pipeline.lm.sampling import complete, load_run
+    from llm_pipeline.tokens.shards import open_split
+
+    run = load_run(resolve_run("cli"))
+    assert run.path.name == champion_id
+    text = complete(run, "The", max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+    assert isinstance(text, str)
+    assert len(open_split(str(data_root / "tokens" / "cli"), "train")) > 0
     # Finished runs leave no lock files in the corpus's models folder.
     assert not list((data_root.parent / "models" / "cli").glob(".*.lock"))
     # The corpus at a glance: all six stages and the champion's score.

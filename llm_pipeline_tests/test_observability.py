@@ -134,3 +134,20 @@ def test_a_removed_lock_file_still_serialises_writers(tmp_path: Path) -> None:
         thread.join(30)
     assert overlaps == []
     assert list(tmp_path.iterdir()) == []  # no lock file left behind
+
+
+def test_a_failed_run_ends_with_the_step_and_its_reason(
+    tmp_path: Path, data_root: Path, instance, capsys
+) -> None:
+    from llm_pipeline.cli import main
+
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    assert main(["corpus", "add", "bad", str(tmp_path / "photo.jpg")]) == 0
+    capsys.readouterr()
+    assert main(["materialize", "--corpus", "bad"]) == 1
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("FAILED raw_corpus: corpus 'bad': no usable documents in 1 file(s)")
+    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    # The run's log came through live, as plain lines (pytest's stderr is not a terminal).
+    assert "[raw_corpus] progress raw_corpus: done, 0 docs" in captured.err
