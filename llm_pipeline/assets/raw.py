@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 
 from dagster import (
@@ -37,6 +38,18 @@ from llm_pipeline.text.settings import RAW_CORPUS
 from llm_pipeline.text.store import write_documents
 
 RawCorpusConfig = stage_config(RAW_CORPUS)
+
+
+def _total_size(files: list) -> int:
+    """Bytes of the files on disk (links not followed; an unreadable entry counts 0: the reader
+    skips it and names it)."""
+    total = 0
+    for path in files:
+        try:
+            total += os.lstat(path).st_size
+        except OSError:
+            continue
+    return total
 
 
 def counted_documents(
@@ -81,7 +94,7 @@ def raw_corpus(
     stats = ReadStats()
     out = storage.documents(corpus)
     # The total is the files' size on disk: exact for plain text, a lower bound when compressed.
-    progress = Progress(sum(f.stat().st_size for f in files), "raw_corpus", context.log.info)
+    progress = Progress(_total_size(files), "raw_corpus", context.log.info)
     with atomic_dir(out) as tmp:
         documents = counted_documents(
             iter_documents(
