@@ -151,3 +151,26 @@ def test_a_failed_run_ends_with_the_step_and_its_reason(
     assert "Traceback" not in captured.err and "Traceback" not in captured.out
     # The run's log came through live, as plain lines (pytest's stderr is not a terminal).
     assert "[raw_corpus] progress raw_corpus: done, 0 docs" in captured.err
+
+
+def test_baseline_check_message_carries_figures_and_fixes(tmp_path: Path) -> None:
+    from llm_pipeline.checks.model import _baseline_advice
+    from llm_pipeline.resources import StorageResource
+
+    storage = StorageResource(data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "m"))
+    cleaned = storage.cleaned("book")
+    cleaned.mkdir(parents=True)
+    write_json_atomic(
+        cleaned / "cleaning.json",
+        {"config": {"profile": "docs"}, "stats": {"bytes_in": 1000, "bytes_out": 90}},
+    )
+    summary = TrainingSummary(
+        run_id="r", corpus="book", steps=120, tokens_seen=4000, training_seconds=3.0,
+        tokens_per_s=1.0, stop_reason="max_seconds", parameters=1, val_loss=1.0,
+        val_bits_per_byte=3.9, unigram_bits_per_byte=3.8,
+    )  # fmt: skip
+    message = _baseline_advice(summary, storage, "book")
+    assert "3.9000 bits/byte is not below the unigram baseline 3.8000" in message
+    assert "120 steps" in message and "stopped by max_seconds" in message
+    assert "more text" in message and "longer budget" in message
+    assert "profile 'docs' removed 91% of the bytes" in message
