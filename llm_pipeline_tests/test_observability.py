@@ -174,3 +174,20 @@ def test_baseline_check_message_carries_figures_and_fixes(tmp_path: Path) -> Non
     assert "120 steps" in message and "stopped by max_seconds" in message
     assert "more text" in message and "longer budget" in message
     assert "profile 'docs' removed 91% of the bytes" in message
+
+
+def test_cleaned_corpus_failure_names_the_filter_and_the_profile(data_root: Path, instance) -> None:
+    import json
+
+    from llm_pipeline_tests.test_pipeline import failures, run
+
+    rng = random.Random(2)
+    folder = data_root / "raw" / "plays"
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"text": play(rng)}) for _ in range(20)]
+    (folder / "plays.jsonl").write_text("\n".join(lines) + "\n")
+    result = run(instance, "plays")
+    assert not result.success
+    message = failures(result)[0]
+    assert "no documents left after cleaning" in message
+    assert "'gopher_repetition' alone removed 100%" in message and "set `cleaned_corpus:" in message
