@@ -238,17 +238,20 @@ def write_json_atomic(final: Path, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, lock_timeout: float | None = None) -> Iterator[Path]:
+def atomic_dir(
+    final: Path, lock_timeout: float | None = None, remove_lock: bool = False
+) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces `final` as a whole.
 
-    Writers of the same folder are serialised by a lock (`.<name>.lock` next to it): a second
+    Writers of the same folder are serialised by a lock (`.<name>.lock` next to it, deleted on
+    release with `remove_lock`, for folders written once such as a run's checkpoint): a second
     run of the same stage and corpus waits for the first (up to `lock_timeout` seconds, default
     `LLM_PIPELINE_LOCK_TIMEOUT` or forever) and then writes its own complete output. Readers see
     the old complete folder or the new complete one; on failure the old folder is untouched.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(final.parent, final.name, lock_timeout):
+    with output_lock(final.parent, final.name, lock_timeout, remove=remove_lock):
         recover_dir(final)
         with disk_full_guard(final):
             tmp = Path(tempfile.mkdtemp(prefix=_prefix(final), suffix=".tmp", dir=final.parent))

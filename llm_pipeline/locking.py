@@ -53,12 +53,26 @@ def _holder(fd: int) -> str:
     return text or "unknown process"
 
 
+def _still_linked(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file `fd` holds: a holder that removed the lock file on
+    release leaves waiters a lock on an unlinked file, which guards nothing."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 @contextlib.contextmanager
-def output_lock(parent: Path, name: str, timeout: float | None = None) -> Iterator[Path]:
+def output_lock(
+    parent: Path, name: str, timeout: float | None = None, remove: bool = False
+) -> Iterator[Path]:
     """Hold the exclusive lock for output `name` in `parent` for the duration of the block.
 
     Waits up to `timeout` seconds (None: `default_timeout()`) for another holder, then raises
-    `OutputBusyError` naming the output and the holder.
+    `OutputBusyError` naming the output and the holder. `remove=True` deletes the lock file on
+    release, while still holding the lock (for outputs written once, like a run's checkpoint,
+    whose lock files would otherwise pile up); a waiter that then wins the unlinked file sees
+    it is no longer the lock file and takes the lock again on the path.
     """
     timeout = default_timeout() if timeout is None else timeout
     path = lock_path(parent, name)
@@ -70,7 +84,11 @@ def output_lock(parent: Path, name: str, timeout: float | None = None) -> Iterat
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _still_linked(fd, path):
+                    break
+                os.close(fd)  # the holder removed it: lock the file now at the path
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                continue
             except BlockingIOError:
                 waited = time.monotonic() - started
                 if timeout is not None and waited >= timeout:
@@ -88,6 +106,8 @@ def output_lock(parent: Path, name: str, timeout: float | None = None) -> Iterat
         try:
             yield path
         finally:
+            if remove:
+                path.unlink(missing_ok=True)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -61,6 +61,11 @@ def test_corpus_add_refuses_invalid_names(
     assert instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME) == []
 
 
+def test_a_failed_add_leaves_no_empty_corpus_folder(data_root: Path, instance, capsys) -> None:
+    assert main(["corpus", "add", "ghost", "/no/such/file.txt"]) == 2
+    assert not (data_root / "raw" / "ghost").exists()
+
+
 def test_corpus_add_missing_source(data_root: Path, instance, capsys) -> None:
     assert main(["corpus", "add", "c", "/no/such/file.txt"]) == 2
     assert "/no/such/file.txt: no such file or folder" in capsys.readouterr().err
@@ -82,7 +87,7 @@ def test_corpus_add_downloads_urls(tmp_path: Path, data_root: Path, instance, ca
         assert (data_root / "raw" / "web" / "remote.txt").read_text() == "downloaded text " * 1000
         assert main(["corpus", "add", "web2", url.replace("remote", "missing")]) == 2
         assert "download failed" in capsys.readouterr().err
-        assert not list((data_root / "raw" / "web2").iterdir())
+        assert not (data_root / "raw" / "web2").exists()  # nothing saved, no empty folder
     finally:
         server.shutdown()
 
@@ -195,7 +200,7 @@ def test_truncated_download_is_refused_and_nothing_saved(data_root: Path, instan
         assert main(["corpus", "add", "cut", url]) == 2
         err = capsys.readouterr().err
         assert "download" in err and ("incomplete" in err or "failed" in err)
-        assert not list((data_root / "raw" / "cut").iterdir())
+        assert not (data_root / "raw" / "cut").exists()  # nothing saved, no empty folder
         assert (
             main(["corpus", "add", "cut", f"http://127.0.0.1:{server.server_address[1]}/.."]) == 2
         )

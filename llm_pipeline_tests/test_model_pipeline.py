@@ -13,9 +13,11 @@ from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
 from llm_pipeline.lm.checkpoint import load_model, read_config
+from llm_pipeline.lm.history import model_history
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, training_state_root
 from llm_pipeline.lm.train import train
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.report.plots import history_points
 from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.test_pipeline import FAST, check_results, failures
 
@@ -142,6 +144,14 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     assert read_pointer("tiny", CURRENT) == run_id
     assert read_pointer("tiny", LATEST) == second.run_id
     assert "not promoted" in (models / second.run_id / "report.md").read_text()
+    # The model history: one point per model after two runs, the champion marked.
+    history = model_history("tiny")
+    assert [r.run_id for r in history] == [run_id, second.run_id]
+    assert len(history_points([vars(r) for r in history])) == 2
+    markdown = (models / second.run_id / "report.md").read_text()
+    assert "## Model history" in markdown and "](model_history.png)" in markdown
+    assert f"{run_id} (champion)" in markdown and f"{second.run_id} (this run)" in markdown
+    assert (models / second.run_id / "model_history.png").is_file()
     for asset in ("trained_model", "evaluation_report"):
         assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
 
@@ -183,7 +193,58 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
         == 0
     )
     captured = capsys.readouterr()
-    assert captured.out.startswith("The")
+    assert captured.out.startswith("The") and captured.out.endswith("\n")
+    champion_id = read_pointer("cli", CURRENT)
+    assert f"[model {champion_id} (champion)]" in captured.err
     assert re.search(r"\[\d+ tokens in [\d.]+ s, [\d,]+ tokens/s\]", captured.err), captured.err
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
+
+    # The README's Python snippets: generate after loading, and open_split with a str path.
+    import torch
+
+    from llm_pipeline.lm.registry import resolve_run
+    from llm_pipeline.lm.sampling import complete, load_run
+    from llm_pipeline.tokens.shards import open_split
+
+    run = load_run(resolve_run("cli"))
+    assert run.path.name == champion_id
+    text = complete(run, "The", max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+    assert isinstance(text, str)
+    assert len(open_split(str(data_root / "tokens" / "cli"), "train")) > 0
+    # Finished runs leave no lock files in the corpus's models folder.
+    assert not list((data_root.parent / "models" / "cli").glob(".*.lock"))
+    # The corpus at a glance: all six stages and the champion's score.
+    assert main(["corpus", "list"]) == 0
+    listing = capsys.readouterr().out
+    champion = read_config(data_root.parent / "models" / "cli" / read_pointer("cli", CURRENT))
+    for stage in (
+        "raw_corpus",
+        "cleaned_corpus",
+        "tokenizer",
+        "token_shards",
+        "trained_model",
+        "evaluation_report",
+    ):
+        assert stage in listing
+    assert f"champion {read_pointer('cli', CURRENT)}" in listing
+    assert f"{champion.summary.val_bits_per_byte:.4f} bits/byte" in listing
+    assert "raw files unchanged" in listing
+    assert main(["status", "--corpus", "cli"]) == 0
+    status = capsys.readouterr().out
+    assert "checks: " in status and "beats_unigram_baseline passed" in status
+    assert "up to date" in status
+    (tmp_path / "more.txt").write_text("More text, changed after training.\n")
+    assert main(["corpus", "add", "cli", str(tmp_path / "more.txt")]) == 0
+    capsys.readouterr()
+    assert main(["corpus", "list"]) == 0
+    assert "STALE: raw files changed since" in capsys.readouterr().out
+    assert main(["status", "--corpus", "cli"]) == 0
+    status = capsys.readouterr().out
+    assert "a rerun would redo (stale): raw_corpus, cleaned_corpus" in status
+
+    # Without a champion, generate says so and names the model it falls back to.
+    (data_root.parent / "models" / "cli" / CURRENT).unlink()
+    assert main(["generate", "--corpus", "cli", "--prompt", "The", "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "has no champion" in err and f"latest model, {read_pointer('cli', LATEST)}" in err

@@ -4,6 +4,7 @@ import json
 import os
 from dataclasses import asdict
 
+import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     Config,
@@ -18,9 +19,11 @@ from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.raw import raw_corpus
 from llm_pipeline.atomic import atomic_dir, write_bytes_atomic, write_json_atomic
 from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.progress import batch_size_for
 from llm_pipeline.report.plots import funnel_plot_png
 from llm_pipeline.report.render import png_data_uri
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.advice import cleaning_advice
 from llm_pipeline.text.clean import (
     DROPPED_DIR,
     CleaningConfig,
@@ -28,6 +31,7 @@ from llm_pipeline.text.clean import (
     iter_document_batches,
 )
 from llm_pipeline.text.leakage import Leakage, measure_leakage
+from llm_pipeline.text.manifest import read_raw_manifest
 from llm_pipeline.text.profiles import PROFILES
 from llm_pipeline.text.settings import CLEANED_CORPUS, CleanedCorpusSettings
 from llm_pipeline.text.split import SPLIT_FILE, SplitSummary
@@ -35,6 +39,8 @@ from llm_pipeline.text.store import parquet_parts
 
 CLEANING_FILE = "cleaning.json"
 FUNNEL_FILE = "funnel.png"
+# Documents per cleaning batch (the core's default); small corpora get smaller batches.
+DOCUMENT_BATCH = 2048
 
 
 def read_split(folder) -> SplitSummary:
@@ -108,14 +114,28 @@ def cleaned_corpus(
         raise Failure(description=f"cleaned_corpus config: {exc}") from None
     workers = config.workers or os.cpu_count() or 1
     out = storage.cleaned(corpus)
+    manifest = read_raw_manifest(storage.documents(corpus))
+    total_bytes = int(manifest.stats.get("bytes", 0)) if manifest is not None else 0
+    n_docs = sum(pq.ParquetFile(f).metadata.num_rows for f in inputs)
     with atomic_dir(out) as tmp:
-        stats = clean_documents(iter_document_batches(inputs), tmp, cleaning, workers=workers)
+        stats = clean_documents(
+            iter_document_batches(inputs, batch_size_for(n_docs, DOCUMENT_BATCH)),
+            tmp,
+            cleaning,
+            workers=workers,
+            emit=context.log.info,
+            total_bytes=total_bytes,
+        )
+        advice = cleaning_advice(stats, cleaning, tmp / DROPPED_DIR)
+        if advice is not None:
+            context.log.warning(advice.message(cleaning.profile))
         if stats.docs_out == 0:
             raise Failure(
                 description=f"corpus {corpus!r}: no documents left after cleaning "
                 f"({stats.docs_in} in; dropped: {stats.dropped}). Relax the filters in the "
                 f"cleaned_corpus config (profile {cleaning.profile!r}; profiles: {PROFILES}) "
                 "or add more text."
+                + (f" {advice.message(cleaning.profile)}" if advice is not None else "")
             )
         split = read_split(tmp)
         if split.val_docs == 0:

@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 
 from dagster import (
     AssetExecutionContext,
@@ -21,10 +23,12 @@ from llm_pipeline.assets._common import (
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.atomic import atomic_dir
 from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.progress import Progress
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.manifest import RawManifest
 from llm_pipeline.text.readers import (
     SUPPORTED_DESCRIPTION,
+    Document,
     ReadLimits,
     ReadStats,
     corpus_files,
@@ -35,6 +39,29 @@ from llm_pipeline.text.settings import RAW_CORPUS
 from llm_pipeline.text.store import write_documents
 
 RawCorpusConfig = stage_config(RAW_CORPUS)
+
+
+def _total_size(files: list) -> int:
+    """Bytes of the files on disk (links not followed; an unreadable entry counts 0: the reader
+    skips it and names it)."""
+    total = 0
+    for path in files:
+        try:
+            total += os.lstat(path).st_size
+        except OSError:
+            continue
+    return total
+
+
+def counted_documents(
+    documents: Iterator[Document], stats: ReadStats, progress: Progress
+) -> Iterator[Document]:
+    """Pass `documents` through, advancing `progress` by the bytes the reader counted."""
+    seen = 0
+    for document in documents:
+        yield document
+        progress.advance(1, stats.bytes - seen)
+        seen = stats.bytes
 
 
 @asset(
@@ -67,17 +94,24 @@ def raw_corpus(
     fingerprint = fingerprint_files(folder, files)
     stats = ReadStats()
     out = storage.documents(corpus)
+    # The total is the files' size on disk: exact for plain text, a lower bound when compressed.
+    progress = Progress(_total_size(files), "raw_corpus", context.log.info)
     with atomic_dir(out) as tmp:
-        documents = iter_documents(
-            folder,
-            text_field=config.text_field,
-            max_doc_chars=config.max_doc_chars,
-            stats=stats,
-            files=files,
-            limits=ReadLimits.of(config),
-            encoding_errors=config.encoding_errors,
+        documents = counted_documents(
+            iter_documents(
+                folder,
+                text_field=config.text_field,
+                max_doc_chars=config.max_doc_chars,
+                stats=stats,
+                files=files,
+                limits=ReadLimits.of(config),
+                encoding_errors=config.encoding_errors,
+            ),
+            stats,
+            progress,
         )
         write_documents(documents, tmp)
+        progress.finish()
         if stats.documents == 0:
             problems = "\n".join(stats.problems) or "no problems reported"
             raise Failure(

@@ -22,11 +22,14 @@ from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import read_config, read_metrics
 from llm_pipeline.lm.checkpoint_config import TrainingSummary
 from llm_pipeline.lm.evaluate import text_bits_per_byte, texts_bits_per_byte
+from llm_pipeline.lm.history import model_history, record_promotion
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.lm.tracking_promotion import record_report
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.paths import within_root
+from llm_pipeline.report.content import HISTORY_IMAGE
+from llm_pipeline.report.plots import model_history_png
 from llm_pipeline.report.promotion import (
     NO_FAIR_TEXT,
     RESCORE,
@@ -128,6 +131,20 @@ def _compare(
     return replace(decision, like_for_like=plan.like_for_like)
 
 
+def _history_after(corpus: str, models_root: Path, run_id: str, promoted: bool) -> list[dict]:
+    """Every model of the corpus as the report shows it: with the champion as it stands once
+    this run's promotion decision is applied."""
+    champion = run_id if promoted else read_pointer(corpus, CURRENT, models_root)
+    return [
+        {
+            **asdict(r),
+            "champion": r.run_id == champion,
+            "promoted": r.promoted or (r.run_id == run_id and promoted),
+        }
+        for r in model_history(corpus, models_root)
+    ]
+
+
 @asset(
     partitions_def=corpus_partitions,
     deps=[trained_model],
@@ -214,19 +231,20 @@ def evaluation_report(
         "steps": summary.steps,
         "stop_reason": summary.stop_reason,
     }
-    written = write_report(
-        path,
-        ReportInputs(
-            title=f"{corpus} — run {run_id}",
-            metrics=metrics,
-            eval_files=eval_files,
-            history=history,
-            samples=samples,
-            comparison=comparison,
-            cleaning=read_cleaning_stats(storage.cleaned(corpus)),
-            split=read_split_info(storage.cleaned(corpus)),
-        ),
+    inputs = ReportInputs(
+        title=f"{corpus} — run {run_id}",
+        metrics=metrics,
+        eval_files=eval_files,
+        history=history,
+        samples=samples,
+        comparison=comparison,
+        cleaning=read_cleaning_stats(storage.cleaned(corpus)),
+        split=read_split_info(storage.cleaned(corpus)),
+        models=_history_after(corpus, models_root, run_id, promoted),
     )
+    inputs.extra_images[HISTORY_IMAGE] = model_history_png(inputs.models, run_id)
+    record_promotion(path, comparison)
+    written = write_report(path, inputs)
     # MLflow first: if it fails, the step fails before `current` moves, so both still agree.
     scores = {f"eval_bpb_{name}": v for name, v in eval_files.items()}
     scores["challenger_bits_per_byte"] = challenger_bpb

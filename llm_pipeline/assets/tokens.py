@@ -1,5 +1,8 @@
 """`tokenizer` and `token_shards`: a byte-level BPE and the corpus encoded with it."""
 
+import json
+from pathlib import Path
+
 from dagster import (
     AssetExecutionContext,
     Failure,
@@ -10,11 +13,13 @@ from dagster import (
 
 from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import cleaned_corpus, read_split
+from llm_pipeline.assets.cleaned import CLEANING_FILE, cleaned_corpus, read_split
 from llm_pipeline.partitions import corpus_key, corpus_partitions
+from llm_pipeline.progress import Progress, batch_size_for
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import (
+    counted_texts,
     end_of_text_id,
     file_sha256,
     load_tokenizer,
@@ -38,6 +43,16 @@ def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
     if not files:
         raise Failure(description=f"corpus {corpus!r}: cleaned_corpus has no output")
     return files
+
+
+def _cleaned_bytes(files: list) -> int:
+    """UTF-8 bytes of the cleaned texts (the progress total), from the cleaning stage's
+    `cleaning.json`; 0 (unknown: counts without percent) when it cannot be read."""
+    cleaning = Path(files[0]).parent / CLEANING_FILE
+    try:
+        return int(json.loads(cleaning.read_text())["stats"]["bytes_out"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 @asset(
@@ -67,8 +82,11 @@ def tokenizer(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
     n_docs = split.train_docs
-    texts = (texts for texts, _, _ in iter_split_batches(files, side="train"))
+    progress = Progress(split.train_bytes, "tokenizer", context.log.info)
+    batches = iter_split_batches(files, batch_size=batch_size_for(n_docs, 1024), side="train")
+    texts = counted_texts(batches, progress)
     bpe = train_bpe(texts, config.vocab_size, config.min_frequency, length=n_docs)
+    progress.finish()
     path = storage.tokens(corpus) / TOKENIZER_FILE
     sha256 = save_tokenizer(bpe, path)
 
@@ -120,6 +138,7 @@ def token_shards(
     bpe = load_tokenizer(tokenizer_path)
     try:
         split = read_split(storage.cleaned(corpus))
+        progress = Progress(_cleaned_bytes(files), "token_shards", context.log.info)
         meta = write_shards(
             bpe,
             iter_split_batches(files, batch_size=config.batch_size),
@@ -133,7 +152,9 @@ def token_shards(
                 "validation_set": split.identity(),
                 "batch_size": config.batch_size,
             },
+            progress=progress,
         )
+        progress.finish()
     except (OSError, KeyError, TypeError) as exc:
         raise Failure(description=f"corpus {corpus!r}: split.json: {exc}") from None
     except ValueError as exc:

@@ -20,6 +20,7 @@ from llm_pipeline.cli.runs import (
     materialize,
     run_pipeline,
 )
+from llm_pipeline.cli.status import corpus_status
 from llm_pipeline.errors import PipelineInputError
 
 __all__ = ["build_parser", "main", "place_sources"]
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--force", action="store_true", help="replace files that differ")
     add_download_arguments(add)
     add.set_defaults(func=corpus_add)
-    listing = corpus_commands.add_parser("list", help="corpora, sizes, materialized stages")
+    listing = corpus_commands.add_parser(
+        "list", help="corpora, sizes, materialized stages, champions"
+    )
     listing.set_defaults(func=corpus_list)
 
     run = commands.add_parser("materialize", help="materialize the pipeline for one corpus")
@@ -68,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fill.add_argument("--config", help="YAML file {asset_name: {key: value}} for its runs")
     fill.set_defaults(func=backfill)
+
+    status = commands.add_parser(
+        "status", help="a corpus's stages, checks, champion and what a rerun would redo"
+    )
+    status.add_argument("--corpus", required=True)
+    status.set_defaults(func=corpus_status)
 
     sample = commands.add_parser("generate", help="sample text from a trained model")
     sample.add_argument("--corpus", required=True)

@@ -256,9 +256,30 @@ def place_sources(
     return placed
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` and its empty subfolders if no file is left in them (a failed add)."""
+    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    folder.rmdir()
+
+
 def corpus_add(args: argparse.Namespace) -> int:
+    """Place the sources in `data/raw/NAME` and register the corpus; a failure leaves no empty
+    corpus folder behind (files already placed by an earlier add are kept)."""
     name = paths.validate_corpus_name(args.name)
     folder = paths.raw_dir(name)
+    existed = folder.exists()
+    try:
+        return _corpus_add(args, name, folder)
+    except BaseException:
+        if not existed:
+            _remove_if_empty(folder)
+        raise
+
+
+def _corpus_add(args: argparse.Namespace, name: str, folder: Path) -> int:
     if args.builtin:
         if args.sources:
             raise PipelineInputError("--builtin takes no SOURCE: the corpus is built, not copied")
@@ -291,27 +312,34 @@ def corpus_add(args: argparse.Namespace) -> int:
 
 
 def corpus_list(args: argparse.Namespace) -> int:
+    """Every registered corpus: its raw files, each stage it has (all six, and the export when
+    there is one), and its champion with its bits per byte, when it was trained and whether the
+    raw files changed since."""
     instance = dagster_instance()
     from dagster import AssetKey
 
+    from llm_pipeline.cli.overview import EXPORT_STAGE, STAGES, raw_size, read_champion
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
     names = instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME)
-    materialized = {
-        asset: instance.get_materialized_partitions(AssetKey(asset)) for asset in DATA_ASSETS
-    }
     if not names:
         print("no corpora registered; try `llm-pipeline corpus add python-stdlib-docs --builtin`")
         return 0
+    stages = (*STAGES, EXPORT_STAGE)
+    materialized = {
+        asset: instance.get_materialized_partitions(AssetKey(asset)) for asset in stages
+    }
     print(f"{'corpus':<32} {'files':>6} {'size':>10}  materialized")
     for name in sorted(names):
         try:
-            folder = paths.raw_dir(name)
+            paths.raw_dir(name)
         except PipelineInputError:
             print(f"{name!r:<32} invalid corpus name: ignored (delete this partition in the UI)")
             continue
-        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-        size = sum(p.stat().st_size for p in files)
-        stages = [asset for asset in DATA_ASSETS if name in materialized[asset]]
-        print(f"{name:<32} {len(files):>6} {format_bytes(size):>10}  {', '.join(stages) or '-'}")
+        count, size = raw_size(name)
+        done = [asset for asset in stages if name in materialized[asset]]
+        print(f"{name:<32} {count:>6} {format_bytes(size):>10}  {', '.join(done) or '-'}")
+        champion = read_champion(name)
+        if champion is not None:
+            print(f"{'':<32}   {champion.describe()}")
     return 0

@@ -1,4 +1,7 @@
-"""`llm-pipeline generate`: sample from the promoted (or a named) model of a corpus."""
+"""`llm-pipeline generate`: sample from the promoted (or a named) model of a corpus.
+
+Which model answered is always said on stderr: the champion, the one asked for, or (when the
+corpus has no champion) the latest model, named as a fallback."""
 
 from __future__ import annotations
 
@@ -12,11 +15,20 @@ def generate_text(args: argparse.Namespace) -> int:
     """Sample from the promoted (or a named) model of a corpus."""
     import torch
 
-    from llm_pipeline.lm.registry import resolve_run
+    from llm_pipeline.lm.registry import choose_run
     from llm_pipeline.lm.sampling import complete, load_run
 
     name = paths.validate_corpus_name(args.corpus)
-    run = load_run(resolve_run(name, args.run))
+    folder, why = choose_run(name, args.run)
+    if why == "latest":
+        print(
+            f"corpus {name!r} has no champion (no model has been promoted by its report); "
+            f"falling back to the latest model, {folder.name}, which may have failed its checks",
+            file=sys.stderr,
+        )
+    else:
+        print(f"[model {folder.name} ({why})]", file=sys.stderr)
+    run = load_run(folder)
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     stats: dict = {}
     text = complete(
@@ -28,7 +40,9 @@ def generate_text(args: argparse.Namespace) -> int:
         generator=generator,
         stats=stats,
     )
-    print(args.prompt + text)
+    output = args.prompt + text
+    # Always end with one newline, so a shell prompt never lands on the text's last line.
+    sys.stdout.write(output if output.endswith("\n") else output + "\n")
     print(
         f"[{stats['new_tokens']} tokens in {stats['seconds']:.2f} s, "
         f"{stats['tokens_per_s']:,.0f} tokens/s]",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from llm_pipeline import paths
 from llm_pipeline.cli.common import dagster_instance
 from llm_pipeline.cli.corpus import DATA_ASSETS
+from llm_pipeline.cli.live import RunFollower, make_display
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.run_config import load_run_config
 
@@ -39,8 +41,9 @@ def materialize(args: argparse.Namespace) -> int:
     if args.job not in jobs:
         raise PipelineInputError(f"unknown job {args.job!r}; known: {sorted(jobs)}")
     job = jobs[args.job]
-    # Progress lines (INFO) stay visible; Dagster's per-event DEBUG chatter does not.
-    run_config = {**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # The run's log is shown live by `RunFollower` (a progress bar per stage in a terminal,
+    # plain lines otherwise); Dagster's own console logger would only repeat it.
+    run_config = {**run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
         raise PipelineInputError(
             f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
@@ -49,9 +52,17 @@ def materialize(args: argparse.Namespace) -> int:
 
     # In-process runs skip the job's executor; the pool still keeps training steps apart.
     ensure_gpu_pool(instance)
-    result = job.execute_in_process(
-        instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
-    )
+    run_id = str(uuid.uuid4())
+    with make_display() as display, RunFollower(instance, run_id, display):
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=name,
+            run_config=run_config,
+            raise_on_error=False,
+            run_id=run_id,
+        )
+    failed_checks: dict[str, str] = {}
+    failed_steps: list[tuple[str, str]] = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
@@ -64,11 +75,34 @@ def materialize(args: argparse.Namespace) -> int:
             detail = ""
             if not evaluation.passed and evaluation.description:
                 detail = f" ({evaluation.description})"
+                failed_checks[evaluation.check_name] = evaluation.description
             print(f"  check {evaluation.check_name}: {status}{detail}")
         elif event.event_type_value == "STEP_FAILURE":
-            print(f"FAILED {event.step_key}: {_step_failure_message(event)}", file=sys.stderr)
+            failed_steps.append((event.step_key, _step_failure_message(event)))
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+    for line in failure_summary(failed_steps, failed_checks):
+        print(line, file=sys.stderr)
     return 0 if result.success else 1
+
+
+def failure_summary(steps: list[tuple[str, str]], checks: dict[str, str]) -> list[str]:
+    """The last lines of a failed run: which step failed and why, one line each, no traceback.
+
+    A step stopped by a blocking check says so with the check's own message (its figures and
+    what to try), not Dagster's "DagsterAssetCheckFailedError"."""
+    lines = []
+    for step, reason in steps:
+        failed = [name for name in checks if name in reason]
+        if failed or "AssetCheckFailed" in reason or "asset check" in reason.lower():
+            for name in failed or list(checks):
+                lines.append(f"FAILED {step}: check {name} failed: {checks[name]}")
+            if failed or checks:
+                continue
+        first = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
+        lines.append(f"FAILED {step}: {first}")
+    if not steps:
+        lines += [f"FAILED check {name}: {text}" for name, text in checks.items()]
+    return lines
 
 
 def run_pipeline(args: argparse.Namespace) -> int:

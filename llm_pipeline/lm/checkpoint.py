@@ -53,7 +53,7 @@ def save_checkpoint(
     """
     if isinstance(config, dict):
         config = CheckpointConfig.from_dict(config, Path(out_dir) / CONFIG_FILE)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, remove_lock=True) as tmp:  # one lock file per run: do not keep it
         safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
         os.chmod(tmp / WEIGHTS_FILE, FILE_MODE)  # safetensors creates it private (0600)
         (tmp / CONFIG_FILE).write_text(

@@ -82,7 +82,20 @@ def write_pointer(corpus: str, name: str, run_id: str, root: Path | None = None)
 
 def resolve_run(corpus: str, run_id: str | None = None, root: Path | None = None) -> Path:
     """The folder of `run_id`, else of the promoted model, else of the newest one."""
-    run_id = run_id or read_pointer(corpus, CURRENT, root) or read_pointer(corpus, LATEST, root)
+    return choose_run(corpus, run_id, root)[0]
+
+
+def choose_run(
+    corpus: str, run_id: str | None = None, root: Path | None = None
+) -> tuple[Path, str]:
+    """`resolve_run` with why that model: "requested", "champion", or "latest" (there is no
+    champion, so the newest model is used although it was never promoted)."""
+    if run_id:
+        why = "requested"
+    elif (run_id := read_pointer(corpus, CURRENT, root)) is not None:
+        why = "champion"
+    else:
+        run_id, why = read_pointer(corpus, LATEST, root), "latest"
     if run_id is None:
         raise CheckpointError(
             f"corpus {corpus!r} has no trained model in {corpus_models_dir(corpus, root)}"
@@ -90,4 +103,4 @@ def resolve_run(corpus: str, run_id: str | None = None, root: Path | None = None
     path = run_dir(corpus, run_id, root)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint folder")
-    return path
+    return path, why

@@ -51,6 +51,8 @@ class ReportInputs:
     cleaning: dict[str, Any] | None = None
     # The cleaned corpus's `split.json` (sides, rule, leakage), if known.
     split: dict[str, Any] | None = None
+    # Every model of the corpus (`lm/history.py` records as dicts), oldest first.
+    models: list[dict[str, Any]] = field(default_factory=list)
 
 
 SPLIT_HEADER = ["Side", "Documents", "MB", "Share of bytes"]
@@ -94,6 +96,36 @@ def split_sentences(split: Mapping[str, Any] | None, comparison: Mapping[str, An
             f"Champion comparison: {fair}, on {comparison.get('compared_on') or 'validation text'}."
         )
     return out
+
+
+# The history plot's image name: shown in the history section, next to its table.
+HISTORY_IMAGE = "model_history"
+HISTORY_HEADER = ["Run", "Trained (UTC)", "Architecture", "Parameters", "Tokens", "Bits per byte",
+                  "Promoted"]  # fmt: skip
+
+
+def history_rows(models: list[dict[str, Any]], this_run: str | None) -> list[tuple[str, ...]]:
+    """One row per model, oldest first; the champion and this run are named in the run cell."""
+    from datetime import datetime, timezone
+
+    rows = []
+    for m in sorted(models, key=lambda m: float(m["trained_at"])):
+        flags = {"champion": m.get("champion"), "this run": m.get("run_id") == this_run}
+        marks = [label for label, flag in flags.items() if flag]
+        run = str(m["run_id"]) + (f" ({', '.join(marks)})" if marks else "")
+        when = datetime.fromtimestamp(float(m["trained_at"]), tz=timezone.utc)
+        rows.append(
+            (
+                run,
+                when.strftime("%Y-%m-%d %H:%M"),
+                str(m.get("architecture", "?")),
+                f"{int(m.get('parameters', 0)):,}",
+                f"{int(m.get('tokens_seen', 0)):,}",
+                format_bpb(m.get("val_bits_per_byte")),
+                "yes" if m.get("promoted") else "no",
+            )
+        )
+    return rows
 
 
 def funnel_rows(cleaning: Mapping[str, Any] | None) -> list[tuple[str, ...]]:

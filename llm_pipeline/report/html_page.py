@@ -9,6 +9,8 @@ from typing import Any
 
 from llm_pipeline.report.content import (
     FUNNEL_HEADER,
+    HISTORY_HEADER,
+    HISTORY_IMAGE,
     SPLIT_HEADER,
     ReportInputs,
     check_png,
@@ -16,6 +18,7 @@ from llm_pipeline.report.content import (
     format_bpb,
     format_signed,
     funnel_rows,
+    history_rows,
     metric_rows,
     normalise_newlines,
     png_data_uri,
@@ -106,6 +109,16 @@ def render_html(inputs: ReportInputs, images: Mapping[str, bytes]) -> str:
     funnel = funnel_rows(inputs.cleaning)
     if funnel:
         parts += ["<h2>Cleaning funnel</h2>", _html_table(FUNNEL_HEADER, funnel, True)]
+
+    if inputs.models:
+        parts.append("<h2>Model history</h2>")
+        if HISTORY_IMAGE in images:
+            check_png(HISTORY_IMAGE, images[HISTORY_IMAGE])
+            parts.append(f'<img alt="model history" src="{png_data_uri(images[HISTORY_IMAGE])}">')
+        this_run = inputs.comparison.get("challenger_run")
+        rows = history_rows(inputs.models, str(this_run) if this_run else None)
+        parts.append(_html_table(HISTORY_HEADER, rows, False))
+        images = {name: data for name, data in images.items() if name != HISTORY_IMAGE}
 
     if images:
         parts.append("<h2>Plots</h2>")

@@ -11,12 +11,15 @@ from urllib.parse import quote
 
 from llm_pipeline.report.content import (
     FUNNEL_HEADER,
+    HISTORY_HEADER,
+    HISTORY_IMAGE,
     SPLIT_HEADER,
     ReportInputs,
     comparison_rows,
     format_bpb,
     format_signed,
     funnel_rows,
+    history_rows,
     metric_rows,
     normalise_newlines,
     promotion_sentence,
@@ -61,6 +64,11 @@ def _md_link_target(target: str) -> str:
     return quote(target, safe=":/;,+=%-._~")
 
 
+def _this_run(inputs: ReportInputs) -> str | None:
+    run = inputs.comparison.get("challenger_run")
+    return str(run) if run else None
+
+
 def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
     """The report as Markdown; `images` maps image name to link target (file name or data URI).
 
@@ -101,6 +109,13 @@ def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
     if funnel:
         out += ["", "## Cleaning funnel", ""]
         out += _md_table(FUNNEL_HEADER, funnel)
+
+    if inputs.models:
+        out += ["", "## Model history", ""]
+        if HISTORY_IMAGE in images:
+            out += [f"![model history]({_md_link_target(images[HISTORY_IMAGE])})", ""]
+        out += _md_table(HISTORY_HEADER, history_rows(inputs.models, _this_run(inputs)))
+        images = {name: target for name, target in images.items() if name != HISTORY_IMAGE}
 
     if images:
         out += ["", "## Plots", ""]

@@ -126,3 +126,49 @@ def funnel_plot_png(funnel: Sequence[dict[str, Any]], docs_in: int, bytes_in: in
     ax.set_title("Cleaning funnel")
     fig.tight_layout()
     return _to_png(fig)
+
+
+def history_points(models: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(trained_at, bits per byte) of each model, oldest first: what the history plot draws,
+    one point per model."""
+    return sorted((float(m["trained_at"]), float(m["val_bits_per_byte"])) for m in models)
+
+
+def model_history_png(models: Sequence[dict[str, Any]], this_run: str | None = None) -> bytes:
+    """Validation bits per byte of every model of the corpus against when it was trained, as
+    PNG bytes: the champion marked with a star, this run circled in red, so a reader sees at a
+    glance whether the corpus's models are getting better and where this one stands.
+
+    `models` rows are `{"run_id", "trained_at" (epoch s), "val_bits_per_byte", "champion"}`
+    (see `lm/history.py`). Bits per byte of models trained on different text are still
+    comparable per byte, though not like for like.
+    """
+    from datetime import datetime, timezone
+
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    fig, ax = _new_figure()
+    rows = sorted(models, key=lambda m: float(m["trained_at"]))
+    if not rows:
+        _no_data(ax)
+    else:
+        xs = [datetime.fromtimestamp(float(m["trained_at"]), tz=timezone.utc) for m in rows]
+        ys = [float(m["val_bits_per_byte"]) for m in rows]
+        ax.plot(xs, ys, color="#4c72b0", linewidth=1, marker="o", markersize=5, label="models")
+        for x, y, m in zip(xs, ys, rows):
+            if m.get("champion"):
+                ax.plot([x], [y], marker="*", markersize=16, color="#dd8452", linestyle="none",
+                        label="champion")  # fmt: skip
+            if this_run is not None and m.get("run_id") == this_run:
+                ax.plot([x], [y], marker="o", markersize=12, markerfacecolor="none",
+                        markeredgecolor="#c44e52", markeredgewidth=2, linestyle="none",
+                        label="this run")  # fmt: skip
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.legend()
+    ax.set_xlabel("trained (UTC)")
+    ax.set_ylabel("validation bits per byte")
+    ax.set_title("Model history (lower is better)")
+    fig.tight_layout()
+    return _to_png(fig)

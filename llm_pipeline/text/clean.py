@@ -29,15 +29,17 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_pipeline.atomic import write_json_atomic
+from llm_pipeline.progress import Emit, Progress
+from llm_pipeline.text.cleaning_config import CleaningConfig
 from llm_pipeline.text.dedup import (
     EXACT,
     KEEP,
@@ -47,14 +49,6 @@ from llm_pipeline.text.dedup import (
     mark_near_duplicates,
 )
 from llm_pipeline.text.filter_pass import BatchResult, FilterPlan, content_digest, filtered_batches
-from llm_pipeline.text.filters import (
-    DuplicateLinesFilter,
-    EmptyFilter,
-    MaxCharsFilter,
-    MinCharsFilter,
-    MinWordsFilter,
-    NonAlnumFractionFilter,
-)
 from llm_pipeline.text.funnel import (
     DROPPED_DIR,
     EXACT_DUPLICATE,
@@ -64,14 +58,6 @@ from llm_pipeline.text.funnel import (
     DroppedSample,
     Tally,
 )
-from llm_pipeline.text.minhash import MinHashConfig
-from llm_pipeline.text.profiles import (
-    DEFAULT_PROFILE,
-    PROFILE_SETTINGS,
-    apply_overrides,
-    profile_settings,
-)
-from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
 from llm_pipeline.text.split import SPLIT_FILE, TRAIN, VAL, decide_split
 from llm_pipeline.text.store import PartWriter, parquet_parts
 
@@ -101,80 +87,6 @@ CLEANED_SCHEMA = pa.schema(
 )
 _STAGING_SCHEMA = pa.schema([*list(CLEANED_SCHEMA)[:-1], ("n_bytes", pa.int64())])
 
-_DEFAULTS = PROFILE_SETTINGS[DEFAULT_PROFILE]
-_DEFAULT_MINHASH = MinHashConfig()
-
-
-@dataclass(frozen=True)
-class CleaningConfig:
-    """Everything the cleaning stage does, resolved from a profile plus overrides.
-
-    0 (or 1.0 for a fraction) turns a basic threshold off; `c4_lines`, `gopher_repetition`,
-    `gopher_quality`, `exact_dedup` and `near_dedup` turn whole filters off; `c4`, `repetition`,
-    `quality` and `minhash` carry their thresholds (see `quality.py`, `minhash.py`).
-    The plain constructor gives the default profile's settings; use `from_profile` for others.
-    """
-
-    profile: str = DEFAULT_PROFILE
-    min_chars: int = _DEFAULTS["min_chars"]
-    max_chars: int = _DEFAULTS["max_chars"]
-    min_words: int = _DEFAULTS["min_words"]
-    max_non_alnum_fraction: float = _DEFAULTS["max_non_alnum_fraction"]
-    max_duplicate_line_fraction: float = _DEFAULTS["max_duplicate_line_fraction"]
-    c4_lines: bool = _DEFAULTS["c4_lines"]
-    gopher_repetition: bool = _DEFAULTS["gopher_repetition"]
-    gopher_quality: bool = _DEFAULTS["gopher_quality"]
-    c4: C4LineFilter = _DEFAULTS["c4"]
-    repetition: GopherRepetitionFilter = _DEFAULTS["repetition"]
-    quality: GopherQualityFilter = _DEFAULTS["quality"]
-    exact_dedup: bool = True
-    near_dedup: bool = True
-    minhash: MinHashConfig = _DEFAULT_MINHASH
-    dropped_sample_size: int = 100
-    val_fraction: float = 0.05
-    min_val_docs: int = 20
-
-    @classmethod
-    def from_profile(cls, profile: str = DEFAULT_PROFILE, **overrides: Any) -> CleaningConfig:
-        """A profile's settings with `overrides` on top: plain field names, or
-        `"section.field"` for thresholds (`{"quality.min_words": 20}`).
-        Unknown profiles or keys raise a ValueError that lists the valid ones."""
-        settings = apply_overrides(profile_settings(profile), overrides)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ValueError(f"unknown cleaning settings {unknown}; valid: {sorted(known)}")
-        return cls(profile=profile, **{k: v for k, v in settings.items() if k != "profile"})
-
-    def filters(self) -> list:
-        """The document filters and the C4 line transform, in the order they run."""
-        rules: list = [
-            EmptyFilter(),
-            MinCharsFilter(self.min_chars),
-            MaxCharsFilter(self.max_chars),
-            MinWordsFilter(self.min_words),
-        ]
-        if self.c4_lines:
-            rules.append(self.c4)
-        if self.gopher_repetition:
-            rules.append(self.repetition)
-        if self.gopher_quality:
-            rules.append(self.quality)
-        rules += [
-            NonAlnumFractionFilter(self.max_non_alnum_fraction),
-            DuplicateLinesFilter(self.max_duplicate_line_fraction),
-        ]
-        return rules
-
-    def step_names(self) -> list[str]:
-        """Funnel steps in order: normalisation, each filter, then the two dedups."""
-        names = [NORMALIZE, *(rule.name for rule in self.filters())]
-        if self.exact_dedup:
-            names.append(EXACT_DUPLICATE)
-        if self.near_dedup:
-            names.append(NEAR_DUPLICATE)
-        return names
-
 
 def document_id(text: str) -> str:
     """Stable content hash of a normalised document, as written in the `doc_id` column."""
@@ -194,6 +106,9 @@ def clean_documents(
     out_dir: Path,
     config: CleaningConfig = CleaningConfig(),
     workers: int = 1,
+    emit: Emit | None = None,
+    total_bytes: int = 0,
+    label: str = "cleaned_corpus",
 ) -> CleaningStats:
     """Clean `(texts, sources)` batches into Parquet parts under `out_dir` and return the counts.
 
@@ -201,6 +116,10 @@ def clean_documents(
     it goes and leaves publishing the folder to the caller. Scratch files (staging copy,
     signatures, key spills) live in `out_dir/.scratch` and are removed before returning. A sample
     of removed documents is written to `out_dir/_dropped/<filter>.parquet`.
+
+    With `emit`, both passes report progress lines (`progress.Progress`) as `<label>/filter`
+    over `total_bytes` (the input documents' UTF-8 bytes, 0 if unknown) and `<label>/dedup`
+    over the bytes pass 1 kept.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -209,8 +128,14 @@ def clean_documents(
     tally = Tally()
     sample = DroppedSample(config.dropped_sample_size)
     try:
-        staged = _filter_and_stage(batches, scratch, config, workers, stats, tally, sample)
-        _drop_duplicates_and_write(staged, out_dir, config, stats, tally, sample)
+        progress = Progress(total_bytes, f"{label}/filter", emit)
+        staged = _filter_and_stage(
+            batches, scratch, config, workers, stats, tally, sample, progress
+        )
+        progress.finish()
+        progress = Progress(staged.n_bytes, f"{label}/dedup", emit)
+        _drop_duplicates_and_write(staged, out_dir, config, stats, tally, sample, progress)
+        progress.finish()
         if config.dropped_sample_size:
             sample.write(out_dir / DROPPED_DIR)
     finally:
@@ -230,6 +155,7 @@ class _Staged:
     exact: KeySpill
     bands: KeySpill
     n_docs: int = 0
+    n_bytes: int = 0
 
     @property
     def documents(self) -> Path:
@@ -248,6 +174,7 @@ def _filter_and_stage(
     stats: CleaningStats,
     tally: Tally,
     sample: DroppedSample,
+    progress: Progress,
 ) -> _Staged:
     """Pass 1: normalise and filter every batch (on `workers` processes), count what the filters
     removed, and stage the survivors with their dedup keys."""
@@ -266,6 +193,8 @@ def _filter_and_stage(
             stats.docs_in += result.docs_in
             stats.bytes_in += result.bytes_in
             tally.merge(result.tally)
+            # Workers report through their results: one reporter for the stage.
+            progress.advance(result.docs_in, result.bytes_in)
             for candidate in result.samples:
                 sample.offer(*candidate)
             if result.texts:
@@ -304,6 +233,7 @@ def _stage(
         ]
     )
     staged.n_docs += count
+    staged.n_bytes += sum(result.n_bytes)
     if staged.n_docs >= 2**32 - 1:
         raise ValueError("more than 4 billion documents in one cleaning run")
 
@@ -315,6 +245,7 @@ def _drop_duplicates_and_write(
     stats: CleaningStats,
     tally: Tally,
     sample: DroppedSample,
+    progress: Progress,
 ) -> None:
     """Pass 2: decide which staged documents are duplicates and the survivors' sides
     (`split.py`, written as `split.json`), then stream the staging copy once more into the
@@ -336,6 +267,7 @@ def _drop_duplicates_and_write(
     del signatures
     write_json_atomic(out_dir / SPLIT_FILE, split.to_dict())
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
+    # Batches are the output's row groups, so their size stays fixed (progress moves per batch).
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:
         offset = 0
         for batch in _staged_batches(staged):
@@ -353,6 +285,7 @@ def _drop_duplicates_and_write(
             stats.docs_out += kept.num_rows
             stats.bytes_out += int(n_bytes[keep].sum())
             sides = pa.array(np.where(side[keep], VAL, TRAIN), pa.string())
+            progress.advance(batch.num_rows, int(n_bytes.sum()))
             writer.write([*(kept.column(i) for i in range(len(CLEANED_SCHEMA) - 1)), sides])
     stats.parts = writer.parts
 

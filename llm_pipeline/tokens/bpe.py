@@ -13,6 +13,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from llm_pipeline.atomic import atomic_path
+from llm_pipeline.progress import Progress
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -41,6 +42,15 @@ def train_bpe(
     tokenizer.train_from_iterator(_flatten(text_batches), trainer=trainer, length=length)
     tokenizer.encode_special_tokens = True
     return tokenizer
+
+
+def counted_texts(batches: Iterable[tuple], progress: Progress) -> Iterator[list[str]]:
+    """The texts of `(texts, byte_lengths, is_val)` batches (`iter_split_batches`), advancing
+    `progress` as the trainer pulls them: BPE training reads the corpus once, so this is its
+    progress (the merges that follow are short by comparison)."""
+    for texts, byte_lengths, _ in batches:
+        yield texts
+        progress.advance(len(texts), int(byte_lengths.sum()))
 
 
 def _flatten(batches: Iterable[list[str]]) -> Iterator[str]:

@@ -31,6 +31,7 @@ from llm_pipeline.atomic import (
 )
 from llm_pipeline.errors import OutputBusyError
 from llm_pipeline.locking import output_lock
+from llm_pipeline.progress import Progress
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
@@ -128,6 +129,7 @@ def write_shards(
     out_dir: Path,
     eot_id: int,
     extra_meta: dict | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Encode (texts, byte_lengths, is_val) batches (`iter_split_batches`) into `train.bin` /
     `val.bin` + `meta.json`.
@@ -146,7 +148,7 @@ def write_shards(
         for split in (*SPLITS, "meta"):
             for stale in leftovers(out_dir / (META_FILE if split == "meta" else f"{split}.bin")):
                 stale.unlink(missing_ok=True)
-        return _write_shards(tokenizer, batches, out_dir, eot_id, extra_meta)
+        return _write_shards(tokenizer, batches, out_dir, eot_id, extra_meta, progress)
 
 
 def _write_shards(
@@ -155,6 +157,7 @@ def _write_shards(
     out_dir: Path,
     eot_id: int,
     extra_meta: dict | None,
+    progress: Progress | None = None,
 ) -> dict:
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = shard_dtype(vocab_size)
@@ -184,6 +187,8 @@ def _write_shards(
                     counts[split].tokens += len(chunk)
                     counts[split].documents += int(mask.sum())
                     counts[split].bytes += int(np.asarray(byte_lengths)[mask].sum())
+                if progress is not None:
+                    progress.advance(len(texts), int(np.asarray(byte_lengths).sum()))
     except BaseException:
         for path in tmp.values():
             path.unlink(missing_ok=True)
@@ -261,8 +266,9 @@ def read_meta(shard_dir: Path) -> dict:
     return json.loads((shard_dir / META_FILE).read_text())
 
 
-def open_split(shard_dir: Path, split: str) -> np.memmap:
+def open_split(shard_dir: Path | str, split: str) -> np.memmap:
     """Memory-map one split's ids read-only, with the dtype recorded in `meta.json`."""
+    shard_dir = Path(shard_dir)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     meta = read_meta(shard_dir)

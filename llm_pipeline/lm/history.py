@@ -1,0 +1,82 @@
+"""Every model a corpus has had: one record per run folder under `models/<corpus>/`.
+
+Read by the report (the history plot and table), `corpus list` and `status`, always from the
+checkpoints' own `config.json`, so the history needs no database and survives a new Dagster
+instance. A folder without a readable config (a crashed or foreign one) is left out, not fatal.
+A run counts as promoted if it is the champion now or its report recorded a promotion
+(`promotion.json`, written by the evaluation report).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_pipeline.atomic import write_json_atomic
+from llm_pipeline.lm.checkpoint import CONFIG_FILE, read_config
+from llm_pipeline.lm.checkpoint_config import CheckpointError
+from llm_pipeline.lm.registry import CURRENT, TRAINING_STATE, corpus_models_dir, read_pointer
+
+PROMOTION_FILE = "promotion.json"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One trained model of a corpus; `trained_at` is when its checkpoint was written (epoch s)."""
+
+    run_id: str
+    trained_at: float
+    architecture: str
+    parameters: int
+    tokens_seen: int
+    val_bits_per_byte: float
+    promoted: bool
+    champion: bool
+    raw_fingerprint: str | None
+
+
+def _was_promoted(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / PROMOTION_FILE).read_text()).get("promoted"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def record_promotion(run_folder: Path, decision: dict) -> None:
+    """Keep the report's promotion decision with the run, so the history can show it later."""
+    write_json_atomic(Path(run_folder) / PROMOTION_FILE, decision)
+
+
+def model_history(corpus: str, root: Path | None = None) -> list[ModelRecord]:
+    """The corpus's finished models, oldest first."""
+    folder = corpus_models_dir(corpus, root)
+    if not folder.is_dir():
+        return []
+    champion = read_pointer(corpus, CURRENT, root)
+    records = []
+    for run in folder.iterdir():
+        if not run.is_dir() or run.name.startswith(".") or run.name == TRAINING_STATE:
+            continue
+        try:
+            config = read_config(run)
+            trained_at = (run / CONFIG_FILE).stat().st_mtime
+        except (CheckpointError, OSError):
+            continue
+        summary = config.summary
+        if summary is None:
+            continue
+        records.append(
+            ModelRecord(
+                run_id=run.name,
+                trained_at=trained_at,
+                architecture=str(config.model.get("architecture", "?")),
+                parameters=summary.parameters,
+                tokens_seen=summary.tokens_seen,
+                val_bits_per_byte=summary.val_bits_per_byte,
+                promoted=run.name == champion or _was_promoted(run),
+                champion=run.name == champion,
+                raw_fingerprint=config.data.raw_fingerprint if config.data else None,
+            )
+        )
+    return sorted(records, key=lambda r: (r.trained_at, r.run_id))
