@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.safe_open import UnsafeFileError, read_bytes
 
 VERSION_KEY = "format_version"
 
@@ -26,8 +27,10 @@ def read_json_object(
     file: Path, what: str, error: type[PipelineInputError] = ContractError
 ) -> dict[str, Any]:
     """The JSON object in `file`, or `error` naming the file and why it cannot be read."""
-    try:
-        data = json.loads(Path(file).read_text())
+    try:  # one no-follow descriptor: a planted symlink or FIFO is refused, never followed/waited on
+        data = json.loads(read_bytes(file))
+    except UnsafeFileError as exc:
+        raise error(f"{file}: {exc.reason} ({what})") from None
     except FileNotFoundError:
         raise error(f"{file}: missing ({what})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -21,9 +21,7 @@ from pathlib import Path
 
 from llm_pipeline import paths
 from llm_pipeline.errors import PipelineInputError
-
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-TRACKING_CONNECT_TIMEOUT_S = 3.0
+from llm_pipeline.safe_open import UnsafeFileError, open_binary
 
 
 class PreflightError(PipelineInputError):
@@ -69,6 +67,13 @@ def check_eval_files(values: dict, preflight: Preflight) -> None:
             )
         if not file.is_file():
             raise preflight.fail(where, f"{file} is not a regular file; give a text file")
+        try:  # the report opens it this way: refused here, before training, not after it
+            with open_binary(file, root):
+                pass
+        except UnsafeFileError as exc:
+            raise preflight.fail(
+                where, f"{file}: {exc.reason}; copy the file itself under {root}"
+            ) from None
 
 
 @machine_check
@@ -98,7 +103,7 @@ def check_device(values: dict, preflight: Preflight) -> None:
 def check_tracking_server(values: dict, preflight: Preflight) -> None:
     """With `MLFLOW_TRACKING_URI` set, the tracking store answers (lm/tracking.py decides how:
     sqlite opens, an http(s) server answers /health, a file store's folder exists)."""
-    from llm_pipeline.lm.tracking import TrackingError, check_reachable
+    from llm_pipeline.lm.tracking import TRACKING_URI_ENV, TrackingError, check_reachable
 
     uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     if not uri:

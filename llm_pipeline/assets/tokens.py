@@ -138,6 +138,9 @@ def token_shards(
     bpe = load_tokenizer(tokenizer_path)
     try:
         split = read_split(storage.cleaned(corpus))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Failure(description=f"corpus {corpus!r}: split.json: {exc}") from None
+    try:
         progress = Progress(_cleaned_bytes(files), "token_shards", context.log.info)
         meta = write_shards(
             bpe,
@@ -155,8 +158,6 @@ def token_shards(
             progress=progress,
         )
         progress.finish()
-    except (OSError, KeyError, TypeError) as exc:
-        raise Failure(description=f"corpus {corpus!r}: split.json: {exc}") from None
     except ValueError as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
     splits = meta["splits"]

@@ -4,7 +4,6 @@ validation share of bytes is within (0, 2 × val_fraction]. `split_leakage` meas
 table as written, the share of validation bytes in documents with at least half of their word
 8-grams inside one training document (text/leakage.py), and fails above 1%."""
 
-import json
 import os
 
 import pandas as pd
@@ -12,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
-from llm_pipeline.assets.cleaned import CLEANING_FILE, cleaned_corpus
+from llm_pipeline.assets.cleaned import cleaned_corpus, read_split
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.leakage import LEAK_CONTAINMENT, MAX_LEAKED_SHARE, measure_leakage
@@ -77,17 +76,10 @@ def validate_split(folder, val_fraction: float, allow_over: float = 0.0) -> tupl
 
 
 def _split_settings(folder) -> tuple[float, float]:
-    """val_fraction from cleaning.json, and the share allowed over twice it when the split said
-    no unit fits (a corpus of a few large documents; split.json records it)."""
-    val_fraction, allow = 0.05, 0.0
-    try:
-        val_fraction = json.loads((folder / CLEANING_FILE).read_text())["config"]["val_fraction"]
-        split = json.loads((folder / SPLIT_FILE).read_text())
-        if not split.get("within_bounds", True):
-            allow = split["val_share"]
-    except (OSError, ValueError, KeyError):
-        pass
-    return val_fraction, allow
+    """val_fraction as the split recorded it (split.json), and the share allowed over twice it
+    when the split said no unit fits (a corpus of a few large documents)."""
+    split = read_split(folder)
+    return split.val_fraction, (0.0 if split.within_bounds else split.val_share)
 
 
 @asset_check(asset=cleaned_corpus, blocking=True)
@@ -97,7 +89,13 @@ def split_expectations(
     """Every row has a side (train or val) and the validation share of bytes is within
     (0, 2 × val_fraction] — validated with great-expectations."""
     folder = storage.cleaned(corpus_key(context.op_execution_context))
-    success, summary = validate_split(folder, *_split_settings(folder))
+    try:
+        settings = _split_settings(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return AssetCheckResult(
+            passed=False, description=f"{folder / SPLIT_FILE}: cannot be read ({exc})"
+        )
+    success, summary = validate_split(folder, *settings)
     return AssetCheckResult(
         passed=success,
         metadata={

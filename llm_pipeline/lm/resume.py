@@ -273,10 +273,12 @@ def resume_point(state_root: Path, model: dict, training: dict, shard_dir: Path)
     if not training.get("resume", True):
         return None
     path = Path(state_root) / resume_key(model, training, shard_dir)
-    try:
-        state = json.loads((path / STATE_FILE).read_text())
-    except (OSError, ValueError):
+    if not has_training_state(path):  # refuses a symlinked state folder, as loading does
         return None
-    saved_at = state.get("saved_at")
-    since = max(time.time() - float(saved_at), 0.0) if saved_at else None
-    return ResumePoint(int(state.get("step", 0)), float(state.get("elapsed_s", 0.0)), since)
+    try:
+        state = json.loads(read_bytes(path / STATE_FILE))
+        saved_at = state.get("saved_at")
+        since = max(time.time() - float(saved_at), 0.0) if saved_at else None
+        return ResumePoint(int(state.get("step", 0)), float(state.get("elapsed_s", 0.0)), since)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None  # unreadable: loading it will say why

@@ -24,11 +24,17 @@ class EvaluationReportSettings(Settings):
     temperature: float = setting(0.8, "Sampling temperature; 0 is greedy.", ge=0.0)
     top_k: int = setting(40, "Sample from the k likeliest tokens; 0: all.", ge=0)
     seed: int = setting(0, "Seed for the samples.")
-    compare_max_bytes: int = setting(
-        4_000_000, "Validation text (bytes) on which champion and challenger are compared.", ge=1
-    )
 
+
+# The champion comparison now uses the validation documents both models were scored on (or
+# eval_files), decided by report/promotion.py: no byte budget of its own any more.
+MOVED_KEYS = {
+    "compare_max_bytes": "the trained_model scores (the comparison reuses them; see the README)"
+}
 
 EVALUATION_REPORT = Stage(
-    "evaluation_report", specs(EvaluationReportSettings), EvaluationReportSettings.__doc__ or ""
+    "evaluation_report",
+    specs(EvaluationReportSettings),
+    EvaluationReportSettings.__doc__ or "",
+    moved=MOVED_KEYS,
 )
