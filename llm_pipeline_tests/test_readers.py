@@ -170,9 +170,19 @@ def test_parquet_with_invalid_utf8_is_skipped_with_its_name(tmp_path: Path) -> N
     bad = pa.array([b"ok", b"\xff\xfe broken"], pa.binary()).view(pa.string())
     pq.write_table(pa.table({"text": bad}), tmp_path / "bad.parquet")
     pq.write_table(pa.table({"text": ["good row"]}), tmp_path / "good.parquet")
-    docs, stats = read(tmp_path)
+    docs, stats = read(tmp_path, encoding_errors="skip")  # the strict policy
     assert "good row" in [d.text for d in docs]
     assert any(p.startswith("bad.parquet: skipped file:") for p in stats.problems)
+
+
+def test_parquet_row_with_a_stray_byte_is_kept_with_replacement(tmp_path: Path) -> None:
+    bad = pa.array([b"ok", b"\xff\xfe broken", b"fine"], pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text": bad}), tmp_path / "bad.parquet")
+    docs, stats = read(tmp_path)
+    assert [d.text for d in docs] == ["ok", "\ufffd\ufffd broken", "fine"]
+    assert stats.files_skipped == 0 and stats.lines_skipped == 0
+    assert stats.replaced_bytes == 2 and stats.lines_with_replacements == 1
+    assert any("bad.parquet:2: 2 invalid UTF-8 byte(s)" in p for p in stats.problems)
 
 
 def test_compressed_parquet_and_markdown(tmp_path: Path) -> None:

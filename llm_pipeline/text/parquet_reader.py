@@ -21,8 +21,16 @@ class ReadStats(Protocol):
 
     def skip_line(self, source: str, line_no: int, reason: str) -> None: ...
 
+    def replaced_line(self, source: str, line_no: int, replaced: int) -> None: ...
 
-def read_parquet(src: OpenFile, source: str, text_field: str, stats: ReadStats) -> Iterator[str]:
+
+def read_parquet(
+    src: OpenFile,
+    source: str,
+    text_field: str,
+    stats: ReadStats,
+    encoding_errors: str = "replace",
+) -> Iterator[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -35,7 +43,11 @@ def read_parquet(src: OpenFile, source: str, text_field: str, stats: ReadStats) 
                 shutil.copyfileobj(fh, out, BLOCK)
             with open(plain, "rb") as raw:  # our own private file
                 yield from read_parquet(
-                    src._replace(raw=raw, compression=None), source, text_field, stats
+                    src._replace(raw=raw, compression=None),
+                    source,
+                    text_field,
+                    stats,
+                    encoding_errors,
                 )
         return
     with open_pass(src) as fh:
@@ -44,12 +56,13 @@ def read_parquet(src: OpenFile, source: str, text_field: str, stats: ReadStats) 
         except (pa.ArrowException, OSError) as exc:
             raise SkipFile(f"not a readable Parquet file ({exc})") from None
         with parquet:
-            yield from _parquet_values(parquet, src.limits, source, text_field, stats)
+            values = _parquet_values(parquet, src.limits, source, text_field, stats)
+            yield from _decoded(values, source, stats, encoding_errors)
 
 
 def _parquet_values(
     parquet, limits: ReadLimits, source: str, text_field: str, stats: ReadStats
-) -> Iterator[str]:
+) -> Iterator[tuple[int, str | bytes]]:
     """The text column's values, each measured from the column's offsets before it becomes a
     Python string, so a huge value is skipped without being decoded."""
     import pyarrow as pa
@@ -66,8 +79,14 @@ def _parquet_values(
     for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
         column = batch.column(0)
         lengths = pc.binary_length(column).to_pylist()  # from the offsets buffer
-        small = all(n is None or n <= cap for n in lengths)
-        values = column.to_pylist() if small else None
+        values = None
+        if all(n is None or n <= cap for n in lengths):
+            try:
+                values = column.to_pylist()
+            except UnicodeDecodeError:  # a value is not valid UTF-8: decode row by row
+                values = None
+        binary = column.view(pa.large_binary() if pa.types.is_large_string(column.type)
+                             else pa.binary())  # fmt: skip
         for i, length in enumerate(lengths):
             row += 1
             if length is None:
@@ -78,5 +97,27 @@ def _parquet_values(
                     source, row, f"value of {length} bytes, larger than {cap} (max_document_bytes)"
                 )
                 continue
-            yield values[i] if values is not None else column[i].as_py()
-        del column, values
+            yield row, values[i] if values is not None else binary[i].as_py()
+        del column, values, binary
+
+
+def _decoded(
+    values: Iterator[tuple[int, str | bytes]], source: str, stats: ReadStats, policy: str
+) -> Iterator[str]:
+    """Values as text; one that is not valid UTF-8 is kept with U+FFFD (counted) under the
+    `replace` policy; under `skip` (`raw_corpus.encoding_errors`) the file is skipped whole."""
+    from llm_pipeline.text.decoding import replacement_count
+
+    for row, value in values:
+        if isinstance(value, str):
+            yield value
+            continue
+        try:
+            yield value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if policy != "replace":  # the strict policy: the file is skipped whole
+                raise SkipFile(f"not valid UTF-8 (row {row}: {exc.reason})") from None
+            text = value.decode("utf-8", "replace")
+            replaced = replacement_count(text) - replacement_count(value.decode("utf-8", "ignore"))
+            stats.replaced_line(source, row, replaced)
+            yield text

@@ -93,6 +93,12 @@ class ReadStats:
             self.files_with_replacements += 1
         self._report(note)
 
+    def replaced_line(self, source: str, line_no: int, replaced: int) -> None:
+        """A record (JSONL line, Parquet row) kept with `replaced` invalid bytes as U+FFFD."""
+        self.replaced_bytes += replaced
+        self.lines_with_replacements += 1
+        self._report(f"{source}:{line_no}: {replaced} invalid UTF-8 byte(s) replaced by U+FFFD")
+
     def _report(self, message: str) -> None:
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
             self.problems.append(message)
@@ -278,9 +284,7 @@ def _replaced_line(line: bytes, source: str, line_no: int, stats: ReadStats):
         stats.skip_line(source, line_no, f"malformed JSON ({type(exc).__name__})")
         return None
     replaced = replacement_count(text) - replacement_count(line.decode("utf-8", "ignore"))
-    stats.replaced_bytes += replaced
-    stats.lines_with_replacements += 1
-    stats._report(f"{source}:{line_no}: {replaced} invalid UTF-8 byte(s) replaced by U+FFFD")
+    stats.replaced_line(source, line_no, replaced)
     return record
 
 
@@ -346,7 +350,7 @@ def _read_one(
     elif file_type == "jsonl":
         texts = _read_jsonl(src, source, text_field, stats, encoding_errors)
     else:
-        texts = read_parquet(src, source, text_field, stats)
+        texts = read_parquet(src, source, text_field, stats, encoding_errors)
     produced = 0
     try:
         for text in texts:
