@@ -3,8 +3,9 @@
 
 On two corpora, each contender is trained by the pipeline's own `train(...)` with `max_seconds`
 = the budget, and then scored on the *whole* validation split: summed next-token nats from
-`sum_nats` (non-overlapping windows of the model's block size, fp32, as the `trained_model`
-asset scores) turned into bits per byte with the split's UTF-8 byte count from `meta.json`.
+`lm.scoring.score_documents`, the pipeline's one scorer (strided windows, every target scored
+once with context, exact UTF-8 bytes of what was scored, fp32), as the `trained_model` asset
+scores.
 Bits per byte does not depend on how much text a token covers, so it is the fair number across
 models with different context lengths.
 
@@ -74,8 +75,8 @@ import torch
 from train import OtherLoad, find_shards, wait_for_quiet
 
 from llm_pipeline.assets.model import TrainedModelConfig
-from llm_pipeline.lm.evaluate import bits_per_byte, sum_nats, unigram_bits_per_byte
 from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
+from llm_pipeline.lm.scoring import score_documents, token_byte_lengths, unigram_score
 from llm_pipeline.lm.train import TrainConfig, train
 from llm_pipeline.text.split import Clusters, assign_sides, split_key
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
@@ -83,6 +84,17 @@ from llm_pipeline.tokens.shards import open_split, read_meta, write_shards
 
 WORK = _HERE / ".work" / "quality"
 CORPUS_VERSION = 2  # 2: the split of text/split.py, tokenizer on the train side
+
+
+def _val_layout(shards: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The whole validation split as the trainer scores it (`[eot]` + `val.bin`), and the UTF-8
+    bytes of every token id of the corpus's tokenizer."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(shards / "tokenizer.json"))
+    val = np.asarray(open_split(shards, "val"), dtype=np.int64)
+    eot = read_meta(shards)["eot_id"]
+    return np.concatenate(([eot], val)), token_byte_lengths(tokenizer)
 
 
 def nanogpt_baseline(vocab_size: int, dtype: str) -> tuple[ModelConfig, TrainConfig]:
@@ -201,10 +213,10 @@ def train_and_score(
         val_bpb = float("nan")
     else:
         device = next(result.model.parameters()).device
-        nats, _ = sum_nats(
-            result.model, open_split(shards, "val"), model_config.block_size, device=device
-        )
-        val_bpb = bits_per_byte(nats, read_meta(shards)["splits"]["val"]["bytes"])
+        ids, byte_lengths = _val_layout(shards)
+        val_bpb = score_documents(
+            result.model, ids, byte_lengths, model_config.block_size, device=device
+        ).bits_per_byte
     return Scored(
         label=label,
         model_config=model_config,
@@ -279,9 +291,8 @@ def run_corpus(label: str, shards: Path, args: argparse.Namespace) -> dict[str, 
         other = "swiglu" if ours.mlp == "gelu" else "gelu"
         contenders[other] = (replace(ours, mlp=other), ours_training)
     val_tokens, val_bytes = meta["splits"]["val"]["tokens"], meta["splits"]["val"]["bytes"]
-    unigram = unigram_bits_per_byte(
-        open_split(shards, "train"), open_split(shards, "val"), vocab, val_bytes
-    )
+    ids, byte_lengths = _val_layout(shards)
+    unigram = unigram_score(np.asarray(open_split(shards, "train")), ids, byte_lengths)
     print(
         f"\n== {label}: {shards}\n   train {meta['splits']['train']['tokens']:,} tokens, "
         f"val {val_tokens:,} tokens / {val_bytes:,} bytes, vocab {vocab}; "
