@@ -28,8 +28,6 @@ from llm_pipeline.settings import specs
 from llm_pipeline.text.builtin import BUILTIN_CORPUS, write_builtin_corpus
 from llm_pipeline.text.settings import CorpusAddSettings
 
-DATA_ASSETS = ("raw_corpus", "cleaned_corpus", "tokenizer", "token_shards")
-
 
 def _url_file_name(url: str) -> str:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):

@@ -8,8 +8,8 @@ import uuid
 
 from llm_pipeline import paths
 from llm_pipeline.cli.common import dagster_instance
-from llm_pipeline.cli.corpus import DATA_ASSETS
 from llm_pipeline.cli.live import RunFollower, make_display
+from llm_pipeline.cli.overview import STAGES as PIPELINE_ASSETS
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.run_config import load_run_config
 
@@ -132,9 +132,6 @@ def run_pipeline(args: argparse.Namespace) -> int:
     )
     print(f"champion:      {current}{' (this run)' if current == run_id else ''}")
     return 0
-
-
-PIPELINE_ASSETS = (*DATA_ASSETS, "trained_model", "evaluation_report")
 
 
 def backfill(args: argparse.Namespace) -> int:

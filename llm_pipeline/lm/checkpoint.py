@@ -138,15 +138,20 @@ def save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
     os.chmod(file, FILE_MODE)
 
 
-def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, read through one no-follow descriptor."""
+def _read_file(file: Path) -> bytes:
+    """A checkpoint file's bytes through one no-follow descriptor; CheckpointError says why not."""
     try:
-        data = read_bytes(file)
+        return read_bytes(file)
     except FileNotFoundError:
         raise CheckpointError(f"{file}: missing") from None
     except (UnsafeFileError, OSError) as exc:
         reason = exc.reason if isinstance(exc, UnsafeFileError) else exc.strerror or exc
         raise CheckpointError(f"{file}: cannot be read ({reason})") from None
+
+
+def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, read through one no-follow descriptor."""
+    data = _read_file(file)
     try:
         size = int.from_bytes(data[:8], "little")
         if len(data) < 8 or size > min(_MAX_HEADER_BYTES, len(data) - 8):
@@ -192,15 +197,9 @@ def load_optimizer_state(path: Path) -> dict:
 
 def _load_legacy_pickle(file: Path) -> dict:
     """The one place a `.pt` file is read: training states and checkpoints written before the
-    safetensors format. `weights_only=True` (safe on torch ≥ 2.6, the floor) loads tensors and
-    plain containers only; anything else is refused with the file's name."""
-    try:
-        data = read_bytes(file)
-    except FileNotFoundError:
-        raise CheckpointError(f"{file}: missing") from None
-    except (UnsafeFileError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, UnsafeFileError) else exc.strerror or exc
-        raise CheckpointError(f"{file}: cannot be read ({reason})") from None
+    safetensors format. `weights_only=True` (torch ≥ 2.10, the floor: no known loader flaw) loads
+    tensors and plain containers only; anything else is refused with the file's name."""
+    data = _read_file(file)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
