@@ -30,6 +30,7 @@ from llm_pipeline.text.clean import (
     clean_documents,
     iter_document_batches,
 )
+from llm_pipeline.text.funnel import CLEANING_FILE
 from llm_pipeline.text.leakage import Leakage, measure_leakage
 from llm_pipeline.text.manifest import read_raw_manifest
 from llm_pipeline.text.profiles import PROFILES
@@ -37,7 +38,6 @@ from llm_pipeline.text.settings import CLEANED_CORPUS, CleanedCorpusSettings
 from llm_pipeline.text.split import SPLIT_FILE, SplitSummary
 from llm_pipeline.text.store import parquet_parts
 
-CLEANING_FILE = "cleaning.json"
 FUNNEL_FILE = "funnel.png"
 # Documents per cleaning batch (the core's default); small corpora get smaller batches.
 DOCUMENT_BATCH = 2048

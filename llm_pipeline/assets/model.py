@@ -1,6 +1,5 @@
 """`trained_model`: a GPT (default) or GRU language model trained on the token shards."""
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from dagster import (
 
 from llm_pipeline.assets._common import GPU_POOL, GROUP_MODEL, check_run_config, training_op_tags
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.tokens import TOKENIZER_FILE, token_shards, tokenizer
 from llm_pipeline.automation.trainer_process import (
     TrainerPipesClient,
@@ -35,6 +33,7 @@ from llm_pipeline.lm.settings import (
 from llm_pipeline.lm.tracking import job_tracking
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.funnel import read_cleaning
 from llm_pipeline.text.manifest import read_raw_manifest
 from llm_pipeline.tokens.bpe import file_sha256
 from llm_pipeline.tokens.shards import read_meta
@@ -56,8 +55,8 @@ class _TrainedModelMethods(Config):
 def cleaning_profile(cleaned: Path) -> str | None:
     """The cleaning profile the corpus's current cleaned data was made with, for tracking."""
     try:
-        return json.loads((cleaned / CLEANING_FILE).read_text())["config"]["profile"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return (read_cleaning(cleaned) or {})["config"]["profile"]
+    except (KeyError, TypeError):
         return None
 
 

@@ -16,7 +16,6 @@ from dagster import (
 
 from llm_pipeline.assets._common import GROUP_MODEL, check_run_config
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import read_config, read_metrics
@@ -45,6 +44,7 @@ from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.safe_open import UnsafeFileError, read_utf8
+from llm_pipeline.text.funnel import read_cleaning
 from llm_pipeline.text.split import SPLIT_FILE
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.shards import iter_split_batches
@@ -75,10 +75,7 @@ def read_split_info(cleaned: Path) -> dict | None:
 def read_cleaning_stats(cleaned: Path) -> dict | None:
     """The cleaning funnel stats of the corpus's current cleaned data, or None if the cleaned
     corpus predates them or cannot be read (the report is still worth having without them)."""
-    try:
-        stats = json.loads((cleaned / CLEANING_FILE).read_text())["stats"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    stats = (read_cleaning(cleaned) or {}).get("stats")
     return stats if isinstance(stats, dict) and isinstance(stats.get("funnel"), list) else None
 
 

@@ -1,6 +1,5 @@
 """`tokenizer` and `token_shards`: a byte-level BPE and the corpus encoded with it."""
 
-import json
 from pathlib import Path
 
 from dagster import (
@@ -13,10 +12,11 @@ from dagster import (
 
 from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import CLEANING_FILE, cleaned_corpus, read_split
+from llm_pipeline.assets.cleaned import cleaned_corpus, read_split
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.progress import Progress, batch_size_for
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.funnel import read_cleaning
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import (
     counted_texts,
@@ -48,10 +48,9 @@ def _cleaned_inputs(storage: StorageResource, corpus: str) -> list:
 def _cleaned_bytes(files: list) -> int:
     """UTF-8 bytes of the cleaned texts (the progress total), from the cleaning stage's
     `cleaning.json`; 0 (unknown: counts without percent) when it cannot be read."""
-    cleaning = Path(files[0]).parent / CLEANING_FILE
     try:
-        return int(json.loads(cleaning.read_text())["stats"]["bytes_out"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int((read_cleaning(Path(files[0]).parent) or {})["stats"]["bytes_out"])
+    except (KeyError, TypeError, ValueError):
         return 0
 
 

@@ -1,12 +1,10 @@
 """Checks on `trained_model`: the numbers are sane and the checkpoint really works."""
 
-import json
 import math
 
 import torch
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
-from llm_pipeline.assets.cleaned import CLEANING_FILE
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import read_config, read_metrics
@@ -15,6 +13,7 @@ from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
 from llm_pipeline.lm.sampling import complete, load_run
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.funnel import read_cleaning
 from llm_pipeline.tokens.shards import read_meta
 
 
@@ -56,10 +55,10 @@ def losses_finite(
 def _cleaning_loss(storage: StorageResource, corpus: str) -> tuple[float, str] | None:
     """(share of the raw bytes cleaning removed, profile), if `cleaning.json` can be read."""
     try:
-        data = json.loads((storage.cleaned(corpus) / CLEANING_FILE).read_text())
+        data = read_cleaning(storage.cleaned(corpus)) or {}
         stats, profile = data["stats"], str(data["config"]["profile"])
         return 1 - stats["bytes_out"] / max(stats["bytes_in"], 1), profile
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
 
 

@@ -10,6 +10,7 @@ line removal).
 from __future__ import annotations
 
 import heapq
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 
 DROPPED_DIR = "_dropped"
+# Next to the cleaned parts: the resolved cleaning config and these stats (`CleaningStats`).
+CLEANING_FILE = "cleaning.json"
 DROPPED_SCHEMA = pa.schema(
     [
         ("filter", pa.string()),
@@ -172,3 +175,16 @@ class DroppedSample:
             pq.write_table(table, folder / f"{name}.parquet", compression="zstd")
             written[name] = len(rows)
         return written
+
+
+def read_cleaning(folder: Path) -> dict | None:
+    """`cleaning.json` of a cleaned corpus folder (`{"config": ..., "stats": ...}`), or None when
+    it is missing or unreadable: its readers (report, model card, progress totals, advice) are
+    worth having without it. Read through one no-follow descriptor."""
+    from llm_pipeline.safe_open import UnsafeFileError, read_bytes
+
+    try:
+        data = json.loads(read_bytes(Path(folder) / CLEANING_FILE))
+    except (OSError, ValueError, UnsafeFileError):
+        return None
+    return data if isinstance(data, dict) else None

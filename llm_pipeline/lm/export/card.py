@@ -7,22 +7,17 @@ piece is said to be unknown rather than left out silently.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llm_pipeline.lm.export.llama import ExportSource
 from llm_pipeline.lm.model import swiglu_hidden_size
 from llm_pipeline.paths import cleaned_dir
+from llm_pipeline.text.funnel import read_cleaning
 
-CLEANING_FILE = "cleaning.json"  # written by the cleaned_corpus asset
 
-
-def read_cleaning(corpus: str, data_root: Path | None) -> dict | None:
+def cleaning_stats(corpus: str, data_root: Path | None) -> dict | None:
     """The cleaned corpus's funnel stats, or None when they cannot be read."""
-    try:
-        stats = json.loads((cleaned_dir(corpus, data_root) / CLEANING_FILE).read_text())["stats"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    stats = (read_cleaning(cleaned_dir(corpus, data_root)) or {}).get("stats")
     return stats if isinstance(stats, dict) else None
 
 

@@ -22,7 +22,7 @@ import safetensors.torch
 import torch
 
 from llm_pipeline.atomic import FILE_MODE, atomic_dir
-from llm_pipeline.lm.export.card import model_card, read_cleaning
+from llm_pipeline.lm.export.card import cleaning_stats, model_card
 from llm_pipeline.lm.export.llama import ExportError, llama_config, llama_tensors, read_source
 from llm_pipeline.lm.export.vocab import (
     hf_tokenizer_config,
@@ -89,7 +89,7 @@ def export_hf(
     torch_dtype = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dtype]
     tensors = {k: v.to(HF_DTYPES[dtype]).contiguous() for k, v in llama_tensors(source).items()}
     card = model_card(
-        source, "a Hugging Face transformers folder", read_cleaning(source.corpus, data_root)
+        source, "a Hugging Face transformers folder", cleaning_stats(source.corpus, data_root)
     )
     with atomic_dir(out_dir) as tmp:
         _write_json(tmp / "config.json", llama_config(source, torch_dtype))
