@@ -40,6 +40,7 @@ def child(mb: float, seconds: float) -> None:
     from llm_pipeline.text.chunks import split_long_text
     from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_document_batches
     from llm_pipeline.text.leakage import measure_leakage
+    from llm_pipeline.text.split_file import read_split
     from llm_pipeline.text.store import parquet_parts
     from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
     from llm_pipeline.tokens.shards import iter_split_batches, write_shards
@@ -59,22 +60,21 @@ def child(mb: float, seconds: float) -> None:
     clean_documents(sections(), cleaned, CleaningConfig.from_profile("web"), workers=1)
     leakage = measure_leakage(parquet_parts(cleaned), work)
     data_seconds = time.perf_counter() - started
-    split = json.loads((cleaned / "split.json").read_text())
+    split = read_split(cleaned)
     parts = parquet_parts(cleaned)
     texts = (t for t, _, _ in iter_split_batches(parts, side="train"))
     bpe = train_bpe(texts, 4096)
     shards.mkdir()
     save_tokenizer(bpe, shards / "tokenizer.json")
-    identity = {"rule": split["rule"], "keys_sha256": split["keys_sha256"]}
     write_shards(bpe, iter_split_batches(parts), shards, end_of_text_id(bpe),
-                 {"validation_set": identity})  # fmt: skip
+                 {"validation_set": split.identity()})  # fmt: skip
     model = ModelConfig(vocab_size=bpe.get_vocab_size(), block_size=128, n_layer=2, n_head=4,
                         n_embd=128)  # fmt: skip
     result = train(model, TrainConfig(max_seconds=seconds, measure_mfu=False), shards)
     scores = score_validation(result, shards, 2_000_000, model.block_size)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "mb": mb, "val_share": split["val_share"], "leaked_share": leakage.share,
+        "mb": mb, "val_share": split.val_share, "leaked_share": leakage.share,
         "data_seconds": data_seconds, "train_seconds": result.seconds,
         "eval_seconds": scores.seconds, "bpb": scores.val_bits_per_byte,
         "stderr": scores.stderr, "peak_rss_mb": usage.ru_maxrss / 1024,

@@ -3,20 +3,35 @@ the split settings in their one place."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from llm_pipeline.report.promotion import (
     EVAL_FILES,
     NO_FAIR_TEXT,
     RESCORE,
+    SHARED,
     STORED,
     ScoredRun,
+    SharedText,
     no_fair_comparison,
     plan_comparison,
 )
 from llm_pipeline.report.render import render_html, render_markdown
 from llm_pipeline.run_config import check_stages
 from llm_pipeline.settings import SettingsError
+from llm_pipeline.text.split import keys_digest, split_key
+from llm_pipeline.text.validation_keys import (
+    read_validation_keys,
+    shared_validation_texts,
+    validation_keys,
+    write_validation_keys,
+)
 from llm_pipeline_tests.test_report import make_inputs
 
 SET = {"rule": "v1 ...", "keys_sha256": "abc", "documents": 40}
@@ -76,3 +91,67 @@ def test_old_split_keys_are_refused_naming_their_new_place() -> None:
     assert checked["cleaned_corpus"]["val_fraction"] == 0.1
     with pytest.raises(SettingsError, match="val_fraction"):
         check_stages({"cleaned_corpus": {"val_fraction": 0.6}}, "my.yaml")
+
+
+def test_a_changed_split_compares_on_the_validation_documents_both_splits_hold() -> None:
+    challenger = run("new", 1.0, {**SET, "bytes": 40_000})
+    champion = run("old", 1.6, {**SET, "keys_sha256": "other"})
+    plan = plan_comparison(challenger, champion, True, SharedText(30, 20_000))
+    assert plan.how == SHARED and plan.like_for_like and plan.documents == 30
+    assert "30 validation documents of both splits" in plan.text
+    # Too little in common: held-out files are the better text when there are some ...
+    assert plan_comparison(challenger, champion, True, SharedText(2, 900)).how == EVAL_FILES
+    # ... and the few shared documents are used when there are none.
+    assert plan_comparison(challenger, champion, False, SharedText(2, 900)).how == SHARED
+    # Nothing in common, or keys unknown: as before.
+    assert plan_comparison(challenger, champion, False, SharedText(0, 0)).how == NO_FAIR_TEXT
+    assert plan_comparison(challenger, champion, False, None).how == NO_FAIR_TEXT
+    # The same set never looks at the shared documents.
+    same = plan_comparison(challenger, run("old", 1.6, {**SET, "bytes": 40_000}), False,
+                           SharedText(1, 1))  # fmt: skip
+    assert same.how == STORED
+
+
+def _cleaned_part(folder: Path, rows: list[tuple[str, str]]) -> Path:
+    """A cleaned part with `text`, `split_key` (of the text) and `split` columns."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts, sides = [t for t, _ in rows], [s for _, s in rows]
+    keys = pa.array([split_key(t) for t in texts], pa.uint64())
+    table = pa.table({"text": texts, "split_key": keys, "split": sides})
+    pq.write_table(table, folder / "part-00000.parquet")
+    return folder / "part-00000.parquet"
+
+
+def test_validation_keys_round_trip_and_refuse_another_set(tmp_path: Path) -> None:
+    rows = [(f"document number {i}", "val" if i % 3 == 0 else "train") for i in range(12)]
+    part = _cleaned_part(tmp_path / "cleaned", rows)
+    keys = validation_keys([part])
+    assert sorted(keys.tolist()) == sorted(split_key(t) for t, s in rows if s == "val")
+    identity = {"rule": "v1 ...", "keys_sha256": keys_digest(keys)}
+    file = tmp_path / "validation_keys.json"
+    write_validation_keys(file, keys, identity)
+    assert read_validation_keys(file, identity).tolist() == sorted(keys.tolist())
+    assert read_validation_keys(file, {**identity, "keys_sha256": "0" * 64}) is None
+    assert read_validation_keys(file, {**identity, "rule": "v2"}) is None
+    assert read_validation_keys(tmp_path / "missing.json", identity) is None
+    data = json.loads(file.read_text())
+    data["keys"] = data["keys"][1:]  # a tampered file no longer hashes to its identity
+    file.write_text(json.dumps(data))
+    assert read_validation_keys(file, identity) is None
+    file.write_text("{not json")
+    assert read_validation_keys(file, identity) is None
+
+
+def test_shared_validation_texts_are_validation_rows_in_both_sets_within_the_budget(
+    tmp_path: Path,
+) -> None:
+    rows = [(f"text {i} " * 10, "val" if i % 2 else "train") for i in range(20)]
+    part = _cleaned_part(tmp_path / "cleaned", rows)
+    wanted = {rows[i][0] for i in (1, 3, 5, 7, 4)}  # 4 is a training row: never returned
+    keys = np.sort(np.array([split_key(t) for t in wanted], np.uint64))
+    texts, size = shared_validation_texts([part], keys, max_bytes=10**6)
+    assert texts == [rows[i][0] for i in (1, 3, 5, 7)]
+    assert size == sum(len(t.encode()) for t in texts)
+    first, _ = shared_validation_texts([part], keys, max_bytes=1)
+    assert first == [rows[1][0]]  # at least one document
+    assert shared_validation_texts([part], np.zeros(0, np.uint64), 10**6) == ([], 0)

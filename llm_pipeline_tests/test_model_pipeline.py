@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import random
 import re
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from dagster import AssetKey
 
 from llm_pipeline.assets.model import TrainedModelConfig
@@ -18,6 +20,7 @@ from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, training_sta
 from llm_pipeline.lm.train import train
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.report.plots import history_points
+from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.test_pipeline import FAST, check_results, failures
 
@@ -37,12 +40,29 @@ TINY_MODEL = {
 REPORT = {"max_new_tokens": 8, "prompts": ["The model"]}
 
 
-def make_structured_corpus(folder: Path, n_docs: int = 150) -> None:
+GRAMMAR = (
+    ["the model", "a pipeline", "the tokenizer", "every stage", "the trainer"],
+    ["reads", "cleans", "writes", "checks", "learns"],
+    ["the corpus", "each document", "the shards", "a report", "the tokens"],
+)
+# The same shape in other words: documents that are no near-copies of GRAMMAR's.
+OTHER_GRAMMAR = (
+    ["a river", "the old town", "her brother", "some birds", "that morning"],
+    ["follows", "crosses", "remembers", "paints", "hears"],
+    ["the bridge", "a quiet song", "the harbour", "two lanterns", "the hills"],
+)
+
+
+def make_structured_corpus(
+    folder: Path,
+    n_docs: int = 150,
+    seed: int = 0,
+    name: str = "grammar.jsonl",
+    grammar: tuple[list[str], list[str], list[str]] = GRAMMAR,
+) -> None:
     """Text with learnable structure (a small grammar), so context beats word frequencies."""
-    rng = random.Random(0)
-    subjects = ["the model", "a pipeline", "the tokenizer", "every stage", "the trainer"]
-    verbs = ["reads", "cleans", "writes", "checks", "learns"]
-    objects = ["the corpus", "each document", "the shards", "a report", "the tokens"]
+    rng = random.Random(seed)
+    subjects, verbs, objects = grammar
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for _ in range(n_docs):
@@ -52,7 +72,7 @@ def make_structured_corpus(folder: Path, n_docs: int = 150) -> None:
             for _ in range(rng.randint(3, 8))
         ]
         lines.append(json.dumps({"text": " ".join(sentences)}))
-    (folder / "grammar.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / name).write_text("\n".join(lines) + "\n")
 
 
 def run_graph(instance, corpus: str, model: dict, report: dict):
@@ -154,6 +174,37 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     assert (models / second.run_id / "model_history.png").is_file()
     for asset in ("trained_model", "evaluation_report"):
         assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
+
+
+def test_a_grown_corpus_is_compared_on_the_validation_documents_both_splits_hold(
+    data_root: Path, instance
+) -> None:
+    make_structured_corpus(data_root / "raw" / "grow")
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["grow"])
+    first = run_graph(instance, "grow", TINY_MODEL, REPORT)
+    assert first.success, failures(first)
+    # More documents: a new validation set, which keeps some of the old one's documents.
+    make_structured_corpus(data_root / "raw" / "grow", 150, 1, "more.jsonl", OTHER_GRAMMAR)
+    second = run_graph(instance, "grow", TINY_MODEL, REPORT)
+    assert second.success, failures(second)
+    models = data_root.parent / "models" / "grow"
+    keys = []
+    for result in (first, second):
+        summary = read_config(models / result.run_id).summary
+        file = models / result.run_id / VALIDATION_KEYS_FILE
+        keys.append(read_validation_keys(file, asdict(summary.validation_set)))
+    old, new = keys
+    assert old is not None and new is not None and not np.array_equal(old, new)
+    both = np.intersect1d(old, new)
+    report = second.asset_materializations_for_node("evaluation_report")[0].metadata
+    compared_on = report["compared_on"].value
+    match = re.match(r"(\d+) validation documents of both splits", compared_on)
+    assert match, (compared_on, len(old), len(new), len(both))
+    assert 0 < int(match.group(1)) <= len(both)
+    assert report["like_for_like"].value is True
+    assert report["champion_run"].value == first.run_id
+    assert report["champion_bits_per_byte"].value > 0  # the champion was scored again
+    assert "of both splits" in (models / second.run_id / "report.md").read_text()
 
 
 def test_bad_model_config_fails_before_training(data_root: Path, instance) -> None:

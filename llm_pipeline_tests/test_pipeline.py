@@ -17,6 +17,8 @@ from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.definitions import defs
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.text.split_file import read_split
+from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.shards import open_split, read_meta
 from llm_pipeline_tests.conftest import make_document
 
@@ -88,6 +90,15 @@ def test_data_stages_materialize_and_pass_their_checks(data_root: Path, instance
     }
     for asset in DATA_ASSETS:
         assert "tiny" in instance.get_materialized_partitions(AssetKey(asset))
+    # The leakage cleaning measured is taken by the check for the same bytes (not measured
+    # twice); the keys of the validation set are kept with the shards for later comparisons.
+    leakage = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "split_leakage"
+    )
+    assert leakage.metadata["measured"].value == "with the split (parts unchanged since)"
+    identity = read_meta(data_root / "tokens" / "tiny")["validation_set"]
+    keys = read_validation_keys(data_root / "tokens" / "tiny" / VALIDATION_KEYS_FILE, identity)
+    assert keys is not None and len(keys) == read_split(data_root / "cleaned" / "tiny").val_docs
 
     raw = result.asset_materializations_for_node("raw_corpus")[0].metadata
     assert raw["files"].value == 5 and raw["files_skipped"].value == 2

@@ -17,7 +17,15 @@ from llm_pipeline.text.chunks import split_long_text
 from llm_pipeline.text.clean import CleaningConfig, clean_documents
 from llm_pipeline.text.leakage import MAX_LEAKED_SHARE, measure_leakage
 from llm_pipeline.text.minhash import shingle_jaccard
-from llm_pipeline.text.split import SPLIT_FILE, VAL, Clusters, assign_sides
+from llm_pipeline.text.split import SPLIT_FILE, VAL, Clusters, SplitSummary, assign_sides
+from llm_pipeline.text.split_file import (
+    SplitFile,
+    SplitFileError,
+    parts_sha256,
+    read_split,
+    read_split_file,
+    write_split_file,
+)
 from llm_pipeline.tokens.bpe import train_bpe
 
 WORDS = [f"w{i}" for i in range(4000)]
@@ -153,3 +161,24 @@ def test_score_documents_scores_every_target_once_with_exact_bytes() -> None:
         assert score.targets == len(ids) - 1 and score.documents == len(texts)
         assert score.bytes == sum(len(t.encode()) for t in texts)
         assert score.nats == pytest.approx((len(ids) - 1) * math.log(vocab))
+
+
+def test_split_file_keeps_the_leakage_only_for_the_bytes_it_was_measured_on(
+    tmp_path: Path,
+) -> None:
+    part = _leaky_table(tmp_path / "part-00000.parquet", False)
+    summary = SplitSummary("v1 ...", "fixed cut", 0.05, 20, "ab" * 32, 9, 1, 900, 100)
+    leakage = measure_leakage([part])
+    write_split_file(tmp_path, SplitFile(summary, leakage, parts_sha256([part])))
+    recorded = read_split_file(tmp_path)
+    assert recorded.summary == summary and recorded.leakage == leakage
+    assert read_split(tmp_path) == summary
+    assert recorded.leakage_of([part]) == leakage  # the same bytes: taken as is
+    _leaky_table(part, True)  # the part rewritten: the figure is no longer for these bytes
+    assert recorded.leakage_of([part]) is None
+    (tmp_path / SPLIT_FILE).write_text('{"rule": 1}')
+    with pytest.raises(SplitFileError, match=r"split\.json: not a split written by"):
+        read_split_file(tmp_path)
+    (tmp_path / SPLIT_FILE).unlink()
+    with pytest.raises(SplitFileError, match=r"split\.json: missing"):
+        read_split(tmp_path)

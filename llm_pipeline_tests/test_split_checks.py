@@ -48,6 +48,7 @@ def test_hand_made_leaky_split_fails_the_blocking_leakage_check(data_root: Path,
     leakage = checks["split_leakage"]
     assert not leakage.passed
     assert leakage.metadata["leaked_val_byte_share"].value > 0.9
+    assert leakage.metadata["measured"].value == "by this check"  # the parts were edited
     assert checks["split_expectations"].passed
     assert "leaky" not in instance.get_materialized_partitions(AssetKey("tokenizer"))
 

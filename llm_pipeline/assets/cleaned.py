@@ -1,6 +1,5 @@
 """`cleaned_corpus`: normalised, quality-filtered, exact- and near-deduplicated documents."""
 
-import json
 import os
 from dataclasses import asdict
 
@@ -35,26 +34,13 @@ from llm_pipeline.text.leakage import Leakage, measure_leakage
 from llm_pipeline.text.manifest import read_raw_manifest
 from llm_pipeline.text.profiles import PROFILES
 from llm_pipeline.text.settings import CLEANED_CORPUS, CleanedCorpusSettings
-from llm_pipeline.text.split import SPLIT_FILE, SplitSummary
+from llm_pipeline.text.split import SplitSummary
+from llm_pipeline.text.split_file import SplitFile, parts_sha256, read_split, write_split_file
 from llm_pipeline.text.store import parquet_parts
 
 FUNNEL_FILE = "funnel.png"
 # Documents per cleaning batch (the core's default); small corpora get smaller batches.
 DOCUMENT_BATCH = 2048
-
-
-def read_split(folder) -> SplitSummary:
-    """The split summary `cleaned_corpus` wrote next to its parts (`split.json`)."""
-    data = json.loads((folder / SPLIT_FILE).read_text())
-    return SplitSummary.from_dict({k: v for k, v in data.items() if k != "leakage"})
-
-
-def read_leakage(folder) -> dict | None:
-    """The leakage measured when the split was written, or None (older cleaned folders)."""
-    try:
-        return json.loads((folder / SPLIT_FILE).read_text()).get("leakage")
-    except (OSError, ValueError):
-        return None
 
 
 def split_markdown(split: SplitSummary, leakage: Leakage) -> str:
@@ -143,8 +129,9 @@ def cleaned_corpus(
                 description=f"corpus {corpus!r}: {stats.docs_out} document(s) left after "
                 "cleaning: too few to split into train and validation; add more text"
             )
-        leakage = measure_leakage(parquet_parts(tmp), tmp)
-        write_json_atomic(tmp / SPLIT_FILE, {**split.to_dict(), "leakage": leakage.to_dict()})
+        parts = parquet_parts(tmp)
+        leakage = measure_leakage(parts, tmp)
+        write_split_file(tmp, SplitFile(split, leakage, parts_sha256(parts)))
         funnel_png = funnel_plot_png(stats.funnel, stats.docs_in, stats.bytes_in)
         write_bytes_atomic(tmp / FUNNEL_FILE, funnel_png)
         write_json_atomic(

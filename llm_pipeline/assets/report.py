@@ -1,10 +1,10 @@
 """`evaluation_report`: metrics, plots, samples, and the champion/challenger decision."""
 
-import json
 import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from dagster import (
     AssetExecutionContext,
@@ -32,21 +32,29 @@ from llm_pipeline.report.plots import model_history_png
 from llm_pipeline.report.promotion import (
     NO_FAIR_TEXT,
     RESCORE,
+    SHARED,
     STORED,
     PromotionDecision,
     ScoredRun,
+    SharedText,
     champion_to_score,
     decide_promotion,
     no_fair_comparison,
     plan_comparison,
+    same_validation_set,
 )
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.safe_open import UnsafeFileError, read_utf8
 from llm_pipeline.text.funnel import read_cleaning
-from llm_pipeline.text.split import SPLIT_FILE
+from llm_pipeline.text.split_file import SplitFileError, read_split_file
 from llm_pipeline.text.store import parquet_parts
+from llm_pipeline.text.validation_keys import (
+    VALIDATION_KEYS_FILE,
+    read_validation_keys,
+    shared_validation_texts,
+)
 from llm_pipeline.tokens.shards import iter_split_batches
 
 EvaluationReportConfig = stage_config(EVALUATION_REPORT)
@@ -64,12 +72,12 @@ def validation_texts(cleaned: Path, documents: int) -> list[str]:
 
 
 def read_split_info(cleaned: Path) -> dict | None:
-    """`split.json` of the cleaned corpus (sides, rule, leakage), or None when absent."""
+    """`split.json` of the cleaned corpus (sides, rule, leakage) as the report shows it, or
+    None when it is absent or unreadable (the report is still worth having without it)."""
     try:
-        data = json.loads((cleaned / SPLIT_FILE).read_text())
-    except (OSError, ValueError):
+        return read_split_file(cleaned).to_dict()
+    except SplitFileError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def read_cleaning_stats(cleaned: Path) -> dict | None:
@@ -93,6 +101,27 @@ def _scored_run(run_id: str, summary: TrainingSummary | None) -> ScoredRun:
     return ScoredRun(run_id, summary.val_bits_per_byte, asdict(vset) if vset else None)
 
 
+# What the shared documents are cut to when the challenger's scored bytes are not recorded.
+_SHARED_BYTES = 1 << 20
+
+
+def shared_texts(
+    cleaned: Path, challenger: ScoredRun, path: Path, champion: ScoredRun, champion_path: Path
+) -> tuple[list[str], SharedText | None]:
+    """The current validation documents in both models' validation sets (keys kept with each
+    checkpoint), up to as many bytes as the challenger's own score covered; None when either
+    model's keys are unknown."""
+    mine = read_validation_keys(path / VALIDATION_KEYS_FILE, challenger.validation_set)
+    theirs = read_validation_keys(champion_path / VALIDATION_KEYS_FILE, champion.validation_set)
+    if mine is None or theirs is None:
+        return [], None
+    budget = int((challenger.validation_set or {}).get("bytes") or 0) or _SHARED_BYTES
+    texts, size = shared_validation_texts(
+        parquet_parts(cleaned), np.intersect1d(mine, theirs), budget
+    )
+    return texts, SharedText(len(texts), size)
+
+
 def _compare(
     context, storage: StorageResource, corpus: str, path: Path, challenger: ScoredRun,
     champion_id: str | None, eval_texts: list[str],
@@ -109,7 +138,11 @@ def _compare(
         context.log.warning(f"champion {champion_id} cannot be evaluated: {exc}")
         return decide_promotion(challenger.run_id, bpb, champion_id, None)
     champion = _scored_run(champion_id, champion_config.summary)
-    plan = plan_comparison(challenger, champion, bool(eval_texts))
+    shared, common = [], None
+    if not same_validation_set(challenger.validation_set, champion.validation_set):
+        shared, common = shared_texts(storage.cleaned(corpus), challenger, path, champion,
+                                      champion_path)  # fmt: skip
+    plan = plan_comparison(challenger, champion, bool(eval_texts), common)
     if plan.how == NO_FAIR_TEXT:
         return no_fair_comparison(challenger, champion_id, plan)
     if plan.how == STORED:
@@ -118,6 +151,8 @@ def _compare(
     texts = eval_texts
     if plan.how == RESCORE:
         texts = validation_texts(storage.cleaned(corpus), plan.documents)
+    elif plan.how == SHARED:
+        texts = shared
     try:
         champion_bpb = _score_on(champion_path, texts)
     except PipelineInputError as exc:

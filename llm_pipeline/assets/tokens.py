@@ -12,12 +12,19 @@ from dagster import (
 
 from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
-from llm_pipeline.assets.cleaned import cleaned_corpus, read_split
+from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.progress import Progress, batch_size_for
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.funnel import read_cleaning
+from llm_pipeline.text.split import keys_digest
+from llm_pipeline.text.split_file import read_split
 from llm_pipeline.text.store import parquet_parts
+from llm_pipeline.text.validation_keys import (
+    VALIDATION_KEYS_FILE,
+    validation_keys,
+    write_validation_keys,
+)
 from llm_pipeline.tokens.bpe import (
     counted_texts,
     end_of_text_id,
@@ -159,6 +166,13 @@ def token_shards(
         progress.finish()
     except ValueError as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
+    # The validation set's keys, so a later split can be compared with this one (promotion).
+    keys = validation_keys(files)
+    if keys_digest(keys) == split.keys_sha256:
+        write_validation_keys(folder / VALIDATION_KEYS_FILE, keys, split.identity())
+    else:
+        (folder / VALIDATION_KEYS_FILE).unlink(missing_ok=True)
+        context.log.warning(f"corpus {corpus!r}: split.json does not match the cleaned parts")
     splits = meta["splits"]
     total_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
     total_tokens = splits["train"]["tokens"] + splits["val"]["tokens"]

@@ -29,6 +29,9 @@ from llm_pipeline.text.store import parquet_parts
 
 REQUIRED_COLUMNS = ["doc_id", "text", "n_chars", "source"]
 ID_PARTITIONS = 64
+# Rows per validated frame: great-expectations and pandas hold a few copies of a frame's text
+# (the regex and length expectations), so this bounds the check's memory (~50 MB of text).
+GX_BATCH_ROWS = 4096
 
 
 def _row_suite(gx, min_chars: int, max_chars: int):
@@ -128,7 +131,7 @@ def validate_cleaned_table(folder: Path, min_chars: int, max_chars: int) -> tupl
     try:
         for part in parts:
             parquet = pq.ParquetFile(part, pre_buffer=False)
-            for batch in parquet.iter_batches(batch_size=20_000):
+            for batch in parquet.iter_batches(batch_size=GX_BATCH_ROWS):
                 frame = batch.to_pandas()
                 run = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
                     row_suite

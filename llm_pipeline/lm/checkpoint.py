@@ -45,11 +45,13 @@ def save_checkpoint(
     config: CheckpointConfig | dict,
     history: list[dict],
     tokenizer_path: Path,
+    extra_files: dict[str, Path] | None = None,
 ) -> Path:
     """Write a complete checkpoint folder atomically (all files or none).
 
     A plain dict `config` is read as a `CheckpointConfig` first, so what is written is always
-    the current format.
+    the current format. `extra_files` (name: source) are copied in with the rest (the
+    validation set's keys, text/validation_keys.py).
     """
     if isinstance(config, dict):
         config = CheckpointConfig.from_dict(config, Path(out_dir) / CONFIG_FILE)
@@ -60,6 +62,8 @@ def save_checkpoint(
             json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
         )
         shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, tmp / name)
         with open(tmp / METRICS_FILE, "w") as fh:
             for row in history:
                 fh.write(json.dumps(row) + "\n")

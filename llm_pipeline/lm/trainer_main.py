@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -43,6 +43,7 @@ from llm_pipeline.lm.scoring import (
 )
 from llm_pipeline.lm.tracking import NullTracker, Tracker, start_tracking
 from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.bpe import load_tokenizer
 from llm_pipeline.tokens.shards import open_split, read_meta
 
@@ -138,6 +139,14 @@ def score_validation(
         score.loss, score.bits_per_byte, unigram, validation_set, score.stderr,
         time.perf_counter() - started,
     )  # fmt: skip
+
+
+def validation_keys_file(shards: Path, validation_set: ValidationSet | None) -> dict:
+    """The shards' validation keys to keep in the checkpoint, if they are of the set the
+    model was scored on (so a later split can be compared with this one)."""
+    file = shards / VALIDATION_KEYS_FILE
+    identity = asdict(validation_set) if validation_set else None
+    return {VALIDATION_KEYS_FILE: file} if read_validation_keys(file, identity) is not None else {}
 
 
 def summarize(
@@ -262,6 +271,7 @@ def run_job(
         checkpoint,
         result.history,
         Path(job.tokenizer_path),
+        validation_keys_file(Path(job.shards), scores.validation_set),
     )
     if result.state_path:  # the finished checkpoint supersedes the resumable state
         clear_training_state(result.state_path)

@@ -9,9 +9,14 @@ checkpoints record (the split rule and the hash of the documents' keys):
   compared as they are (no model is run again);
 - same validation set, a different number of documents scored: both are scored again on the
   documents both scored (the first ones, in table order);
-- the split changed (or the champion predates recorded validation sets): the champion may have
-  trained on this validation text, so the comparison is on `eval_files` if any are configured;
-  without them there is no fair text, and the champion stays (the reason says how to fix it).
+- the split changed (the corpus grew, `val_fraction` or the cleaning changed): the champion may
+  have trained on this validation text, so the comparison is on the validation documents both
+  splits hold (their keys are kept with each checkpoint, text/validation_keys.py): text neither
+  model trained on, as much as the challenger's own score covered. When those hold less than
+  `MIN_SHARED_SHARE` of that, `eval_files` are preferred if configured, and the few shared
+  documents used otherwise;
+- nothing shared and no `eval_files` (or a champion that predates recorded validation sets):
+  there is no fair text, and the champion stays (the reason says how to fix it).
 
 Kept apart from the `evaluation_report` asset so the rule can be read and tested without
 Dagster or a model.
@@ -87,7 +92,12 @@ def decide_promotion(
     )
 
 
-STORED, RESCORE, EVAL_FILES, NO_FAIR_TEXT = "stored", "rescore", "eval_files", "none"
+STORED, RESCORE, SHARED, EVAL_FILES, NO_FAIR_TEXT = (
+    "stored", "rescore", "shared", "eval_files", "none"
+)  # fmt: skip
+# Shared validation documents are preferred to `eval_files` from this share of the bytes the
+# challenger's own score covered: a quarter still gives a standard error about twice its own.
+MIN_SHARED_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -109,23 +119,46 @@ class ComparisonPlan:
     like_for_like: bool = True
 
 
-def _same_set(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+@dataclass(frozen=True)
+class SharedText:
+    """The validation documents both splits hold, as far as the report took them."""
+
+    documents: int
+    bytes: int
+
+
+def same_validation_set(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two recorded validation sets are the same documents under the same rule."""
     return bool(a and b) and all(a.get(k) == b.get(k) for k in ("rule", "keys_sha256"))
 
 
 def plan_comparison(
-    challenger: ScoredRun, champion: ScoredRun, has_eval_files: bool
+    challenger: ScoredRun,
+    champion: ScoredRun,
+    has_eval_files: bool,
+    shared: SharedText | None = None,
 ) -> ComparisonPlan:
     """Which text the two are compared on (see the module): never text the champion may
-    have trained on."""
+    have trained on. `shared` is what the two validation sets have in common (None when
+    either model's keys are unknown); it is only looked at when the split changed."""
     mine, theirs = challenger.validation_set, champion.validation_set
-    if _same_set(mine, theirs) and mine and theirs:
+    if same_validation_set(mine, theirs) and mine and theirs:
         if mine.get("documents") == theirs.get("documents") and champion.bits_per_byte:
             n = int(mine.get("documents") or 0)
             return ComparisonPlan(STORED, f"validation set ({n} documents, stored scores)", n)
         n = min(int(mine.get("documents") or 0), int(theirs.get("documents") or 0))
         return ComparisonPlan(RESCORE, f"first {n} validation documents both scored", n)
     why = "predates recorded validation sets" if not theirs else "was trained on another split"
+    if shared is not None and shared.documents:
+        text = (
+            f"{shared.documents} validation documents of both splits ({shared.bytes:,} bytes; "
+            f"the champion {why})"
+        )
+        plan = ComparisonPlan(SHARED, text, shared.documents)
+        if shared.bytes >= MIN_SHARED_SHARE * int((mine or {}).get("bytes") or 0):
+            return plan
+        if not has_eval_files:
+            return plan
     if has_eval_files:
         return ComparisonPlan(EVAL_FILES, f"eval_files (the champion {why})", 0, False)
     return ComparisonPlan(

@@ -37,7 +37,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llm_pipeline.atomic import write_json_atomic
 from llm_pipeline.progress import Emit, Progress
 from llm_pipeline.text.cleaning_config import CleaningConfig
 from llm_pipeline.text.dedup import (
@@ -58,7 +57,8 @@ from llm_pipeline.text.funnel import (
     DroppedSample,
     Tally,
 )
-from llm_pipeline.text.split import SPLIT_FILE, TRAIN, VAL, decide_split
+from llm_pipeline.text.split import TRAIN, VAL, decide_split
+from llm_pipeline.text.split_file import SplitFile, write_split_file
 from llm_pipeline.text.store import PartWriter, parquet_parts
 
 # The cleaning stage's public names; the step names come from `funnel.py`.
@@ -265,7 +265,7 @@ def _drop_duplicates_and_write(
         staged.scratch / "split",
     )
     del signatures
-    write_json_atomic(out_dir / SPLIT_FILE, split.to_dict())
+    write_split_file(out_dir, SplitFile(split))
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
     # Batches are the output's row groups, so their size stays fixed (progress moves per batch).
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:

@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from llm_pipeline.text.dedup import KeySpill, shared_key_pairs
-from llm_pipeline.text.minhash import _MIX, MinHashConfig, MinHasher, _splitmix, estimated_jaccard
+from llm_pipeline.text.minhash import (
+    _GROUP_CHARS,  # the per-byte index arrays of a group cost ~40 bytes per character
+    _MIX,
+    MinHashConfig,
+    MinHasher,
+    _splitmix,
+    estimated_jaccard,
+)
 
 TRAIN, VAL = "train", "val"
 SPLIT_FILE = "split.json"
@@ -44,7 +51,6 @@ GRAM_WORDS = 8
 GRAM_SAMPLE = 4
 # A gram in more documents is boilerplate: only its first documents (by index) are paired.
 MAX_GRAM_DOCS = 16
-_GROUP_CHARS = 4_000_000
 # `min_val_docs` adds documents only while the share stays within this many times the target.
 MIN_DOCS_SLACK = 1.25
 
