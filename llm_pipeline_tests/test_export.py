@@ -16,6 +16,7 @@ import torch
 from llm_pipeline.cli import main
 from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, save_checkpoint
 from llm_pipeline.lm.export import ExportError, export_gguf, export_hf
+from llm_pipeline.lm.history import record_promotion
 from llm_pipeline.lm.model import ModelConfig, build_model, generate, swiglu_hidden_size
 from llm_pipeline.lm.registry import CURRENT, write_pointer
 from llm_pipeline.lm.sampling import load_run
@@ -95,9 +96,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     vocab = load_run_tokenizer(tokenizer_path).get_vocab_size()
     shape = dict(vocab_size=vocab, block_size=64, n_layer=2, n_head=4, n_embd=64)
     models = root / "models"
+    swiglu = _save_run(models, RUN_ID, ModelConfig(mlp="swiglu", **shape), tokenizer_path)
+    record_promotion(swiglu, {"promoted": True, "eval_files": {"heldout.txt": 2.1234}})
     return {
         "models": models,
-        "swiglu": _save_run(models, RUN_ID, ModelConfig(mlp="swiglu", **shape), tokenizer_path),
+        "swiglu": swiglu,
         "gelu": _save_run(models, "run-gelu", ModelConfig(**shape), tokenizer_path),
         "gru": _save_run(
             models, "run-gru", ModelConfig(architecture="gru", **shape), tokenizer_path
@@ -133,6 +136,7 @@ def test_hf_folder_has_llama_files(hf_dir: Path) -> None:
     assert config["intermediate_size"] == swiglu_hidden_size(64)
     card = (hf_dir / "README.md").read_text()
     assert "fingerprint-123" in card and "Intended use" in card and "2.5000" in card
+    assert "eval file `heldout.txt`: 2.1234 bits per byte" in card  # the report's scores
     from safetensors import safe_open
 
     with safe_open(str(hf_dir / "model.safetensors"), "pt") as fh:

@@ -275,7 +275,7 @@ def evaluation_report(
         models=_history_after(corpus, models_root, run_id, promoted),
     )
     inputs.extra_images[HISTORY_IMAGE] = model_history_png(inputs.models, run_id)
-    record_promotion(path, comparison)
+    record_promotion(path, {**comparison, "eval_files": eval_files})
     written = write_report(path, inputs)
     # MLflow first: if it fails, the step fails before `current` moves, so both still agree.
     scores = {f"eval_bpb_{name}": v for name, v in eval_files.items()}

@@ -30,7 +30,8 @@ from llm_pipeline.text.store import parquet_parts
 REQUIRED_COLUMNS = ["doc_id", "text", "n_chars", "source"]
 ID_PARTITIONS = 64
 # Rows per validated frame: great-expectations and pandas hold a few copies of a frame's text
-# (the regex and length expectations), so this bounds the check's memory (~50 MB of text).
+# (the regex and length expectations), so this bounds the check's memory: at most 4096 ×
+# max_doc_chars characters per frame, about 10 MB of text on typical documents.
 GX_BATCH_ROWS = 4096
 
 

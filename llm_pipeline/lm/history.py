@@ -9,11 +9,12 @@ A run counts as promoted if it is the champion now or its report recorded a prom
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from llm_pipeline.atomic import write_json_atomic
+from llm_pipeline.contracts import read_json_object
+from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import CONFIG_FILE, read_config
 from llm_pipeline.lm.checkpoint_config import CheckpointError
 from llm_pipeline.lm.registry import CURRENT, TRAINING_STATE, corpus_models_dir, read_pointer
@@ -36,15 +37,22 @@ class ModelRecord:
     raw_fingerprint: str | None
 
 
-def _was_promoted(folder: Path) -> bool:
+def read_promotion(folder: Path) -> dict:
+    """The run's `promotion.json` (the report's decision and its `eval_files` scores), or {}
+    when the run has no report yet or the file cannot be read."""
     try:
-        return bool(json.loads((folder / PROMOTION_FILE).read_text()).get("promoted"))
-    except (OSError, ValueError, AttributeError):
-        return False
+        return read_json_object(Path(folder) / PROMOTION_FILE, "promotion decision")
+    except PipelineInputError:
+        return {}
+
+
+def _was_promoted(folder: Path) -> bool:
+    return bool(read_promotion(folder).get("promoted"))
 
 
 def record_promotion(run_folder: Path, decision: dict) -> None:
-    """Keep the report's promotion decision with the run, so the history can show it later."""
+    """Keep the report's promotion decision (and `eval_files` scores) with the run, so the
+    history and the export's model card can show them later."""
     write_json_atomic(Path(run_folder) / PROMOTION_FILE, decision)
 
 

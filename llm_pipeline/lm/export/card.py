@@ -55,7 +55,7 @@ def model_card(
     summary, training = cfg.get("summary") or {}, cfg.get("training") or {}
     data, tokenizer = cfg.get("data") or {}, cfg.get("tokenizer") or {}
     splits = (data.get("shards") or {}).get("splits") or {}
-    eval_files = eval_files or summary.get("eval_files") or {}
+    eval_files = eval_files or {}
     header = [
         "---",
         "library_name: transformers",

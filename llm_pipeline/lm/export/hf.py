@@ -30,6 +30,7 @@ from llm_pipeline.lm.export.vocab import (
     special_tokens_map,
 )
 from llm_pipeline.lm.export_settings import HF_DTYPE_NAMES
+from llm_pipeline.lm.history import read_promotion
 
 _TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 HF_DTYPES = {name: _TORCH_DTYPES[name] for name in HF_DTYPE_NAMES}
@@ -89,7 +90,10 @@ def export_hf(
     torch_dtype = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dtype]
     tensors = {k: v.to(HF_DTYPES[dtype]).contiguous() for k, v in llama_tensors(source).items()}
     card = model_card(
-        source, "a Hugging Face transformers folder", cleaning_stats(source.corpus, data_root)
+        source,
+        "a Hugging Face transformers folder",
+        cleaning_stats(source.corpus, data_root),
+        read_promotion(run_dir).get("eval_files"),  # the report's scores, if it ran
     )
     with atomic_dir(out_dir) as tmp:
         _write_json(tmp / "config.json", llama_config(source, torch_dtype))
