@@ -33,9 +33,10 @@ def validation_keys(files: Iterable[Path]) -> np.ndarray:
     """The split keys of the validation rows of cleaned Parquet parts, in table order."""
     keys = [np.zeros(0, np.uint64)]
     for path in files:
-        table = pq.read_table(path, columns=["split_key", "split"])
-        is_val = pc.equal(table.column("split"), VAL)
-        keys.append(table.column("split_key").filter(is_val).to_numpy().astype(np.uint64))
+        parquet = pq.ParquetFile(path, pre_buffer=False)
+        for batch in parquet.iter_batches(columns=["split_key", "split"], batch_size=65_536):
+            is_val = pc.equal(batch.column(1), VAL)
+            keys.append(batch.column(0).filter(is_val).to_numpy().astype(np.uint64))
     return np.concatenate(keys)
 
 
