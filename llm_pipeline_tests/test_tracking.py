@@ -232,6 +232,9 @@ tracker = start_tracking(job, print)
 rows = [{"step": s, "train_loss": 2.0 - s / 10, "val_loss": None, "lr": 1e-3,
          "tokens_per_s": 100.0} for s in range(4)]
 tracker.log_row(rows[2])  # steps 0, 1 came before a resume, 3 was missed: logged at the end
+if sys.argv[2] == "kill":  # killed outright (SIGKILL, the OOM killer): nothing runs after
+    import os, signal
+    os.kill(os.getpid(), signal.SIGKILL)
 if sys.argv[2] == "finish":
     summary = NS(run_id=sys.argv[1], val_bits_per_byte=2.5, unigram_bits_per_byte=3.0,
                  val_loss=1.7, parameters=10, tokens_seen=64, training_seconds=1.0, mfu=None,
@@ -271,3 +274,35 @@ def test_tracker_logs_missed_steps_at_the_end_and_a_dead_trainer_is_failed(
     assert model == {"model/model.safetensors", "model/config.json", "model/tokenizer.json"}
     [version] = client.search_model_versions(f"name = '{registered_model_name('unit')}'")
     assert version.tags[RUN_ID_TAG] == "finished-run" and version.tags[FORMAT_TAG] == "checkpoint"
+
+
+def test_a_killed_trainers_mlflow_run_is_ended_with_its_dead_run(
+    tmp_path: Path, store: str, instance
+) -> None:
+    from mlflow import MlflowClient
+
+    from llm_pipeline.automation.dead_runs import clear_dead_runs
+    from llm_pipeline.lm.tracking_promotion import ENDED_BY_TAG, end_unfinished_run
+    from llm_pipeline_tests.test_dead_runs import dead_pid, started_run
+
+    run = started_run(instance, "unit", dead_pid())  # a whole run gone, trainer and all
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run(
+        [sys.executable, "-c", TRACKER_SCRIPT, run.run_id, "kill", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    experiment = client.get_experiment_by_name(experiment_name("unit"))
+    [mlflow_run] = client.search_runs([experiment.experiment_id])
+    assert mlflow_run.info.status == "RUNNING"  # what a SIGKILL leaves
+
+    lines: list[str] = []
+    assert [d.run_id for d in clear_dead_runs(instance, log=lines.append)] == [run.run_id]
+    ended = client.get_run(mlflow_run.info.run_id)
+    assert ended.info.status == "KILLED"
+    assert "run worker gone" in ended.data.tags[ENDED_BY_TAG]
+    assert "marked KILLED" in lines[0]
+    # A run that is no longer RUNNING is left as it is.
+    assert end_unfinished_run("unit", run.run_id, "again") is None
+    assert client.get_run(mlflow_run.info.run_id).data.tags[ENDED_BY_TAG] != "again"

@@ -31,6 +31,7 @@ from llm_pipeline.lm.settings import (
     resolve_trained_model,
 )
 from llm_pipeline.lm.tracking import job_tracking
+from llm_pipeline.lm.tracking_promotion import end_unfinished_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.funnel import read_cleaning
@@ -131,9 +132,16 @@ def trained_model(
     with tempfile.TemporaryDirectory(prefix=f"trainer-{corpus}-") as tmp:
         job_file = Path(tmp) / "job.json"
         job.write(job_file)
-        invocation = TrainerPipesClient().run(
-            context=context, command=trainer_command(str(job_file), nproc)
-        )
+        try:
+            invocation = TrainerPipesClient().run(
+                context=context, command=trainer_command(str(job_file), nproc)
+            )
+        except BaseException:
+            # A trainer killed outright leaves its MLflow run RUNNING; end it (no-op when off).
+            ended = end_unfinished_run(corpus, context.run_id, "the trainer exited unfinished")
+            if ended:
+                context.log.warning(ended)
+            raise
     reported = invocation.get_materialize_result()
     # The trainer wrote the checkpoint; point `latest` at it only once it is really there.
     read_config(out)

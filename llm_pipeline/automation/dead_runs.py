@@ -18,7 +18,8 @@ materialize`) report no health, so this module decides from what the run itself 
   orchestrator wrote `RUN_START`, each step process its `STEP_START`. When none of them is
   alive (or a pid now belongs to a process started later), the run is dead.
 
-A dead run is marked FAILURE with the reason and its pool slots are freed; this happens when a
+A dead run is marked FAILURE with the reason and its pool slots are freed (and, with tracking
+on, an MLflow run its trainer left RUNNING is marked KILLED); this happens when a
 new run starts (`ensure_gpu_pool`), at each `retrain_schedule` tick and with
 `llm-pipeline doctor`. The private calls this takes are in `llm_pipeline.dagster_compat`.
 """
@@ -33,6 +34,7 @@ import psutil
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from llm_pipeline.dagster_compat import free_pool_slots_of_run, mark_run_failed
+from llm_pipeline.lm.tracking_promotion import end_unfinished_run
 
 HOST_TAG = "llm_pipeline/host"
 PARTITION_TAG = "dagster/partition"
@@ -129,8 +131,13 @@ def clear_dead_runs(
             continue  # finished meanwhile
         mark_run_failed(instance, run, dead.reason)
         freed = free_pool_slots_of_run(instance, dead.run_id)
+        # Its trainer died with it: an MLflow run it left RUNNING is ended too (tracking on).
+        ended = end_unfinished_run(dead.corpus, dead.run_id, dead.reason) if dead.corpus else None
         if log is not None:
-            log(f"run {dead.run_id} ({dead.corpus or '-'}): {dead.reason}; freed {freed} slot(s)")
+            log(
+                f"run {dead.run_id} ({dead.corpus or '-'}): {dead.reason}; freed {freed} slot(s)"
+                + (f"; {ended}" if ended else "")
+            )
     return cleared
 
 

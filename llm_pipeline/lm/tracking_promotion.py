@@ -91,3 +91,27 @@ def record_export(corpus: str, run_id: str, checkpoint: Path, champion: bool) ->
         if champion:
             client.set_registered_model_alias(registered_model_name(corpus), CHAMPION, version)
     return {"mlflow_model_version": int(version)}
+
+
+ENDED_BY_TAG = "llm_pipeline/ended_by"
+
+
+def end_unfinished_run(corpus: str, run_id: str, reason: str) -> str | None:
+    """Mark the training's MLflow run KILLED if it is still RUNNING: a trainer killed outright
+    (SIGKILL, the OOM killer) or whose whole run died cannot end it itself. Called when the
+    trainer process exits without finishing and when a dead run is cleared. Never raises
+    (tracking must not hide the failure it reports); returns what it did, or None."""
+    uri = tracking_uri()
+    if uri is None:
+        return None
+    try:
+        with mlflow_errors(uri):
+            client = client_for(uri)
+            mlflow_run = find_run(client, corpus, run_id)
+            if mlflow_run is None or client.get_run(mlflow_run).info.status != "RUNNING":
+                return None
+            client.set_tag(mlflow_run, ENDED_BY_TAG, reason[:500])
+            client.set_terminated(mlflow_run, "KILLED")
+    except Exception as exc:  # never hide the failure the caller is reporting
+        return f"MLflow run of {run_id} could not be ended: {exc}"
+    return f"MLflow run {mlflow_run} of {run_id} marked KILLED"
