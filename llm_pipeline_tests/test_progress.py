@@ -128,3 +128,35 @@ def test_data_stages_log_progress_with_percent_before_their_final_line(
     dedup = [parse_line(m) for m in messages["cleaned_corpus"]]
     assert any(line is not None and line.label == "cleaned_corpus/dedup" and line.done
                for line in dedup)  # fmt: skip
+
+
+def test_raw_corpus_progress_reaches_its_total_on_jsonl_and_parquet(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llm_pipeline.assets.raw import _file_sizes, counted_documents
+    from llm_pipeline.text.corpus_files import corpus_files
+    from llm_pipeline.text.readers import ReadStats, iter_documents
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    texts = [f'Document {i} says "quoted" things\nover lines.' * 20 for i in range(200)]
+    # JSONL: quotes, escapes and keys make the file larger than its text
+    (folder / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    # Parquet: compressed, so the file is far smaller than its text
+    pq.write_table(pa.table({"text": texts}), folder / "b.parquet")
+    files = corpus_files(folder)
+    sizes = _file_sizes(folder, files)
+    assert set(sizes) == {"a.jsonl", "b.parquet"}
+    lines: list[str] = []
+    progress = Progress(sum(sizes.values()), "raw_corpus", lines.append, every_s=1e9,
+                        every_pct=10)  # fmt: skip
+    stats = ReadStats()
+    documents = list(counted_documents(iter_documents(folder, stats=stats, files=files), stats,
+                                       progress, sizes))  # fmt: skip
+    assert len(documents) == 400
+    assert progress.bytes == progress.total_bytes  # 100% when the last document is read
+    after_first_file = [parse_line(line) for line in lines]
+    assert any(line.percent is not None and line.percent >= 40 for line in after_first_file)

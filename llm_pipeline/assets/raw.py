@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -41,27 +42,39 @@ from llm_pipeline.text.store import write_documents
 RawCorpusConfig = stage_config(RAW_CORPUS)
 
 
-def _total_size(files: list) -> int:
-    """Bytes of the files on disk (links not followed; an unreadable entry counts 0: the reader
-    skips it and names it)."""
-    total = 0
+def _file_sizes(folder: Path, files: list) -> dict[str, int]:
+    """Bytes on disk of each file, by its path under `folder` (`Document.source`); links are not
+    followed and an unreadable entry counts 0 (the reader skips it and names it)."""
+    sizes = {}
     for path in files:
         try:
-            total += os.lstat(path).st_size
-        except OSError:
+            sizes[Path(path).relative_to(folder).as_posix()] = os.lstat(path).st_size
+        except (OSError, ValueError):
             continue
-    return total
+    return sizes
 
 
 def counted_documents(
-    documents: Iterator[Document], stats: ReadStats, progress: Progress
+    documents: Iterator[Document], stats: ReadStats, progress: Progress, sizes: dict[str, int]
 ) -> Iterator[Document]:
-    """Pass `documents` through, advancing `progress` by the bytes the reader counted."""
+    """Pass `documents` through, advancing `progress` in bytes of the files on disk (its total):
+    the text bytes the reader counted, at most the file's size, and the rest of a file once the
+    next one starts. Text and file sizes differ (JSONL's quoting and keys, compressed or
+    Parquet files), so counting text alone stopped JSONL corpora near two thirds before done.
+    `sizes` maps each file's `Document.source` to its size."""
     seen = 0
+    source, in_file = None, 0
     for document in documents:
         yield document
-        progress.advance(1, stats.bytes - seen)
+        if document.source != source:
+            if source is not None:
+                progress.advance(0, max(sizes.get(source, 0) - in_file, 0))
+            source, in_file = document.source, 0
+        step = max(min(stats.bytes - seen, sizes.get(source, 0) - in_file), 0)
         seen = stats.bytes
+        in_file += step
+        progress.advance(1, step)
+    progress.advance(0, max(progress.total_bytes - progress.bytes, 0))  # skipped files too
 
 
 @asset(
@@ -94,8 +107,9 @@ def raw_corpus(
     fingerprint = fingerprint_files(folder, files)
     stats = ReadStats()
     out = storage.documents(corpus)
-    # The total is the files' size on disk: exact for plain text, a lower bound when compressed.
-    progress = Progress(_total_size(files), "raw_corpus", context.log.info)
+    # Progress is in bytes of the files on disk, whatever their format (`counted_documents`).
+    sizes = _file_sizes(folder, files)
+    progress = Progress(sum(sizes.values()), "raw_corpus", context.log.info)
     with atomic_dir(out) as tmp:
         documents = counted_documents(
             iter_documents(
@@ -109,6 +123,7 @@ def raw_corpus(
             ),
             stats,
             progress,
+            sizes,
         )
         write_documents(documents, tmp)
         progress.finish()
