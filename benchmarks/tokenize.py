@@ -48,7 +48,6 @@ from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_docume
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import end_of_text_id, train_bpe
 from llm_pipeline.tokens.shards import (
-    iter_cleaned_batches,
     iter_split_batches,
     write_shards,
 )
@@ -59,9 +58,13 @@ VOCAB_SIZE = 4096
 # The token_shards asset's defaults.
 
 
+# Part of the cache's name: bump it when cleaning's output changes (v2: the `split` column).
+CLEANED_CACHE_VERSION = 2
+
+
 def ensure_cleaned(mb: float, seed: int) -> Path:
     """A cleaned corpus of about `mb` MB (generated, then put through clean_documents), cached."""
-    folder = WORK_DIR / f"cleaned-{mb:g}mb-seed{seed}"
+    folder = WORK_DIR / f"cleaned-{mb:g}mb-seed{seed}-v{CLEANED_CACHE_VERSION}"
     if (folder / "done.json").is_file():
         print(f"reusing {folder.relative_to(WORK_DIR.parent)}")
         return folder
@@ -82,9 +85,10 @@ def ensure_cleaned(mb: float, seed: int) -> Path:
 
 
 def first_megabytes(files: list[Path], mb: float):
-    """Text batches from the start of the corpus, up to about `mb` MB (the BPE training set)."""
+    """Training-side text from the start of the corpus, up to about `mb` MB (the BPE training
+    set: the tokenizer asset trains on `train` rows only)."""
     remaining = mb * 1e6
-    for _, texts, byte_lengths in iter_cleaned_batches(files, batch_size=BATCH_SIZE):
+    for texts, byte_lengths, _ in iter_split_batches(files, batch_size=BATCH_SIZE, side="train"):
         if remaining <= 0:
             return
         yield texts
@@ -132,7 +136,7 @@ def main() -> None:
     # The raw baseline's input, read before any timing starts.
     batches: list[list[str]] = []
     n_bytes = 0
-    for _, texts, byte_lengths in iter_cleaned_batches(files, batch_size=BATCH_SIZE):
+    for texts, byte_lengths, _ in iter_split_batches(files, batch_size=BATCH_SIZE):
         batches.append(texts)
         n_bytes += int(byte_lengths.sum())
     n_docs = sum(map(len, batches))

@@ -52,19 +52,6 @@ class SplitCounts:
     bytes: int = 0
 
 
-def iter_cleaned_batches(files: Iterable[Path], batch_size: int = 1024) -> Iterator[tuple]:
-    """Yield (doc_ids, texts, utf8_byte_lengths) batches from cleaned Parquet files."""
-    for path in files:
-        parquet = pq.ParquetFile(path, pre_buffer=False)
-        for batch in parquet.iter_batches(columns=["doc_id", "text"], batch_size=batch_size):
-            text = batch.column(1)
-            yield (
-                batch.column(0).to_pylist(),
-                text.to_pylist(),
-                pc.binary_length(text).to_numpy(zero_copy_only=False),
-            )
-
-
 def iter_split_batches(
     files: Iterable[Path], batch_size: int = 1024, side: str | None = None
 ) -> Iterator[tuple]:
