@@ -70,20 +70,23 @@ def _rss_mb(pid: int) -> float:
 
 
 def run_sampled(cmd: list[str], env: dict) -> tuple[int, dict[str, float]]:
-    """Run `cmd`; return (exit code, peak RSS in MB per kind of process)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Run `cmd`; return (exit code, peak RSS in MB per kind of process). Its output goes to a
+    file (a pipe read only at the end would fill and block the run)."""
     peaks: dict[str, float] = {}
-    while proc.poll() is None:
-        todo = [proc.pid]
-        while todo:
-            pid = todo.pop()
-            todo += _children(pid)
-            kind = _kind(pid, proc.pid)
-            if kind is not None:
-                peaks[kind] = max(peaks.get(kind, 0.0), _rss_mb(pid))
-        time.sleep(0.2)
-    if proc.returncode:
-        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-4000:])
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            todo = [proc.pid]
+            while todo:
+                pid = todo.pop()
+                todo += _children(pid)
+                kind = _kind(pid, proc.pid)
+                if kind is not None:
+                    peaks[kind] = max(peaks.get(kind, 0.0), _rss_mb(pid))
+            time.sleep(0.2)
+        if proc.returncode:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
     return proc.returncode, peaks
 
 

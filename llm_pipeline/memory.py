@@ -1,7 +1,7 @@
 """Giving freed memory back to the operating system between pipeline steps.
 
-`llm-pipeline run` executes every step in its own process (`execute_in_process`), one after
-another. Memory a step frees stays resident unless it is handed back: glibc keeps freed heap
+`llm-pipeline run` executes every step in the CLI's one process (`execute_in_process`), one
+after another. Memory a step frees stays resident unless it is handed back: glibc keeps freed heap
 pages in its arenas and Arrow's allocator (mimalloc) keeps its pages for reuse. Step after
 step, the process's resident size then climbs by what each step left (measured on a 120 MB
 corpus: 364 MB after imports, about 1 GB by `token_shards`), although no step needs that

@@ -155,3 +155,30 @@ def test_shared_validation_texts_are_validation_rows_in_both_sets_within_the_bud
     first, _ = shared_validation_texts([part], keys, max_bytes=1)
     assert first == [rows[1][0]]  # at least one document
     assert shared_validation_texts([part], np.zeros(0, np.uint64), 10**6) == ([], 0)
+
+
+def test_shared_texts_need_both_models_keys_for_their_own_sets(tmp_path: Path) -> None:
+    from llm_pipeline.assets.report import shared_texts
+    from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE
+
+    rows = [(f"text {i} " * 10, "val" if i % 2 else "train") for i in range(20)]
+    _cleaned_part(tmp_path / "cleaned", rows)
+    keys = {i: split_key(rows[i][0]) for i in range(20)}
+
+    def model(name: str, members: list[int], stale: bool = False) -> tuple[ScoredRun, Path]:
+        folder = tmp_path / name
+        folder.mkdir()
+        member_keys = np.array([keys[i] for i in members], np.uint64)
+        identity = {"rule": "v1 ...", "keys_sha256": keys_digest(member_keys)}
+        written = {**identity, "keys_sha256": "0" * 64} if stale else identity
+        write_validation_keys(folder / VALIDATION_KEYS_FILE, member_keys, written)
+        return ScoredRun(name, 1.0, {**identity, "bytes": 10**6}), folder
+
+    challenger, mine = model("new", [1, 3, 5, 7, 9])
+    champion, theirs = model("old", [5, 7, 9, 11, 13])
+    texts, common = shared_texts(tmp_path / "cleaned", challenger, mine, champion, theirs)
+    assert texts == [rows[i][0] for i in (5, 7, 9)] and common.documents == 3
+    stale, folder = model("stale", [5, 7, 9], stale=True)  # its file names another set
+    assert shared_texts(tmp_path / "cleaned", challenger, mine, stale, folder) == ([], None)
+    (theirs / VALIDATION_KEYS_FILE).unlink()  # a champion from before the keys were kept
+    assert shared_texts(tmp_path / "cleaned", challenger, mine, champion, theirs) == ([], None)

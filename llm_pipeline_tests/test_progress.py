@@ -143,20 +143,26 @@ def test_raw_corpus_progress_reaches_its_total_on_jsonl_and_parquet(tmp_path: Pa
     folder = tmp_path / "raw"
     folder.mkdir()
     texts = [f'Document {i} says "quoted" things\nover lines.' * 20 for i in range(200)]
-    # JSONL: quotes, escapes and keys make the file larger than its text
-    (folder / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    # JSONL: other fields, quotes and escapes make the file much larger than its text
+    records = [{"meta": "m" * 2000, "text": t} for t in texts]
+    (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     # Parquet: compressed, so the file is far smaller than its text
     pq.write_table(pa.table({"text": texts}), folder / "b.parquet")
     files = corpus_files(folder)
     sizes = _file_sizes(folder, files)
     assert set(sizes) == {"a.jsonl", "b.parquet"}
-    lines: list[str] = []
-    progress = Progress(sum(sizes.values()), "raw_corpus", lines.append, every_s=1e9,
-                        every_pct=10)  # fmt: skip
+    progress = Progress(sum(sizes.values()), "raw_corpus", None)
     stats = ReadStats()
-    documents = list(counted_documents(iter_documents(folder, stats=stats, files=files), stats,
-                                       progress, sizes))  # fmt: skip
-    assert len(documents) == 400
+    seen: dict[str, list[int]] = {"a.jsonl": [], "b.parquet": []}
+    for document in counted_documents(iter_documents(folder, stats=stats, files=files), stats,
+                                      progress, sizes):  # fmt: skip
+        seen[document.source].append(progress.bytes)  # counted up to the document before
+    jsonl, parquet = seen["a.jsonl"], seen["b.parquet"]
+    assert len(jsonl) == len(parquet) == 200
+    # JSONL moves with the reader's place in the file, not with the (smaller) text: half-way
+    # through its documents, about half of its bytes are counted.
+    assert 0.4 * sizes["a.jsonl"] < jsonl[100] < 0.6 * sizes["a.jsonl"], (jsonl[100], sizes)
+    # Parquet's text is larger than the file: counted up to the file's size and no further.
+    assert parquet[0] <= sizes["a.jsonl"] <= parquet[1]  # whole once the next file starts
+    assert all(b <= sum(sizes.values()) for b in parquet)
     assert progress.bytes == progress.total_bytes  # 100% when the last document is read
-    after_first_file = [parse_line(line) for line in lines]
-    assert any(line.percent is not None and line.percent >= 40 for line in after_first_file)

@@ -174,6 +174,10 @@ def test_split_file_keeps_the_leakage_only_for_the_bytes_it_was_measured_on(
     assert recorded.summary == summary and recorded.leakage == leakage
     assert read_split(tmp_path) == summary
     assert recorded.leakage_of([part]) == leakage  # the same bytes: taken as is
+    older = SplitFile(summary, leakage, parts_sha256([part]), "v0: another measure")
+    write_split_file(tmp_path, older)
+    assert read_split_file(tmp_path).leakage_of([part]) is None  # measured by another rule
+    write_split_file(tmp_path, SplitFile(summary, leakage, parts_sha256([part])))
     _leaky_table(part, True)  # the part rewritten: the figure is no longer for these bytes
     assert recorded.leakage_of([part]) is None
     (tmp_path / SPLIT_FILE).write_text('{"rule": 1}')

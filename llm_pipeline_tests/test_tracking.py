@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -279,30 +280,42 @@ def test_tracker_logs_missed_steps_at_the_end_and_a_dead_trainer_is_failed(
 def test_a_killed_trainers_mlflow_run_is_ended_with_its_dead_run(
     tmp_path: Path, store: str, instance
 ) -> None:
+    from dagster import DagsterEvent, DagsterEventType, EventLogEntry
     from mlflow import MlflowClient
 
-    from llm_pipeline.automation.dead_runs import clear_dead_runs
+    from llm_pipeline.automation.dead_runs import TRAINING_STEP, clear_dead_runs
     from llm_pipeline.lm.tracking_promotion import ENDED_BY_TAG, end_unfinished_run
     from llm_pipeline_tests.test_dead_runs import dead_pid, started_run
 
-    run = started_run(instance, "unit", dead_pid())  # a whole run gone, trainer and all
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    killed = subprocess.run(
-        [sys.executable, "-c", TRACKER_SCRIPT, run.run_id, "kill", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=300,
+    # Two whole runs gone: one had started training, the other never got past the data stages
+    # (an MLflow run under its id is left alone: it cannot be a trainer's).
+    trained, data_only = (started_run(instance, "unit", dead_pid()) for _ in range(2))
+    event = DagsterEvent(DagsterEventType.STEP_START.value, job_name=trained.job_name,
+                         step_key=TRAINING_STEP, pid=dead_pid())  # fmt: skip
+    instance.store_event(
+        EventLogEntry(error_info=None, level="DEBUG", user_message="", run_id=trained.run_id,
+                      timestamp=time.time(), dagster_event=event, job_name=trained.job_name)
     )  # fmt: skip
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for run in (trained, data_only):
+        killed = subprocess.run(
+            [sys.executable, "-c", TRACKER_SCRIPT, run.run_id, "kill", str(tmp_path)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert killed.returncode == -9, killed.stderr[-2000:]
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     experiment = client.get_experiment_by_name(experiment_name("unit"))
-    [mlflow_run] = client.search_runs([experiment.experiment_id])
-    assert mlflow_run.info.status == "RUNNING"  # what a SIGKILL leaves
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert {r.info.status for r in runs.values()} == {"RUNNING"}  # what a SIGKILL leaves
 
     lines: list[str] = []
-    assert [d.run_id for d in clear_dead_runs(instance, log=lines.append)] == [run.run_id]
-    ended = client.get_run(mlflow_run.info.run_id)
+    cleared = {d.run_id for d in clear_dead_runs(instance, log=lines.append)}
+    assert cleared == {trained.run_id, data_only.run_id}
+    ended = client.get_run(runs[trained.run_id].info.run_id)
     assert ended.info.status == "KILLED"
     assert "run worker gone" in ended.data.tags[ENDED_BY_TAG]
-    assert "marked KILLED" in lines[0]
+    assert any("marked KILLED" in line for line in lines)
+    assert client.get_run(runs[data_only.run_id].info.run_id).info.status == "RUNNING"
     # A run that is no longer RUNNING is left as it is.
-    assert end_unfinished_run("unit", run.run_id, "again") is None
-    assert client.get_run(mlflow_run.info.run_id).data.tags[ENDED_BY_TAG] != "again"
+    assert end_unfinished_run("unit", trained.run_id, "again") is None
+    assert client.get_run(ended.info.run_id).data.tags[ENDED_BY_TAG] != "again"

@@ -58,10 +58,11 @@ def counted_documents(
     documents: Iterator[Document], stats: ReadStats, progress: Progress, sizes: dict[str, int]
 ) -> Iterator[Document]:
     """Pass `documents` through, advancing `progress` in bytes of the files on disk (its total):
-    the text bytes the reader counted, at most the file's size, and the rest of a file once the
-    next one starts. Text and file sizes differ (JSONL's quoting and keys, compressed or
-    Parquet files), so counting text alone stopped JSONL corpora near two thirds before done.
-    `sizes` maps each file's `Document.source` to its size."""
+    for JSONL the reader's position in the file (exact, compressed or not); otherwise the text
+    bytes it counted, at most the file's size; and the rest of a file once the next one
+    starts. Text and file sizes differ (JSONL's quoting and keys, compressed or Parquet files),
+    so counting text alone stopped JSONL corpora near two thirds before done. `sizes` maps each
+    file's `Document.source` to its size."""
     seen = 0
     source, in_file = None, 0
     for document in documents:
@@ -70,7 +71,11 @@ def counted_documents(
             if source is not None:
                 progress.advance(0, max(sizes.get(source, 0) - in_file, 0))
             source, in_file = document.source, 0
-        step = max(min(stats.bytes - seen, sizes.get(source, 0) - in_file), 0)
+        size = sizes.get(source, 0)
+        if stats.file_position is not None:
+            step = max(min(stats.file_position, size) - in_file, 0)
+        else:
+            step = max(min(stats.bytes - seen, size - in_file), 0)
         seen = stats.bytes
         in_file += step
         progress.advance(1, step)
@@ -133,7 +138,7 @@ def raw_corpus(
                 description=f"corpus {corpus!r}: no usable documents in {len(files)} file(s) "
                 f"under {folder} (supported: {SUPPORTED_DESCRIPTION}).\n{problems}"
             )
-        RawManifest(corpus=corpus, fingerprint=fingerprint, stats=vars(stats)).write(tmp)
+        RawManifest(corpus=corpus, fingerprint=fingerprint, stats=stats.summary()).write(tmp)
     for problem in stats.problems:
         context.log.warning(problem)
     # The version covers the files *and* how they are read: a new text_field or max_doc_chars

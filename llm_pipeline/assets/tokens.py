@@ -145,7 +145,17 @@ def token_shards(
     try:
         split = read_split(storage.cleaned(corpus))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise Failure(description=f"corpus {corpus!r}: split.json: {exc}") from None
+        raise Failure(description=f"corpus {corpus!r}: {exc}") from None
+    # The validation set's keys, so a later split can be compared with this one (promotion).
+    # They must be the set split.json names: meta.json records that identity, and stored
+    # scores are compared on it.
+    keys = validation_keys(files)
+    if keys_digest(keys) != split.keys_sha256:
+        raise Failure(
+            description=f"corpus {corpus!r}: the validation rows of {files[0].parent} are not "
+            "the validation set its split.json names (parts edited after cleaning?); "
+            "materialize cleaned_corpus again"
+        )
     try:
         progress = Progress(_cleaned_bytes(files), "token_shards", context.log.info)
         meta = write_shards(
@@ -166,13 +176,7 @@ def token_shards(
         progress.finish()
     except ValueError as exc:
         raise Failure(description=f"corpus {corpus!r}: {exc}") from None
-    # The validation set's keys, so a later split can be compared with this one (promotion).
-    keys = validation_keys(files)
-    if keys_digest(keys) == split.keys_sha256:
-        write_validation_keys(folder / VALIDATION_KEYS_FILE, keys, split.identity())
-    else:
-        (folder / VALIDATION_KEYS_FILE).unlink(missing_ok=True)
-        context.log.warning(f"corpus {corpus!r}: split.json does not match the cleaned parts")
+    write_validation_keys(folder / VALIDATION_KEYS_FILE, keys, split.identity())
     splits = meta["splits"]
     total_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
     total_tokens = splits["train"]["tokens"] + splits["val"]["tokens"]

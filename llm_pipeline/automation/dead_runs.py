@@ -118,6 +118,15 @@ def find_dead_runs(instance: DagsterInstance, corpus: str | None = None) -> list
     return dead
 
 
+TRAINING_STEP = "trained_model"
+
+
+def _started_step(instance: DagsterInstance, run_id: str, step_key: str) -> bool:
+    """Whether the run started the step (only a training step can leave an MLflow run)."""
+    logs = instance.all_logs(run_id, of_type={DagsterEventType.STEP_START})
+    return any(e.dagster_event is not None and e.dagster_event.step_key == step_key for e in logs)
+
+
 def clear_dead_runs(
     instance: DagsterInstance,
     corpus: str | None = None,
@@ -132,7 +141,9 @@ def clear_dead_runs(
         mark_run_failed(instance, run, dead.reason)
         freed = free_pool_slots_of_run(instance, dead.run_id)
         # Its trainer died with it: an MLflow run it left RUNNING is ended too (tracking on).
-        ended = end_unfinished_run(dead.corpus, dead.run_id, dead.reason) if dead.corpus else None
+        ended = None
+        if dead.corpus and _started_step(instance, dead.run_id, TRAINING_STEP):
+            ended = end_unfinished_run(dead.corpus, dead.run_id, dead.reason)
         if log is not None:
             log(
                 f"run {dead.run_id} ({dead.corpus or '-'}): {dead.reason}; freed {freed} slot(s)"

@@ -94,6 +94,8 @@ def split_expectations(
     folder = storage.cleaned(corpus_key(context.op_execution_context))
     try:
         settings = _split_settings(folder)
+    except SplitFileError as exc:  # names the file and the reason
+        return AssetCheckResult(passed=False, description=str(exc))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return AssetCheckResult(
             passed=False, description=f"{folder / SPLIT_FILE}: cannot be read ({exc})"

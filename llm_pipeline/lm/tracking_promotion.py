@@ -14,6 +14,7 @@ from llm_pipeline.lm.tracking import (
     CHAMPION,
     REPORT_ARTIFACTS,
     RUN_ID_TAG,
+    check_reachable,
     client_for,
     experiment_name,
     mlflow_errors,
@@ -105,6 +106,7 @@ def end_unfinished_run(corpus: str, run_id: str, reason: str) -> str | None:
     if uri is None:
         return None
     try:
+        check_reachable(uri)  # a store that is down: at most its 10 s check, no client retries
         with mlflow_errors(uri):
             client = client_for(uri)
             mlflow_run = find_run(client, corpus, run_id)

@@ -20,10 +20,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llm_pipeline.text.dedup import KeySpill
-from llm_pipeline.text.split import VAL, gram_pair_counts, sampled_grams
+from llm_pipeline.text.split import (
+    GRAM_SAMPLE,
+    GRAM_WORDS,
+    MAX_GRAM_DOCS,
+    VAL,
+    gram_pair_counts,
+    sampled_grams,
+)
 
 LEAK_CONTAINMENT = 0.5
 MAX_LEAKED_SHARE = 0.01  # the check's bound: at most 1% of validation bytes
+# What a recorded figure was measured by: a figure under another rule is measured again.
+LEAKAGE_RULE = (
+    f"v1: share of val bytes with >={LEAK_CONTAINMENT} of sampled word {GRAM_WORDS}-grams "
+    f"(1 in {GRAM_SAMPLE}, at most {MAX_GRAM_DOCS} documents a gram) in one training document"
+)
 
 
 @dataclass

@@ -72,6 +72,13 @@ class ReadStats:
     files_with_replacements: int = 0
     lines_with_replacements: int = 0  # JSONL lines
     decoded_as: dict[str, int] = field(default_factory=dict)  # detected encoding: files
+    # Where the reader is in the current file on disk, for progress: set for JSONL (one
+    # streaming pass, compressed or not); None for text (read twice) and Parquet (footer first).
+    file_position: int | None = None
+
+    def summary(self) -> dict:
+        """The counts and problems, as the raw manifest keeps them."""
+        return {k: v for k, v in vars(self).items() if k != "file_position"}
 
     def skip_file(self, source: str, reason: str) -> None:
         self.files_skipped += 1
@@ -345,6 +352,7 @@ def _read_one(
         return
     file_type, compression = kind
     src = OpenFile(raw, compression, limits)
+    stats.file_position = None
     if file_type == "text":
         texts = _read_text(src, source, max_doc_chars, stats, encoding_errors)
     elif file_type == "jsonl":
@@ -362,6 +370,8 @@ def _read_one(
                 produced += 1
                 stats.documents += 1
                 stats.bytes += len(piece.encode("utf-8"))
+                if file_type == "jsonl":
+                    stats.file_position = raw.tell()
                 yield Document(source, piece)
     except SkipFile as exc:
         stats.skip_file(source, str(exc))

@@ -2,10 +2,11 @@
 on the parts it describes. Written by cleaning, read by the split checks, `token_shards`, the
 report and the benchmarks, all through here.
 
-The leakage figure carries the SHA-256 of the parts it was measured on (`parts_sha256`), so the
-blocking `split_leakage` check can take it as is while the table is byte-identical, and
-measures again when it is not (a part edited by hand, a folder copied from elsewhere): the
-same figure is not computed twice per cleaning, and is never trusted for other bytes.
+The leakage figure carries the SHA-256 of the parts it was measured on (`parts_sha256`) and the
+rule it was measured by (`leakage.LEAKAGE_RULE`), so the blocking `split_leakage` check can take
+it as is while the table is byte-identical and the rule the same, and measures again when not
+(a part edited by hand, a folder copied from elsewhere, a new rule): the same figure is not
+computed twice per cleaning, and is never trusted for other bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from llm_pipeline.atomic import write_json_atomic
 from llm_pipeline.contracts import read_json_object
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.text.leakage import Leakage
+from llm_pipeline.text.leakage import LEAKAGE_RULE, Leakage
 from llm_pipeline.text.split import SPLIT_FILE, SplitSummary
 
 __all__ = ["SPLIT_FILE", "SplitFile", "parts_sha256", "read_split", "read_split_file"]
@@ -36,16 +37,22 @@ class SplitFile:
     summary: SplitSummary
     leakage: Leakage | None = None
     parts_sha256: str | None = None  # the parts the leakage was measured on
+    leakage_rule: str = LEAKAGE_RULE  # and how
 
     def to_dict(self) -> dict[str, Any]:
         data = self.summary.to_dict()
         if self.leakage is not None:
-            data["leakage"] = {**self.leakage.to_dict(), "parts_sha256": self.parts_sha256}
+            data["leakage"] = {
+                **self.leakage.to_dict(),
+                "parts_sha256": self.parts_sha256,
+                "rule": self.leakage_rule,
+            }
         return data
 
     def leakage_of(self, parts: list[Path]) -> Leakage | None:
-        """The recorded leakage if it was measured on exactly these parts' bytes, else None."""
-        if self.leakage is None or self.parts_sha256 is None:
+        """The recorded leakage if it was measured by today's rule on exactly these parts'
+        bytes, else None."""
+        if self.leakage is None or self.parts_sha256 is None or self.leakage_rule != LEAKAGE_RULE:
             return None
         return self.leakage if parts_sha256(parts) == self.parts_sha256 else None
 
@@ -74,15 +81,14 @@ def read_split_file(folder: Path) -> SplitFile:
     raw = data.pop("leakage", None)
     try:
         summary = SplitSummary.from_dict(data)
-        leakage, sha = None, None
+        leakage, sha, rule = None, None, ""
         if isinstance(raw, dict):
-            sha = raw.get("parts_sha256")
-            leakage = Leakage(
-                **{k: v for k, v in raw.items() if k not in ("share", "parts_sha256")}
-            )
+            sha, rule = raw.get("parts_sha256"), str(raw.get("rule", ""))
+            extra = ("share", "parts_sha256", "rule")
+            leakage = Leakage(**{k: v for k, v in raw.items() if k not in extra})
     except TypeError as exc:
         raise SplitFileError(f"{file}: not a split written by cleaned_corpus ({exc})") from None
-    return SplitFile(summary, leakage, sha)
+    return SplitFile(summary, leakage, sha, rule)
 
 
 def read_split(folder: Path) -> SplitSummary:

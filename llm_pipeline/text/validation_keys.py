@@ -77,18 +77,26 @@ def shared_validation_texts(
     files: Iterable[Path], keys: np.ndarray, max_bytes: int
 ) -> tuple[list[str], int]:
     """The validation documents of the cleaned parts whose key is in `keys` (sorted), in table
-    order, until `max_bytes` of UTF-8 (at least one document): (texts, bytes)."""
+    order, until `max_bytes` of UTF-8 (at least one document): (texts, bytes).
+
+    Row group by row group, the keys and sides are read first and the text only of the
+    matching rows, so a large corpus with few shared documents costs its key columns."""
     texts: list[str] = []
     size = 0
+    if len(keys) == 0:
+        return texts, size
     for path in files:
         parquet = pq.ParquetFile(path, pre_buffer=False)
-        for batch in parquet.iter_batches(columns=["text", "split", "split_key"]):
-            batch_keys = batch.column(2).to_numpy().astype(np.uint64)
-            at = np.minimum(np.searchsorted(keys, batch_keys), max(len(keys) - 1, 0))
-            shared = (batch.column(1).to_numpy(zero_copy_only=False) == VAL) & (
-                keys[at] == batch_keys if len(keys) else np.zeros(len(batch_keys), bool)
-            )
-            for text in batch.column(0).filter(shared).to_pylist():
+        for group in range(parquet.num_row_groups):
+            sides = parquet.read_row_group(group, columns=["split", "split_key"])
+            batch_keys = sides.column("split_key").to_numpy().astype(np.uint64)
+            at = np.minimum(np.searchsorted(keys, batch_keys), len(keys) - 1)
+            is_val = sides.column("split").to_numpy(zero_copy_only=False) == VAL
+            rows = np.flatnonzero(is_val & (keys[at] == batch_keys))
+            if len(rows) == 0:
+                continue
+            column = parquet.read_row_group(group, columns=["text"]).column("text")
+            for text in column.take(rows).to_pylist():
                 if texts and size >= max_bytes:
                     return texts, size
                 texts.append(text)
