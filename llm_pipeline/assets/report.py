@@ -101,10 +101,6 @@ def _scored_run(run_id: str, summary: TrainingSummary | None) -> ScoredRun:
     return ScoredRun(run_id, summary.val_bits_per_byte, asdict(vset) if vset else None)
 
 
-# What the shared documents are cut to when the challenger's scored bytes are not recorded.
-_SHARED_BYTES = 1 << 20
-
-
 def shared_texts(
     cleaned: Path, challenger: ScoredRun, path: Path, champion: ScoredRun, champion_path: Path
 ) -> tuple[list[str], SharedText | None]:
@@ -115,7 +111,8 @@ def shared_texts(
     theirs = read_validation_keys(champion_path / VALIDATION_KEYS_FILE, champion.validation_set)
     if mine is None or theirs is None:
         return [], None
-    budget = int((challenger.validation_set or {}).get("bytes") or 0) or _SHARED_BYTES
+    # `mine` is not None: the challenger has a recorded validation set, with its scored bytes.
+    budget = int(challenger.validation_set["bytes"])
     texts, size = shared_validation_texts(
         parquet_parts(cleaned), np.intersect1d(mine, theirs), budget
     )

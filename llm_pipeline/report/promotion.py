@@ -154,11 +154,9 @@ def plan_comparison(
             f"{shared.documents} validation documents of both splits ({shared.bytes:,} bytes; "
             f"the champion {why})"
         )
-        plan = ComparisonPlan(SHARED, text, shared.documents)
-        if shared.bytes >= MIN_SHARED_SHARE * int((mine or {}).get("bytes") or 0):
-            return plan
-        if not has_eval_files:
-            return plan
+        enough = shared.bytes >= MIN_SHARED_SHARE * int((mine or {}).get("bytes") or 0)
+        if enough or not has_eval_files:
+            return ComparisonPlan(SHARED, text, shared.documents)
     if has_eval_files:
         return ComparisonPlan(EVAL_FILES, f"eval_files (the champion {why})", 0, False)
     return ComparisonPlan(

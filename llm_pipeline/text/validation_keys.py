@@ -66,9 +66,7 @@ def read_validation_keys(file: Path, identity: dict | None) -> np.ndarray | None
         return None
     if keys.ndim != 1 or data.get("rule") != identity.get("rule"):
         return None
-    if keys_digest(keys) != data.get("keys_sha256") or keys_digest(keys) != identity.get(
-        "keys_sha256"
-    ):
+    if not data.get("keys_sha256") == identity.get("keys_sha256") == keys_digest(keys):
         return None
     return np.sort(keys)
 
