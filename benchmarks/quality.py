@@ -78,7 +78,7 @@ from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
 from llm_pipeline.lm.scoring import score_documents, token_byte_lengths, unigram_score
 from llm_pipeline.lm.train import TrainConfig, train
-from llm_pipeline.text.split import Clusters, assign_sides, split_key
+from llm_pipeline.text.split import assign_sides, split_key
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline.tokens.shards import open_split, read_meta, write_shards
 
@@ -159,7 +159,7 @@ def build_shards(name: str, vocab_size: int) -> Path:
         return out
     keys = np.fromiter((split_key(t) for t in texts), np.uint64, len(texts))
     sizes = np.asarray([len(t.encode()) for t in texts])
-    is_val, _ = assign_sides(keys, sizes, Clusters(len(texts)).roots(), 0.05, 20)
+    is_val, _ = assign_sides(keys, sizes, np.arange(len(texts)), 0.05, 20)
     train_texts = [t for t, v in zip(texts, is_val) if not v]
     bpe = train_bpe([train_texts], vocab_size=vocab_size)  # the train side only, as the pipeline
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from llm_pipeline.checks.shards import (
     tokenizer_round_trips,
     validation_split_not_empty,
 )
-from llm_pipeline.checks.split import split_expectations, split_leakage
+from llm_pipeline.checks.split import split_expectations, split_leakage, split_ngram_overlap
 from llm_pipeline.resources import StorageResource
 
 # Each asset's Config class, generated from the core's settings (run_config.STAGES).
@@ -61,6 +61,7 @@ defs = Definitions(
         cleaned_corpus_expectations,
         split_expectations,
         split_leakage,
+        split_ngram_overlap,
         token_ids_in_vocab,
         validation_split_not_empty,
         token_counts_match_files,

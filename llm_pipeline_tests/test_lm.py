@@ -29,8 +29,9 @@ from llm_pipeline.lm.evaluate import (
 )
 from llm_pipeline.lm.model import GRULanguageModel, ModelConfig, build_model, generate
 from llm_pipeline.lm.train import TrainConfig, check_data_fits, learning_rate, train
-from llm_pipeline.text.clean import CLEANED_SCHEMA, document_id
+from llm_pipeline.text.clean import document_id
 from llm_pipeline.text.split import split_key
+from llm_pipeline.text.store import CLEANED_SCHEMA
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline.tokens.shards import (
     iter_split_batches,

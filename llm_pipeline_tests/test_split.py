@@ -17,7 +17,7 @@ from llm_pipeline.text.chunks import split_long_text
 from llm_pipeline.text.clean import CleaningConfig, clean_documents
 from llm_pipeline.text.leakage import MAX_LEAKED_SHARE, measure_leakage
 from llm_pipeline.text.minhash import shingle_jaccard
-from llm_pipeline.text.split import SPLIT_FILE, VAL, Clusters, SplitSummary, assign_sides
+from llm_pipeline.text.split import SPLIT_FILE, VAL, SplitSummary, assign_sides
 from llm_pipeline.text.split_file import (
     SplitFile,
     SplitFileError,
@@ -80,7 +80,7 @@ def test_planted_near_copies_and_contained_text_stay_on_one_side(tmp_path: Path)
     assert split["val_share"] <= 0.10
 
 
-def test_cleaning_change_that_edits_texts_keeps_every_survivor_on_its_side(tmp_path) -> None:
+def test_cleaning_change_that_edits_texts_keeps_the_survivors_on_their_side(tmp_path) -> None:
     rng = random.Random(3)
     raw = [
         "\n".join(prose(rng, rng.randint(8, 30)) for _ in range(rng.randint(3, 8)))
@@ -98,7 +98,10 @@ def test_cleaning_change_that_edits_texts_keeps_every_survivor_on_its_side(tmp_p
     assert set(plain["text"]).isdisjoint(edited["text"])  # every text was edited
     side = dict(zip(plain["split_key"], plain["split"]))
     assert len(edited["split_key"]) > 300  # C4 also drops some; the survivors are compared
-    assert all(side[k] == s for k, s in zip(edited["split_key"], edited["split"]))
+    # A text edit never moves a document by itself; C4 also drops a third of the documents,
+    # which can end the sized selection one unit earlier or later: at most 5% move (issue 21).
+    moved = sum(side[k] != s for k, s in zip(edited["split_key"], edited["split"]))
+    assert moved <= 0.05 * len(edited["split"])
     assert VAL in edited["split"]
 
 
@@ -106,18 +109,18 @@ def test_fixed_cut_is_stable_as_the_corpus_grows() -> None:
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 2**63, 5000, dtype=np.uint64) * np.uint64(2)
     sizes = rng.integers(500, 1500, 5000)
-    is_val, summary = assign_sides(keys, sizes, Clusters(5000).roots(), 0.05, 20)
+    is_val, summary = assign_sides(keys, sizes, np.arange(5000), 0.05, 20)
     assert summary.mode == "fixed cut"
     grown_keys = np.concatenate([keys, rng.integers(0, 2**63, 5000, dtype=np.uint64)])
     grown_sizes = np.concatenate([sizes, rng.integers(500, 1500, 5000)])
-    grown, _ = assign_sides(grown_keys, grown_sizes, Clusters(10000).roots(), 0.05, 20)
+    grown, _ = assign_sides(grown_keys, grown_sizes, np.arange(10000), 0.05, 20)
     assert np.array_equal(grown[:5000], is_val)
 
 
 def test_min_val_docs_cannot_override_the_fraction() -> None:
     keys = np.arange(1, 52, dtype=np.uint64) * np.uint64(2**58)
     sizes = np.full(51, 20_000)
-    is_val, summary = assign_sides(keys, sizes, Clusters(51).roots(), 0.05, 20)
+    is_val, summary = assign_sides(keys, sizes, np.arange(51), 0.05, 20)
     assert summary.val_share <= 0.10 and is_val.sum() < 20
 
 

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_pipeline.text.clean import CLEANED_SCHEMA, document_id
+from llm_pipeline.text.clean import document_id
 from llm_pipeline.text.split import TRAIN, VAL, split_key
+from llm_pipeline.text.store import CLEANED_SCHEMA
 from llm_pipeline.tokens.bpe import (
     END_OF_TEXT,
     end_of_text_id,

@@ -44,7 +44,7 @@ DOCUMENT_BATCH = 2048
 
 
 def split_markdown(split: SplitSummary, leakage: Leakage) -> str:
-    """Documents and bytes per side, the overlap figure and the rule, for the UI."""
+    """Documents and bytes per side, what the split did, and the overlap figures, for the UI."""
     return "\n".join(
         [
             "| side | documents | MB | share of bytes |",
@@ -54,8 +54,9 @@ def split_markdown(split: SplitSummary, leakage: Leakage) -> str:
             f"| val | {split.val_docs:,} | {split.val_bytes / 1e6:,.3f} | {split.val_share:.1%} |",
             "",
             f"Validation bytes in documents with ≥50% of their 8-grams in one training document: "
-            f"{leakage.share:.2%} ({leakage.leaked_docs} documents). Split: {split.mode}; "
-            f"{split.rule}; {split.clusters_joined} near-copy/containment joins.",
+            f"{leakage.share:.2%} ({leakage.leaked_docs} documents); validation 13-grams seen "
+            f"in training text: {leakage.overlap:.2%}. Split: {split.mode}; {split.decisions()} "
+            f"Rule: {split.rule}.",
         ]
     )
 
@@ -81,7 +82,8 @@ def cleaned_corpus(
     context: AssetExecutionContext, config: CleanedCorpusConfig, storage: StorageResource
 ) -> MaterializeResult:
     """Documents after Unicode/whitespace normalisation, the profile's quality filters (Gopher,
-    C4), exact dedup and MinHash near-dedup, with a funnel of what each step removed.
+    C4), exact dedup, MinHash near-dedup and passage dedup, with a funnel of what each step
+    removed.
 
     Streams in two passes; output `data/cleaned/<corpus>/part-*.parquet` (zstd) with `doc_id`
     (content hash), `text`, `n_chars`, `source`, `split_key` (hash of the raw text) and `split`
@@ -124,11 +126,13 @@ def cleaned_corpus(
                 + (f" {advice.message(cleaning.profile)}" if advice is not None else "")
             )
         split = read_split(tmp)
-        if split.val_docs == 0:
+        if split.val_docs == 0 or split.train_docs == 0:
             raise Failure(
                 description=f"corpus {corpus!r}: {stats.docs_out} document(s) left after "
-                "cleaning: too few to split into train and validation; add more text"
+                f"cleaning: {split.problem()}"
             )
+        if split.problem():  # too few units: the one case allowed outside the bounds
+            context.log.warning(f"corpus {corpus!r}: split: {split.problem()}")
         parts = parquet_parts(tmp)
         leakage = measure_leakage(parts, tmp)
         write_split_file(tmp, SplitFile(split, leakage, parts_sha256(parts)))
@@ -172,6 +176,10 @@ def cleaned_corpus(
             "val_bytes": split.val_bytes,
             "val_byte_share": round(split.val_share, 4),
             "val_bytes_leaked_share": round(leakage.share, 4),
+            "val_13gram_overlap": round(leakage.overlap, 4),
+            "split_units": split.units,
+            "split_links_cut": split.links_cut,
+            "passages_removed": stats.passages_removed,
             "path": MetadataValue.path(str(out)),
         }
     )

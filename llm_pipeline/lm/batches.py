@@ -60,6 +60,13 @@ def check_data_fits(shard_dir: Path, model_config: ModelConfig) -> None:
     """Refuse a run that cannot work, before any training time is spent."""
     for split in ("train", "val"):
         n = len(open_split(shard_dir, split))
+        if n == 0:
+            side = "training" if split == "train" else "validation"
+            raise ValueError(
+                f"the {side} side of the split is empty ({shard_dir / f'{split}.bin'} holds 0 "
+                f"tokens): cleaned_corpus put no document there; its split.json and the "
+                f"split_expectations check say why (re-materialize cleaned_corpus, or add text)"
+            )
         if n <= model_config.block_size + 1:
             raise ValueError(
                 f"{split} split has {n} tokens, not more than block_size + 1 = "

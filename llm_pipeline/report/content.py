@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_pipeline.text.split import SplitSummary
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Headline metrics in display order (bits per byte first: it is comparable across tokenizers,
@@ -83,13 +85,20 @@ def split_sentences(split: Mapping[str, Any] | None, comparison: Mapping[str, An
             out.append(
                 f"Overlap: {float(leakage.get('share', 0.0)):.2%} of validation bytes lie in "
                 f"documents with at least half of their word 8-grams inside one training "
-                f"document ({int(leakage.get('leaked_docs', 0))} documents)."
+                f"document ({int(leakage.get('leaked_docs', 0))} documents); "
+                f"{float(leakage.get('overlap', 0.0)):.2%} of validation word 13-grams occur "
+                "in training text."
             )
-        out.append(
-            f"How: {split.get('mode', '?')}; {split.get('rule', '?')}; "
-            f"{int(split.get('clusters_joined', 0))} near-copy or containment joins kept "
-            "together on one side."
-        )
+        how = f"How: {split.get('mode', '?')}; {split.get('rule', '?')}; "
+        try:
+            fields = {k: v for k, v in split.items() if k != "leakage"}
+            how += SplitSummary.from_dict(fields).decisions()
+        except TypeError:  # a split.json of another shape: its counts as they are
+            how += (
+                f"{int(split.get('clusters_joined', 0))} near-copy or containment joins kept "
+                "together on one side."
+            )
+        out.append(how)
     if comparison.get("champion_run") is not None:
         fair = "like for like" if comparison.get("like_for_like", True) else "NOT like for like"
         out.append(

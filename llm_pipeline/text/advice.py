@@ -15,7 +15,13 @@ import pyarrow.parquet as pq
 
 from llm_pipeline.text.clean import CleaningConfig
 from llm_pipeline.text.filter_pass import FilterPlan, filter_batch
-from llm_pipeline.text.funnel import EXACT_DUPLICATE, NEAR_DUPLICATE, NORMALIZE, CleaningStats
+from llm_pipeline.text.funnel import (
+    EXACT_DUPLICATE,
+    NEAR_DUPLICATE,
+    NORMALIZE,
+    PASSAGE_DUPLICATE,
+    CleaningStats,
+)
 from llm_pipeline.text.profiles import PROFILES
 
 # Warn when cleaning removes more than this share of the input bytes.
@@ -40,6 +46,12 @@ class CleaningAdvice:
             f"{self.step!r} alone removed {100 * self.removed_fraction:.0f}% "
             f"(profile {current_profile!r})."
         )
+        if self.step == PASSAGE_DUPLICATE:
+            return head + (
+                " Most of the text is passages repeated across documents, kept once each; to "
+                "keep every copy, set `cleaned_corpus: {passage_dedup: false}` (the split then "
+                "has shared text on both sides, which split_ngram_overlap reports)."
+            )
         if self.profile is None:
             return head + (
                 " No other profile keeps those documents; relax that filter's thresholds in the "
@@ -78,7 +90,7 @@ def cleaning_advice(
         texts = pq.read_table(sample_file, columns=["text"]).column(0).to_pylist()
     best, best_kept = None, 0.0
     # Duplicates and normalisation are the same in every profile: no profile keeps those bytes.
-    if texts and step not in (EXACT_DUPLICATE, NEAR_DUPLICATE, NORMALIZE):
+    if texts and step not in (EXACT_DUPLICATE, NEAR_DUPLICATE, PASSAGE_DUPLICATE, NORMALIZE):
         for profile in PROFILES:
             if profile == config.profile:
                 continue

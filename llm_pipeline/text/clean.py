@@ -8,10 +8,11 @@ Two streaming passes over the corpus, so memory stays flat however large it is:
    uncompressed staging copy, the signatures to a flat file, and the exact-hash and LSH band keys
    to hash-partitioned spill files (`dedup.KeySpill`).
 2. The spills are resolved one partition at a time into a one-byte-per-document decision (keep,
-   exact duplicate, near duplicate); the survivors are split into train and validation
-   (`split.py`: clusters of near-copies and contained texts, keyed by the raw text), and the
-   staging copy is streamed once more into the final zstd Parquet parts with their `split`
-   column, skipping the duplicates.
+   exact duplicate, near duplicate) and, with passage dedup, the repeated passages each survivor
+   loses (`passages.py`). The staging copy is streamed once into a copy of the survivors, with
+   their repeated passages taken out; the survivors are split into train and validation
+   (`split.py`: bounded clusters of near-copies and contained texts, keyed by the raw text); and
+   the survivors' copy is streamed into the final zstd Parquet parts with their `split` column.
 
 Every removed document is counted under the filter that removed it, with its bytes, so the
 funnel adds up: documents in − documents out = Σ removals; bytes in − bytes out = Σ removed
@@ -19,16 +20,16 @@ bytes + bytes edited away (normalisation, C4 line removal). A bounded, uniform s
 filter's removals (the documents with the smallest content hashes) is kept for inspection.
 The output order, and so the output files, are deterministic for any number of workers.
 
-This module holds the settings and the two passes (`_filter_and_stage`,
-`_drop_duplicates_and_write`); pass 1's per-batch work is `filter_pass.py`, the counting
-`funnel.py`, the spills `dedup.py`.
+This module holds the two passes (`_filter_and_stage`, `_drop_duplicates_and_write`); pass 1's
+per-batch work is `filter_pass.py`, the counting `funnel.py`, the spills `dedup.py`, passage
+dedup `passages.py`, the split `split.py`.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -40,52 +41,46 @@ import pyarrow.parquet as pq
 from llm_pipeline.progress import Emit, Progress
 from llm_pipeline.text.cleaning_config import CleaningConfig
 from llm_pipeline.text.dedup import (
-    EXACT,
     KEEP,
-    NEAR,
     KeySpill,
     mark_exact_duplicates,
     mark_near_duplicates,
 )
-from llm_pipeline.text.filter_pass import BatchResult, FilterPlan, content_digest, filtered_batches
+from llm_pipeline.text.filter_pass import (
+    BatchResult,
+    FilterPlan,
+    content_digest,
+    filtered_batches,
+)
 from llm_pipeline.text.funnel import (
     DROPPED_DIR,
     EXACT_DUPLICATE,
     NEAR_DUPLICATE,
     NORMALIZE,
+    PASSAGE_DUPLICATE,
     CleaningStats,
     DroppedSample,
     Tally,
 )
+from llm_pipeline.text.passages import Repeats, resolve_repeats
 from llm_pipeline.text.split import TRAIN, VAL, decide_split
 from llm_pipeline.text.split_file import SplitFile, write_split_file
-from llm_pipeline.text.store import PartWriter, parquet_parts
+from llm_pipeline.text.store import CLEANED_SCHEMA, STAGING_SCHEMA, PartWriter
+from llm_pipeline.text.survivors import read_batches, write_survivors
 
 # The cleaning stage's public names; the step names come from `funnel.py`.
 __all__ = [
-    "CLEANED_SCHEMA",
     "DROPPED_DIR",
     "EXACT_DUPLICATE",
     "NEAR_DUPLICATE",
     "NORMALIZE",
+    "PASSAGE_DUPLICATE",
     "CleaningConfig",
     "CleaningStats",
     "clean_documents",
     "document_id",
     "iter_document_batches",
 ]
-
-CLEANED_SCHEMA = pa.schema(
-    [
-        ("doc_id", pa.string()),
-        ("text", pa.large_string()),
-        ("n_chars", pa.int64()),
-        ("source", pa.string()),
-        ("split_key", pa.uint64()),  # hash of the raw text: what the side depends on
-        ("split", pa.string()),  # "train" or "val", decided once here (text/split.py)
-    ]
-)
-_STAGING_SCHEMA = pa.schema([*list(CLEANED_SCHEMA)[:-1], ("n_bytes", pa.int64())])
 
 
 def document_id(text: str) -> str:
@@ -117,9 +112,9 @@ def clean_documents(
     signatures, key spills) live in `out_dir/.scratch` and are removed before returning. A sample
     of removed documents is written to `out_dir/_dropped/<filter>.parquet`.
 
-    With `emit`, both passes report progress lines (`progress.Progress`) as `<label>/filter`
-    over `total_bytes` (the input documents' UTF-8 bytes, 0 if unknown) and `<label>/dedup`
-    over the bytes pass 1 kept.
+    With `emit`, the passes report progress lines (`progress.Progress`) as `<label>/filter`
+    over `total_bytes` (the input documents' UTF-8 bytes, 0 if unknown), `<label>/dedup` over
+    the bytes pass 1 kept and `<label>/split` over the bytes dedup kept.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -133,9 +128,15 @@ def clean_documents(
             batches, scratch, config, workers, stats, tally, sample, progress
         )
         progress.finish()
-        progress = Progress(staged.n_bytes, f"{label}/dedup", emit)
-        _drop_duplicates_and_write(staged, out_dir, config, stats, tally, sample, progress)
-        progress.finish()
+        _drop_duplicates_and_write(
+            staged,
+            out_dir,
+            config,
+            stats,
+            tally,
+            sample,
+            lambda total, step: Progress(total, f"{label}/{step}", emit),
+        )
         if config.dropped_sample_size:
             sample.write(out_dir / DROPPED_DIR)
     finally:
@@ -149,11 +150,12 @@ def clean_documents(
 class _Staged:
     """What pass 1 leaves in the scratch folder for pass 2: the kept documents (an uncompressed
     Parquet copy, in output order), their MinHash signatures (one flat uint32 file) and the
-    exact and LSH band keys, spilled by hash partition."""
+    exact, LSH band and passage keys, spilled by hash partition."""
 
     scratch: Path
     exact: KeySpill
     bands: KeySpill
+    passages: KeySpill
     n_docs: int = 0
     n_bytes: int = 0
 
@@ -164,6 +166,10 @@ class _Staged:
     @property
     def signatures(self) -> Path:
         return self.scratch / "signatures.bin"
+
+    @property
+    def survivors(self) -> Path:
+        return self.scratch / "survivors"
 
 
 def _filter_and_stage(
@@ -179,14 +185,20 @@ def _filter_and_stage(
     """Pass 1: normalise and filter every batch (on `workers` processes), count what the filters
     removed, and stage the survivors with their dedup keys."""
     (scratch / "staged").mkdir(parents=True)
-    staged = _Staged(scratch, KeySpill(scratch / "exact"), KeySpill(scratch / "bands"))
+    staged = _Staged(
+        scratch,
+        KeySpill(scratch / "exact"),
+        KeySpill(scratch / "bands"),
+        KeySpill(scratch / "passages"),
+    )
     plan = FilterPlan(
         tuple(config.filters()),
         config.dropped_sample_size,
         config.minhash if config.near_dedup else None,
+        config.passage_min_words if config.passage_dedup else 0,
     )
     with (
-        PartWriter(staged.documents, _STAGING_SCHEMA, compression="none") as staging,
+        PartWriter(staged.documents, STAGING_SCHEMA, compression="none") as staging,
         open(staged.signatures, "wb") as signature_file,
     ):
         for result in filtered_batches(batches, plan, workers):
@@ -222,6 +234,8 @@ def _stage(
         has_shingles = result.signatures[:, 0] != np.iinfo(np.uint32).max
         keys = result.band_keys[has_shingles]
         staged.bands.add(keys.ravel(), np.repeat(index[has_shingles], keys.shape[1]))
+    if result.passage_keys is not None and len(result.passage_keys):
+        staged.passages.add(result.passage_keys, index[result.passage_owners])
     staging.write(
         [
             pa.array([d.hex() for d in result.digests], pa.string()),
@@ -245,19 +259,30 @@ def _drop_duplicates_and_write(
     stats: CleaningStats,
     tally: Tally,
     sample: DroppedSample,
-    progress: Progress,
+    progress: Callable[[int, str], Progress],
 ) -> None:
-    """Pass 2: decide which staged documents are duplicates and the survivors' sides
-    (`split.py`, written as `split.json`), then stream the staging copy once more into the
-    final zstd parts, counting and sampling the duplicates it skips."""
+    """Pass 2: decide which staged documents are duplicates and which passages repeat, stream
+    the survivors (repeats taken out) to a copy, decide their sides (`split.py`, written as
+    `split.json`), then stream that copy into the final zstd parts."""
     decision = _resolve_duplicates(staged, config)
+    repeats = None
+    if config.passage_dedup:
+        repeats = Repeats(staged.scratch / "repeats")
+        resolve_repeats(staged.passages, decision == KEEP, repeats)
+    shutil.rmtree(staged.passages.folder, ignore_errors=True)
+    counter = progress(staged.n_bytes, "dedup")
+    kept_bytes = write_survivors(
+        staged.documents, staged.survivors, decision, repeats, config, tally, sample, counter
+    )
+    counter.finish()
+    shutil.rmtree(staged.documents, ignore_errors=True)
+    shutil.rmtree(staged.scratch / "repeats", ignore_errors=True)
     signatures = None
     if config.near_dedup and staged.n_docs:
         signatures = np.memmap(staged.signatures, dtype=np.uint32, mode="r",
                                shape=(staged.n_docs, config.minhash.num_perm))  # fmt: skip
     is_val, split = decide_split(
-        _staged_batches(staged, ["split_key", "text", "n_bytes"]),
-        decision == KEEP,
+        read_batches(staged.survivors, ["split_key", "text", "n_bytes", "row", "edited"]),
         signatures,
         config.minhash,
         config.val_fraction,
@@ -266,34 +291,21 @@ def _drop_duplicates_and_write(
     )
     del signatures
     write_split_file(out_dir, SplitFile(split))
-    labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
+    counter = progress(kept_bytes, "split")
     # Batches are the output's row groups, so their size stays fixed (progress moves per batch).
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:
         offset = 0
-        for batch in _staged_batches(staged):
-            verdict = decision[offset : offset + batch.num_rows]
+        for batch in read_batches(staged.survivors):
             side = is_val[offset : offset + batch.num_rows]
             offset += batch.num_rows
-            keep = verdict == KEEP
             n_bytes = batch.column("n_bytes").to_numpy()
-            for code, name in labels.items():
-                hit = verdict == code
-                if hit.any():
-                    tally.drop(name, name, int(n_bytes[hit].sum()), count=int(hit.sum()))
-                    _sample_duplicates(sample, batch, np.flatnonzero(hit), name)
-            kept = batch.filter(pa.array(keep))
-            stats.docs_out += kept.num_rows
-            stats.bytes_out += int(n_bytes[keep].sum())
-            sides = pa.array(np.where(side[keep], VAL, TRAIN), pa.string())
-            progress.advance(batch.num_rows, int(n_bytes.sum()))
-            writer.write([*(kept.column(i) for i in range(len(CLEANED_SCHEMA) - 1)), sides])
+            stats.docs_out += batch.num_rows
+            stats.bytes_out += int(n_bytes.sum())
+            counter.advance(batch.num_rows, int(n_bytes.sum()))
+            sides = pa.array(np.where(side, VAL, TRAIN), pa.string())
+            writer.write([*(batch.column(i) for i in range(len(CLEANED_SCHEMA) - 1)), sides])
+    counter.finish()
     stats.parts = writer.parts
-
-
-def _staged_batches(staged: _Staged, columns: list[str] | None = None) -> Iterator:
-    for part in parquet_parts(staged.documents):
-        parquet = pq.ParquetFile(part, pre_buffer=False)
-        yield from parquet.iter_batches(batch_size=8192, columns=columns)
 
 
 def _resolve_duplicates(staged: _Staged, config: CleaningConfig) -> np.ndarray:
@@ -315,14 +327,3 @@ def _resolve_duplicates(staged: _Staged, config: CleaningConfig) -> np.ndarray:
     shutil.rmtree(staged.exact.folder, ignore_errors=True)
     shutil.rmtree(staged.bands.folder, ignore_errors=True)
     return decision
-
-
-def _sample_duplicates(sample: DroppedSample, batch: pa.RecordBatch, rows, name: str) -> None:
-    if sample.size <= 0:
-        return
-    ids = batch.column("doc_id")
-    texts = batch.column("text")
-    sources = batch.column("source")
-    for row in rows.tolist():
-        priority = int(ids[row].as_py()[:16], 16)
-        sample.offer(priority, name, name, sources[row].as_py(), texts[row].as_py())

@@ -17,8 +17,9 @@ from llm_pipeline.text.filters import (
     MinWordsFilter,
     NonAlnumFractionFilter,
 )
-from llm_pipeline.text.funnel import EXACT_DUPLICATE, NEAR_DUPLICATE, NORMALIZE
+from llm_pipeline.text.funnel import EXACT_DUPLICATE, NEAR_DUPLICATE, NORMALIZE, PASSAGE_DUPLICATE
 from llm_pipeline.text.minhash import MinHashConfig
+from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
 from llm_pipeline.text.profiles import (
     DEFAULT_PROFILE,
     PROFILE_SETTINGS,
@@ -36,8 +37,10 @@ class CleaningConfig:
     """Everything the cleaning stage does, resolved from a profile plus overrides.
 
     0 (or 1.0 for a fraction) turns a basic threshold off; `c4_lines`, `gopher_repetition`,
-    `gopher_quality`, `exact_dedup` and `near_dedup` turn whole filters off; `c4`, `repetition`,
-    `quality` and `minhash` carry their thresholds (see `quality.py`, `minhash.py`).
+    `gopher_quality`, `exact_dedup`, `near_dedup` and `passage_dedup` turn whole steps off
+    (`passage_min_words`: the shortest paragraph passage dedup compares, see `passages.py`);
+    `c4`, `repetition`, `quality` and `minhash` carry their thresholds (see `quality.py`,
+    `minhash.py`).
     The plain constructor gives the default profile's settings; use `from_profile` for others.
     """
 
@@ -55,6 +58,8 @@ class CleaningConfig:
     quality: GopherQualityFilter = _DEFAULTS["quality"]
     exact_dedup: bool = True
     near_dedup: bool = True
+    passage_dedup: bool = _DEFAULTS["passage_dedup"]
+    passage_min_words: int = DEFAULT_PASSAGE_MIN_WORDS
     minhash: MinHashConfig = _DEFAULT_MINHASH
     dropped_sample_size: int = 100
     val_fraction: float = 0.05
@@ -93,10 +98,12 @@ class CleaningConfig:
         return rules
 
     def step_names(self) -> list[str]:
-        """Funnel steps in order: normalisation, each filter, then the two dedups."""
+        """Funnel steps in order: normalisation, each filter, then the three dedups."""
         names = [NORMALIZE, *(rule.name for rule in self.filters())]
         if self.exact_dedup:
             names.append(EXACT_DUPLICATE)
         if self.near_dedup:
             names.append(NEAR_DUPLICATE)
+        if self.passage_dedup:
+            names.append(PASSAGE_DUPLICATE)
         return names

@@ -5,7 +5,8 @@ A step is a `DocumentFilter` (`filter(text) -> (kept, reason)`) or, when it decl
 `edits_text`, a `TextTransform` whose `transform` also hands back the edited text (C4 line
 cleaning). `filter_batch` is the one place that counts what each step removed or edited, in a
 `Tally`, and offers each removal to the dropped sample. Kept documents get their content hash
-(the exact-dedup key and `doc_id`) and, for near dedup, their MinHash signature and band keys.
+(the exact-dedup key and `doc_id`), for near dedup their MinHash signature and band keys, and for
+passage dedup the keys of their long paragraphs (`passages.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llm_pipeline.text.filters import DocumentFilter
 from llm_pipeline.text.funnel import NORMALIZE, Tally
 from llm_pipeline.text.minhash import MinHashConfig, MinHasher
 from llm_pipeline.text.normalize import normalize_text
+from llm_pipeline.text.passages import iter_batch_keys
 from llm_pipeline.text.split import split_key
 
 
@@ -42,11 +44,13 @@ def sample_priority(data: bytes) -> int:
 class FilterPlan:
     """What a worker needs for pass 1, built once per run from the `CleaningConfig` (and
     pickled to each worker): the steps in order, how many removals per step to sample, and the
-    MinHash settings, or None when near dedup is off (no signatures are computed)."""
+    MinHash settings, or None when near dedup is off (no signatures are computed), and the
+    fewest words of a passage that passage dedup compares (0: passage dedup is off)."""
 
     steps: tuple[DocumentFilter, ...]
     sample_size: int
     minhash: MinHashConfig | None
+    passage_min_words: int = 0
 
 
 @dataclass
@@ -62,6 +66,9 @@ class BatchResult:
     n_bytes: list[int] = field(default_factory=list)
     signatures: np.ndarray | None = None
     band_keys: np.ndarray | None = None
+    # (passage key, index in `texts`) of each kept document's distinct long paragraphs.
+    passage_keys: np.ndarray | None = None
+    passage_owners: np.ndarray | None = None
     tally: Tally = field(default_factory=Tally)
     # Sample candidates: (priority, step, reason, source, text), the smallest few per step.
     samples: list[tuple] = field(default_factory=list)
@@ -115,6 +122,10 @@ def filter_batch(texts: list[str], sources: list[str], plan: FilterPlan) -> Batc
         hasher = _hasher(plan.minhash)
         out.signatures = hasher.signatures(out.texts)
         out.band_keys = hasher.band_keys(out.signatures)
+    if plan.passage_min_words > 0:
+        pairs = list(iter_batch_keys(out.texts, plan.passage_min_words))
+        out.passage_owners = np.fromiter((i for i, _ in pairs), np.int64, len(pairs))
+        out.passage_keys = np.fromiter((k for _, k in pairs), np.uint64, len(pairs))
     return out
 
 

@@ -1,7 +1,7 @@
 """What the cleaning stage removed and why: the per-step tally, the funnel and the dropped sample.
 
 Every removal is recorded in one place, `Tally.drop`, under the funnel step that made it: the
-filters in pass 1 (in each worker, one tally per batch, merged by the parent) and the two dedups
+filters in pass 1 (in each worker, one tally per batch, merged by the parent) and the three dedups
 in pass 2. The filters themselves count nothing. So the funnel adds up: documents in − documents
 out = Σ removals; bytes in − bytes out = Σ removed bytes + bytes edited away (normalisation, C4
 line removal).
@@ -18,10 +18,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# Funnel steps that are not filters: normalisation (edits only) and the two dedups.
+# Funnel steps that are not filters: normalisation (edits only) and the three dedups.
 NORMALIZE = "normalize"
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
+# Repeated passages taken out of later documents (edits), and documents left with nothing.
+PASSAGE_DUPLICATE = "passage_duplicate"
 
 DROPPED_DIR = "_dropped"
 # Next to the cleaned parts: the resolved cleaning config and these stats (`CleaningStats`).
@@ -45,7 +47,8 @@ class Tally:
 
     `dropped` / `dropped_bytes`: documents and their bytes removed per step; `edited_bytes`:
     bytes taken out of documents that stayed; `reasons`: documents per (step, reason);
-    `lines_removed`: lines taken out by line-editing transforms (C4).
+    `lines_removed`: lines taken out by line-editing transforms (C4); `passages_removed`:
+    repeated passages taken out by passage dedup.
     """
 
     dropped: Counter = field(default_factory=Counter)
@@ -53,6 +56,7 @@ class Tally:
     edited_bytes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     lines_removed: int = 0
+    passages_removed: int = 0
 
     def drop(self, step: str, reason: str, n_bytes: int, count: int = 1) -> None:
         """Record `count` documents (`n_bytes` in all) removed by `step` for `reason`."""
@@ -66,6 +70,7 @@ class Tally:
         self.edited_bytes.update(other.edited_bytes)
         self.reasons.update(other.reasons)
         self.lines_removed += other.lines_removed
+        self.passages_removed += other.passages_removed
 
 
 @dataclass
@@ -74,7 +79,8 @@ class CleaningStats:
 
     `dropped` / `dropped_bytes`: documents and their bytes removed, per filter; `edited_bytes`:
     bytes removed from documents that stayed (normalisation, C4 line cleaning); `reasons`: the
-    finer reason inside each filter; `lines_removed`: lines taken out by C4 line cleaning.
+    finer reason inside each filter; `lines_removed`: lines taken out by C4 line cleaning;
+    `passages_removed`: repeated passages taken out by passage dedup.
     """
 
     docs_in: int = 0
@@ -86,6 +92,7 @@ class CleaningStats:
     edited_bytes: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     lines_removed: int = 0
+    passages_removed: int = 0
     seconds: float = 0.0
     parts: int = 0
     funnel: list[dict] = field(default_factory=list)
@@ -102,6 +109,7 @@ class CleaningStats:
         self.dropped_bytes = {step: 0 for step in counted} | dict(tally.dropped_bytes)
         self.edited_bytes = {NORMALIZE: tally.edited_bytes[NORMALIZE], **tally.edited_bytes}
         self.lines_removed = tally.lines_removed
+        self.passages_removed = tally.passages_removed
         nested: dict[str, dict[str, int]] = {}
         for (name, reason), count in sorted(tally.reasons.items()):
             nested.setdefault(name, {})[reason] = count

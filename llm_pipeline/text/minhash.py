@@ -171,6 +171,54 @@ class MinHasher:
         return _splitmix(key ^ self.band_salt[None, :])
 
 
+def normalized_words(text: str) -> list[bytes]:
+    """A text's words as every word-based measure reads them: lower case, ASCII punctuation
+    deleted (so `> Hello, world` and `hello world` read alike), split on whitespace."""
+    return text.lower().encode("utf-8").translate(None, _PUNCT_BYTES).split()
+
+
+_WORD_READER: MinHasher | None = None
+
+
+def word_ngrams(
+    texts: list[str], sizes: tuple[int, ...]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{n: (hashes, owners)}: the 64-bit hash of every word n-gram of each text (with
+    repeats) and the index of the text it lies in, for each n in `sizes`. N-grams never cross
+    from one text into the next. Words are read as MinHash reads them.
+
+    Texts are read in groups of about `_GROUP_CHARS` characters (the per-byte temporaries cost
+    ~40 bytes per character), so memory is bounded by the output, not the input."""
+    global _WORD_READER
+    if _WORD_READER is None:
+        _WORD_READER = MinHasher(MinHashConfig(bands=1, rows=1))
+    out: dict[int, tuple[list, list]] = {n: ([], []) for n in sizes}
+    start, size = 0, 0
+    for i, text in enumerate(texts):
+        size += len(text)
+        if size < _GROUP_CHARS and i < len(texts) - 1:
+            continue
+        words, docs = _WORD_READER._word_hashes(texts[start : i + 1])
+        for n in sizes:
+            count = len(words) - n + 1
+            if count <= 0:
+                continue
+            h = words[:count].copy()
+            for k in range(1, n):
+                h = h * _MIX + words[k : k + count]
+            inside = docs[:count] == docs[n - 1 :]
+            out[n][0].append(_splitmix(h[inside]))
+            out[n][1].append(docs[:count][inside] + start)
+        start, size = i + 1, 0
+    return {
+        n: (
+            np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
+            np.concatenate(owners) if owners else np.zeros(0, np.int64),
+        )
+        for n, (hashes, owners) in out.items()
+    }
+
+
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
     """Row-wise fraction of equal signature entries: the MinHash estimate of Jaccard similarity."""
     return (sig_a == sig_b).mean(axis=-1)
@@ -180,7 +228,7 @@ def shingle_jaccard(a: str, b: str, ngram: int = 5) -> float:
     """Exact Jaccard similarity of two texts' shingle sets (for tests and benchmarks)."""
 
     def shingles(text: str) -> set[tuple[str, ...]]:
-        words = text.lower().encode("utf-8").translate(None, _PUNCT_BYTES).decode().split()
+        words = [w.decode() for w in normalized_words(text)]
         if len(words) < ngram:
             return {tuple(words)} if words else set()
         return {tuple(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}

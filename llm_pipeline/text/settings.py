@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
 from llm_pipeline.text.decoding import ENCODING_POLICIES
+from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
 from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ PROFILE_KEYS = (
     "c4_lines",
     "gopher_repetition",
     "gopher_quality",
+    "passage_dedup",
 )
 
 
@@ -117,6 +119,16 @@ class CleanedCorpusSettings(Settings):
     )
     exact_dedup: bool = setting(True, "Drop exact duplicates.")
     near_dedup: bool = setting(True, "Drop MinHash near-duplicates.")
+    passage_dedup: bool | None = setting(
+        None,
+        "Keep a paragraph repeated across documents once, in its first document (shared "
+        "footers, clause libraries, quoted replies); on in every profile but code.",
+    )
+    passage_min_words: int = setting(
+        DEFAULT_PASSAGE_MIN_WORDS,
+        "Paragraphs with fewer words are never taken out by passage dedup.",
+        ge=1,
+    )
     minhash_ngram: int = setting(5, "Words per shingle.", ge=1)
     minhash_bands: int = setting(14, "LSH bands.", ge=1)
     minhash_rows: int = setting(8, "Signature rows per band.", ge=1)
@@ -159,6 +171,7 @@ class CleanedCorpusSettings(Settings):
             {
                 "exact_dedup": self.exact_dedup,
                 "near_dedup": self.near_dedup,
+                "passage_min_words": self.passage_min_words,
                 "minhash.ngram": self.minhash_ngram,
                 "minhash.bands": self.minhash_bands,
                 "minhash.rows": self.minhash_rows,

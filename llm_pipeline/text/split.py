@@ -4,22 +4,30 @@ Why each rule:
 
 - **Key.** A document's side hangs on `split_key`: a 64-bit hash of its *raw* text (the chunk
   `raw_corpus` wrote, before normalisation and filtering). A cleaning setting that edits texts
-  (C4 line removal, normalisation) never moves a surviving document, and adding documents never
-  moves existing ones while the fixed cut below applies.
-- **Size in bytes.** The fixed cut `key <= val_fraction * 2**64` is used when it gives a byte
+  (C4 line removal, normalisation, passage dedup) never moves a surviving document by itself,
+  and adding documents never moves existing ones while the fixed cut below applies.
+- **Units are clusters** (`clusters.py`): near-copies and texts that hold much of another go to
+  one side together, but no cluster grows past `val_fraction` of the bytes (links are followed
+  strongest first and the rest are cut), so text that shares passages can never chain the whole
+  corpus into one unit. A unit's key is a hash of its smallest member key: every unit, large or
+  small, lands in validation with the same chance (the smallest key of n documents is small
+  more often the larger n is; its hash is not).
+- **Units with cut links train.** A unit that lost a link to another unit shares text with it;
+  validation draws from the other units first and takes such units only when it cannot
+  otherwise hold `val_fraction / 2` of the bytes (recorded as `marked_val_docs`).
+- **Size in bytes.** The fixed cut `hash <= val_fraction * 2**64` is used when it gives a byte
   share within [val_fraction / 2, 2 * val_fraction] and at least `min_val_docs` documents (large
-  corpora). Otherwise (small corpora, a few long chunks of one book) units are taken in key
+  corpora). Otherwise (small corpora, a few long chunks of one book) units are taken in hash
   order until the share reaches `val_fraction`, never a unit that would take it above twice
   `val_fraction`; `min_val_docs` asks for more documents only while the share stays within
-  1.25 × `val_fraction` (`MIN_DOCS_SLACK`). The unit is the
-  `raw_corpus` chunk (`max_doc_chars`), so a one-file book is split by sections.
-- **Leak-free.** Units are clusters, not documents: near-copies (MinHash estimate at least
-  `CLUSTER_JACCARD`, well below the dedup threshold) and texts that share at least
-  `CLUSTER_CONTAINMENT` of their sampled word 8-grams with another (a short text inside a long
-  one) go to one side together. A cluster's key is its smallest member key.
+  1.25 × `val_fraction` (`MIN_DOCS_SLACK`). The unit is at most the `raw_corpus` chunk
+  (`max_doc_chars`), so a one-file book is split by sections.
+- **Bounds.** Validation ends within [val_fraction / 2, 2 × val_fraction] of the bytes and both
+  sides hold documents whenever units small enough exist; only a corpus of too few (or too
+  large) units ends outside, and `SplitSummary.problem` says so in one line with the fix.
 
-Memory: a few numbers per document (key, bytes, cluster parent); the 8-gram and band keys are
-spilled to disk by hash range (`dedup.KeySpill`) and resolved one range at a time.
+Memory: a few numbers per document (key, bytes, cluster parent); grams, band keys and links are
+spilled to disk (`clusters.py`).
 """
 
 from __future__ import annotations
@@ -30,27 +38,22 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_pipeline.text.dedup import KeySpill, shared_key_pairs
-from llm_pipeline.text.minhash import (
-    _GROUP_CHARS,  # the per-byte index arrays of a group cost ~40 bytes per character
-    _MIX,
-    MinHashConfig,
-    MinHasher,
-    _splitmix,
-    estimated_jaccard,
+from llm_pipeline.text.clusters import (
+    CLUSTER_CONTAINMENT,
+    CLUSTER_JACCARD,
+    BoundedClusters,
+    LinkSpill,
+    cluster_hasher,
+    containment_links,
+    near_copy_links,
+    sampled_grams,
 )
+from llm_pipeline.text.dedup import KeySpill
+from llm_pipeline.text.minhash import MinHashConfig, MinHasher, _splitmix
 
 TRAIN, VAL = "train", "val"
 SPLIT_FILE = "split.json"
-SPLIT_RULE_VERSION = 1
-CLUSTER_JACCARD = 0.4
-CLUSTER_CONTAINMENT = 0.3
-GRAM_WORDS = 8
-# One word 8-gram in GRAM_SAMPLE is kept, chosen by its hash: the same gram is kept in every
-# document, so shared sampled grams estimate shared grams at 1/GRAM_SAMPLE of the cost.
-GRAM_SAMPLE = 4
-# A gram in more documents is boilerplate: only its first documents (by index) are paired.
-MAX_GRAM_DOCS = 16
+SPLIT_RULE_VERSION = 2
 # `min_val_docs` adds documents only while the share stays within this many times the target.
 MIN_DOCS_SLACK = 1.25
 
@@ -61,144 +64,15 @@ def split_key(raw_text: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-_GRAM_HASHER = MinHasher(MinHashConfig(ngram=GRAM_WORDS, bands=1, rows=1))
-
-
-def sampled_grams(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(gram hashes, index of the text each belongs to) of the sampled word 8-grams, with the
-    words read as MinHash reads them (lower case, punctuation dropped)."""
-    grams, owners = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
-    start, size = 0, 0
-    for i, text in enumerate(texts):
-        size += len(text)
-        if size >= _GROUP_CHARS or i == len(texts) - 1:
-            words, docs = _GRAM_HASHER._word_hashes(texts[start : i + 1])
-            count = len(words) - GRAM_WORDS + 1
-            if count > 0:
-                h = words[:count].copy()
-                for k in range(1, GRAM_WORDS):
-                    h = h * _MIX + words[k : k + count]
-                inside = docs[:count] == docs[GRAM_WORDS - 1 :]
-                h, who = _splitmix(h[inside]), docs[:count][inside]
-                keep = h % np.uint64(GRAM_SAMPLE) == 0
-                grams.append(h[keep])
-                owners.append(who[keep] + start)
-            start, size = i + 1, 0
-    return np.concatenate(grams), np.concatenate(owners)
-
-
-def gram_pair_counts(spill: KeySpill, scratch: Path, allowed=None):
-    """Yield (a, b, shared sampled grams) for document pairs, one hash range at a time.
-
-    `allowed(a, b)` (arrays) keeps only some pairs (the leakage check keeps val-train pairs).
-    """
-    pairs = KeySpill(scratch)
-    for records in spill.iter_partitions():
-        keys, docs = records["key"], records["doc"]
-        if len(keys) < 2:
-            continue
-        fresh = np.concatenate(([True], (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])))
-        keys, docs = keys[fresh], docs[fresh]
-        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        lengths = np.minimum(np.diff(np.append(starts, len(keys))), MAX_GRAM_DOCS)
-        for length in np.unique(lengths[lengths >= 2]).tolist():
-            runs = starts[lengths == length]
-            i, j = np.triu_indices(length, 1)
-            a = docs[runs[:, None] + i[None, :]].ravel().astype(np.uint64)
-            b = docs[runs[:, None] + j[None, :]].ravel().astype(np.uint64)
-            if allowed is not None:
-                ok = allowed(a, b)
-                a, b = a[ok], b[ok]
-            pairs.add((a << np.uint64(32)) | b, np.zeros(len(a), np.uint32))
-    for records in pairs.iter_partitions():
-        codes, counts = np.unique(records["key"], return_counts=True)
-        yield (
-            (codes >> np.uint64(32)).astype(np.int64),
-            (codes & np.uint64(0xFFFFFFFF)).astype(np.int64),
-            counts,
-        )
-
-
-class Clusters:
-    """Union-find over document indices in one array (bounded: 4 bytes per document)."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n, dtype=np.int64)
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return int(root)
-
-    def union_pairs(self, a: np.ndarray, b: np.ndarray) -> int:
-        joined = 0
-        for x, y in zip(a.tolist(), b.tolist()):
-            rx, ry = self.find(x), self.find(y)
-            if rx != ry:
-                self.parent[max(rx, ry)] = min(rx, ry)
-                joined += 1
-        return joined
-
-    def roots(self) -> np.ndarray:
-        """Each document's cluster root (its smallest index)."""
-        parent = self.parent
-        while True:
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                return parent
-            parent[:] = grand
-
-
-def join_near_copies(
-    spill: KeySpill, signatures: np.ndarray, rows: np.ndarray, clusters: Clusters
-) -> int:
-    """Join documents sharing a low-threshold LSH bucket whose MinHash estimate is at least
-    `CLUSTER_JACCARD`; `spill` holds the re-banded keys (`cluster_hasher`), document `i`'s
-    signature is `signatures[rows[i]]` (a memmap: only candidate rows are read)."""
-    joined = 0
-    for records in spill.iter_partitions():
-        first, later = shared_key_pairs(records)
-        if len(first) == 0:
-            continue
-        code = np.unique((first.astype(np.uint64) << np.uint64(32)) | later)
-        a = (code >> np.uint64(32)).astype(np.int64)
-        b = (code & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        near = estimated_jaccard(signatures[rows[a]], signatures[rows[b]]) >= CLUSTER_JACCARD
-        joined += clusters.union_pairs(a[near], b[near])
-    return joined
-
-
-CLUSTER_BANDS = 32
-
-
-def cluster_hasher(minhash: MinHashConfig) -> MinHasher:
-    """The first signature entries cut into up to `CLUSTER_BANDS` bands of 2 rows: candidates
-    from about 0.25 Jaccard (95% at 0.3), where dedup's 14 x 8 bands start near 0.7. Use with
-    `signatures[:, :hasher.config.num_perm]`."""
-    rows = 2 if minhash.num_perm >= 2 else 1
-    bands = min(minhash.num_perm // rows, CLUSTER_BANDS)
-    return MinHasher(MinHashConfig(ngram=minhash.ngram, bands=bands, rows=rows))
-
-
-def join_containing(spill: KeySpill, sampled: np.ndarray, scratch: Path, clusters: Clusters) -> int:
-    """Join pairs where the smaller text shares at least `CLUSTER_CONTAINMENT` of its sampled
-    8-grams with the other (a short text inside a longer one, a near-copy below the dedup
-    threshold)."""
-    joined = 0
-    for a, b, count in gram_pair_counts(spill, scratch):
-        smaller = np.minimum(sampled[a], sampled[b])
-        hit = count >= CLUSTER_CONTAINMENT * np.maximum(smaller, 1)
-        joined += clusters.union_pairs(a[hit], b[hit])
-    return joined
-
-
 @dataclass
 class SplitSummary:
-    """How the split was made and what each side holds (written as `split.json`)."""
+    """How the split was made and what each side holds (written as `split.json`).
+
+    `units`: clusters that went to one side whole; `largest_unit_share`: the largest one's share
+    of the bytes; `cap_bytes`: the most a cluster may hold; `links` and `links_cut`: links
+    between documents found, and those not followed because the cluster would outgrow the cap;
+    `marked_docs` / `marked_val_docs`: documents in clusters with a cut link, and how many of
+    them validation had to take. Files written before a field existed read with its default."""
 
     rule: str
     mode: str
@@ -211,6 +85,14 @@ class SplitSummary:
     val_bytes: int
     clusters_joined: int = 0
     within_bounds: bool = True
+    units: int = 0
+    largest_unit_share: float = 0.0
+    smallest_unit_share: float = 0.0
+    cap_bytes: int = 0
+    links: int = 0
+    links_cut: int = 0
+    marked_docs: int = 0
+    marked_val_docs: int = 0
 
     @property
     def val_share(self) -> float:
@@ -219,6 +101,39 @@ class SplitSummary:
     def identity(self) -> dict:
         """What names a validation set: the rule and the hash of its documents' keys."""
         return {"rule": self.rule, "keys_sha256": self.keys_sha256}
+
+    def decisions(self) -> str:
+        """What the split did about text that links documents, in one sentence."""
+        text = f"{self.clusters_joined:,} links joined documents into {self.units:,} units"
+        if self.links_cut:
+            text += (
+                f"; {self.links_cut:,} links cut so that no unit holds more than "
+                f"{self.val_fraction:.0%} of the bytes, and the {self.marked_docs:,} documents "
+                f"at their ends train"
+            )
+            if self.marked_val_docs:
+                text += f" (but {self.marked_val_docs:,}, which validation needed)"
+        return text + "."
+
+    def problem(self) -> str | None:
+        """None when both sides hold documents and validation holds [val_fraction / 2,
+        2 × val_fraction] of the bytes; otherwise one line with the cause and the fix."""
+        low, high = self.val_fraction / 2, 2 * self.val_fraction
+        if self.val_docs and self.train_docs and low <= self.val_share <= high:
+            return None
+        side = "validation" if not self.val_docs else "training" if not self.train_docs else ""
+        where = (
+            f"the {side} side is empty"
+            if side
+            else f"validation holds {self.val_share:.1%} of the bytes, outside "
+            f"[{low:.1%}, {high:.1%}]"
+        )
+        return (
+            f"{where}: too few units to split ({self.units:,} units; the smallest holds "
+            f"{self.smallest_unit_share:.1%} of the bytes, the largest "
+            f"{self.largest_unit_share:.1%}). Add text, or lower raw_corpus max_doc_chars so "
+            f"long files are cut into more documents, or raise val_fraction."
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "val_share": round(self.val_share, 6)}
@@ -231,7 +146,8 @@ class SplitSummary:
 def split_rule(val_fraction: float, min_val_docs: int) -> str:
     return (
         f"v{SPLIT_RULE_VERSION}: blake2b(raw text) clusters (minhash>={CLUSTER_JACCARD}, "
-        f"8-gram containment>={CLUSTER_CONTAINMENT}); val_fraction={val_fraction}; "
+        f"8-gram containment>={CLUSTER_CONTAINMENT}; none over val_fraction of the bytes, "
+        f"clusters with cut links train first); val_fraction={val_fraction}; "
         f"min_val_docs={min_val_docs}"
     )
 
@@ -247,20 +163,27 @@ def assign_sides(
     roots: np.ndarray,
     val_fraction: float,
     min_val_docs: int,
+    marked: np.ndarray | None = None,
 ) -> tuple[np.ndarray, SplitSummary]:
-    """One bool per document (True: validation), whole clusters at a time (see the module)."""
+    """One bool per document (True: validation), whole clusters at a time (see the module).
+
+    `roots` is each document's cluster (an index; `np.arange(n)` for one document a unit) and
+    `marked` one bool per cluster index: the cluster had a link cut (it trains if it can)."""
     n = len(keys)
     if n < 2:
         raise ValueError(f"need at least 2 documents to split into train and validation, got {n}")
-    cluster_key = np.full(n, np.iinfo(np.uint64).max, dtype=np.uint64)
-    np.minimum.at(cluster_key, roots, keys)
+    smallest = np.full(n, np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(smallest, roots, keys)
+    cluster_key = _splitmix(smallest)
     cluster_bytes = np.bincount(roots, weights=n_bytes, minlength=n)
     cluster_docs = np.bincount(roots, minlength=n)
     live = np.flatnonzero(cluster_docs)
+    marked = np.zeros(n, dtype=bool) if marked is None else marked
+    clean = live[~marked[live]]
     total = float(n_bytes.sum())
     target = val_fraction * total
     cut = np.uint64(min(int(val_fraction * 2**64), 2**64 - 1))
-    fixed = live[cluster_key[live] <= cut]
+    fixed = clean[cluster_key[clean] <= cut]
     fixed_bytes = cluster_bytes[fixed].sum()
     if (
         target / 2 <= fixed_bytes <= 2 * target
@@ -269,12 +192,19 @@ def assign_sides(
     ):
         mode, chosen = "fixed cut", fixed
     else:
-        mode, chosen = "sized in key order", _sized(live, cluster_key, cluster_bytes,
-                                                    cluster_docs, target, min_val_docs)  # fmt: skip
-    within = True
-    if len(chosen) == 0:  # every cluster is over twice the target: take the smallest one
+        # Unmarked units first, in hash order; marked ones only if those cannot fill it.
+        rest = live[marked[live]]
+        order = np.concatenate(
+            [
+                clean[np.argsort(cluster_key[clean], kind="stable")],
+                rest[np.argsort(cluster_key[rest], kind="stable")],
+            ]
+        )
+        mode = "sized in hash order"
+        chosen = _sized(order, len(clean), cluster_bytes, cluster_docs, target, min_val_docs)
+    if len(chosen) == 0:  # every unit is over twice the target: take the smallest one
         chosen = live[[int(np.argmin(cluster_bytes[live]))]]
-        mode, within = "smallest cluster (every unit is over twice val_fraction)", False
+        mode = "smallest unit (every unit is over twice val_fraction)"
     val_cluster = np.zeros(n, dtype=bool)
     val_cluster[chosen] = True
     is_val = val_cluster[roots]
@@ -288,23 +218,32 @@ def assign_sides(
         val_docs=int(is_val.sum()),
         train_bytes=int(n_bytes[~is_val].sum()),
         val_bytes=int(n_bytes[is_val].sum()),
-        within_bounds=within,
+        units=len(live),
+        largest_unit_share=round(float(cluster_bytes[live].max()) / max(total, 1.0), 6),
+        smallest_unit_share=round(float(cluster_bytes[live].min()) / max(total, 1.0), 6),
+        marked_docs=int(marked[roots].sum()),
+        marked_val_docs=int((marked[roots] & is_val).sum()),
     )
+    summary.within_bounds = summary.problem() is None
     return is_val, summary
 
 
-def _sized(live, cluster_key, cluster_bytes, cluster_docs, target, min_val_docs) -> np.ndarray:
-    order = live[np.argsort(cluster_key[live], kind="stable")]
+def _sized(order, n_clean, cluster_bytes, cluster_docs, target, min_val_docs) -> np.ndarray:
+    """Units in `order` until the share reaches `target` (see the module); the units after the
+    first `n_clean` (marked ones) only while the share is under half the target."""
     chosen: list[int] = []
     size = docs = 0.0
-    for c in order.tolist():
+    for rank, c in enumerate(order.tolist()):
         grown = size + cluster_bytes[c]
-        if len(chosen) >= len(live) - 1:
+        if len(chosen) >= len(order) - 1:
+            break
+        if rank >= n_clean and size >= target / 2:
             break
         if size < target:
-            # Never past twice the target, and a unit that would overshoot more than it fills
-            # is passed over (a one-book corpus of 20 kB sections lands near val_fraction).
-            if grown > 2 * target or (chosen and grown - target > target - size):
+            # Never past twice the target. Otherwise a plain prefix in hash order: which
+            # units come before the cut does not depend on their sizes, so an edit or a new
+            # document moves the cut by a unit, not the selection.
+            if grown > 2 * target:
                 continue
         elif docs >= min_val_docs:
             break
@@ -317,60 +256,70 @@ def _sized(live, cluster_key, cluster_bytes, cluster_docs, target, min_val_docs)
 
 def decide_split(
     batches,
-    kept: np.ndarray,
     signatures: np.ndarray | None,
     minhash: MinHashConfig,
     val_fraction: float,
     min_val_docs: int,
     scratch: Path,
 ) -> tuple[np.ndarray, SplitSummary]:
-    """The side of every staged document (True: validation; False for dropped ones).
+    """The side of every document in `batches` (True: validation), in order.
 
-    `batches` are the staged record batches (`split_key`, `text`, `n_bytes`) in order, `kept`
-    one bool per staged document, `signatures` the dedup MinHash signatures (a memmap, or None
-    when near dedup is off: then only the 8-gram containment joins documents)."""
-    rows = np.flatnonzero(kept)
-    m = len(rows)
-    keys = np.zeros(m, np.uint64)
-    n_bytes = np.zeros(m, np.int64)
-    sampled = np.zeros(m, np.int64)
+    `batches` are record batches with `split_key`, `text`, `n_bytes`, `row` and `edited`:
+    `row` is the document's row in `signatures` (the dedup MinHash signatures, a memmap, or None
+    when near dedup is off: then only 8-gram containment links documents), and `edited` says
+    its text changed after those were computed (passage dedup), so its signature is computed
+    again from the text here."""
+    keys, sizes, counts = [], [], []
     grams = KeySpill(scratch / "grams")
-    pos = offset = 0
-    for batch in batches:
-        keep = kept[offset : offset + batch.num_rows]
-        offset += batch.num_rows
-        if not keep.any():
-            continue
-        texts = [t for t, k in zip(batch.column("text").to_pylist(), keep.tolist()) if k]
-        count = len(texts)
-        keys[pos : pos + count] = batch.column("split_key").to_numpy()[keep]
-        n_bytes[pos : pos + count] = batch.column("n_bytes").to_numpy()[keep]
-        hashes, owners = sampled_grams(texts)
-        grams.add(hashes, (owners + pos).astype(np.uint32))
-        sampled[pos : pos + count] = np.bincount(owners, minlength=count)
-        pos += count
-    if m < 2:
+    bands = KeySpill(scratch / "bands")
+    signature_file = scratch / "signatures.bin"
+    hasher = band_hasher = None
+    if signatures is not None:
+        hasher, band_hasher = MinHasher(minhash), cluster_hasher(minhash)
+    pos = 0
+    with open(signature_file, "wb") as sig_out:
+        for batch in batches:
+            texts = batch.column("text").to_pylist()
+            count = len(texts)
+            keys.append(batch.column("split_key").to_numpy())
+            sizes.append(batch.column("n_bytes").to_numpy())
+            hashes, owners = sampled_grams(texts)
+            grams.add(hashes, (owners + pos).astype(np.uint32))
+            counts.append(np.bincount(owners, minlength=count))
+            if hasher is not None and band_hasher is not None:
+                sig = np.array(signatures[batch.column("row").to_numpy()])
+                edited = np.flatnonzero(batch.column("edited").to_numpy(zero_copy_only=False))
+                if len(edited):
+                    sig[edited] = hasher.signatures([texts[i] for i in edited.tolist()])
+                sig.tofile(sig_out)
+                has = np.flatnonzero(sig[:, 0] != np.iinfo(np.uint32).max)
+                band_keys = band_hasher.band_keys(sig[has, : band_hasher.config.num_perm])
+                bands.add(band_keys.ravel(), np.repeat(has + pos, band_keys.shape[1]))
+            pos += count
+    key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    n_bytes = np.concatenate(sizes).astype(np.int64) if sizes else np.zeros(0, np.int64)
+    if pos < 2:
         summary = SplitSummary(
             split_rule(val_fraction, min_val_docs), "too few documents to split", val_fraction,
-            min_val_docs, keys_digest(keys[:0]), m, 0, int(n_bytes.sum()), 0, 0, False,
+            min_val_docs, keys_digest(key[:0]), pos, 0, int(n_bytes.sum()), 0, 0, False, pos,
+            float(pos), float(pos),
         )  # fmt: skip
-        return np.zeros(len(kept), dtype=bool), summary
-    clusters = Clusters(m)
-    joined = join_containing(grams, sampled, scratch / "gram-pairs", clusters)
-    if signatures is not None:
-        hasher = cluster_hasher(minhash)
-        width = hasher.config.num_perm
-        bands = KeySpill(scratch / "bands")
-        for lo in range(0, m, 1 << 16):
-            index = np.arange(lo, min(lo + (1 << 16), m))
-            sig = np.asarray(signatures[rows[index], :width])
-            has = sig[:, 0] != np.iinfo(np.uint32).max
-            band_keys = hasher.band_keys(sig[has])
-            bands.add(band_keys.ravel(), np.repeat(index[has], band_keys.shape[1]))
-        joined += join_near_copies(bands, signatures, rows, clusters)
-    is_val_kept, summary = assign_sides(keys, n_bytes, clusters.roots(), val_fraction,
-                                        min_val_docs)  # fmt: skip
-    summary.clusters_joined = joined
-    is_val = np.zeros(len(kept), dtype=bool)
-    is_val[rows] = is_val_kept
+        return np.zeros(pos, dtype=bool), summary
+    links = LinkSpill(scratch / "links")
+    containment_links(grams, np.concatenate(counts), scratch / "gram-pairs", links)
+    if hasher is not None:
+        local = np.memmap(signature_file, dtype=np.uint32, mode="r",
+                          shape=(pos, hasher.config.num_perm))  # fmt: skip
+        near_copy_links(bands, local, links)
+        del local
+    clusters = BoundedClusters(n_bytes, cap=val_fraction * float(n_bytes.sum()))
+    for records in links.strongest_first(key):
+        clusters.link(records["a"], records["b"])
+    roots = clusters.roots()
+    links_cut, marked = clusters.cut_between(roots)
+    is_val, summary = assign_sides(key, n_bytes, roots, val_fraction, min_val_docs, marked)
+    summary.clusters_joined = clusters.joined
+    summary.cap_bytes = int(clusters.cap)
+    summary.links = clusters.links
+    summary.links_cut = links_cut
     return is_val, summary

@@ -84,8 +84,8 @@ def read_split_file(folder: Path) -> SplitFile:
         leakage, sha, rule = None, None, ""
         if isinstance(raw, dict):
             sha, rule = raw.get("parts_sha256"), str(raw.get("rule", ""))
-            extra = ("share", "parts_sha256", "rule")
-            leakage = Leakage(**{k: v for k, v in raw.items() if k not in extra})
+            extra = ("parts_sha256", "rule")
+            leakage = Leakage.from_dict({k: v for k, v in raw.items() if k not in extra})
     except TypeError as exc:
         raise SplitFileError(f"{file}: not a split written by cleaned_corpus ({exc})") from None
     return SplitFile(summary, leakage, sha, rule)

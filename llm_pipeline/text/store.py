@@ -12,6 +12,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 DOCUMENTS_SCHEMA = pa.schema([("source", pa.string()), ("text", pa.large_string())])
+# The cleaned corpus (`cleaned_corpus`'s parts).
+CLEANED_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("text", pa.large_string()),
+        ("n_chars", pa.int64()),
+        ("source", pa.string()),
+        ("split_key", pa.uint64()),  # hash of the raw text: what the side depends on
+        ("split", pa.string()),  # "train" or "val", decided once in cleaning (text/split.py)
+    ]
+)
+# Cleaning's scratch copies: pass 1's kept documents (no side yet, their UTF-8 bytes), and the
+# survivors of dedup with their staged `row` (its MinHash signature) and whether passage dedup
+# `edited` the text after that signature was computed.
+STAGING_SCHEMA = pa.schema([*list(CLEANED_SCHEMA)[:-1], ("n_bytes", pa.int64())])
+SURVIVOR_SCHEMA = pa.schema([*list(STAGING_SCHEMA), ("row", pa.uint32()), ("edited", pa.bool_())])
 # Start a new part after this many bytes of text, so no single file grows without bound.
 PART_TARGET_BYTES = 128 << 20
 

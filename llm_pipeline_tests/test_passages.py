@@ -1,0 +1,190 @@
+"""Text that shares passages (issue 21): passage dedup, the bounded split on the corpora that
+used to collapse, the leakage figure on popular passages, and the messages of what fails."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from llm_pipeline.checks.split import split_cause
+from llm_pipeline.lm.batches import check_data_fits
+from llm_pipeline.lm.model import ModelConfig
+from llm_pipeline.text.advice import cleaning_advice
+from llm_pipeline.text.clean import PASSAGE_DUPLICATE, CleaningConfig, clean_documents
+from llm_pipeline.text.clusters import BoundedClusters
+from llm_pipeline.text.leakage import measure_leakage
+from llm_pipeline.text.passages import paragraphs, passage_keys, remove_passages
+from llm_pipeline.text.split import SplitSummary, assign_sides
+from llm_pipeline.text.split_file import read_split
+from llm_pipeline.text.store import parquet_parts
+from llm_pipeline_tests.corpora import clause_corpus, paragraph, pool_corpus
+
+REPLY = """Thanks, that works for me and the team will follow up on Monday morning.
+
+On Monday 3 June 2024 at 10:15, Alice Smith wrote:
+> The original message, with more than eight words in it for sure.
+>
+> On Sunday 2 June 2024 at 09:00, Bob Jones wrote:
+> > An older message whose text also has many words in it, really."""
+MESSAGE = """The original message, with more than eight words in it for sure.
+
+On Sunday 2 June 2024 at 09:00, Bob Jones wrote:
+> An older message whose text also has many words in it, really."""
+
+
+def test_a_change_of_quote_depth_starts_a_paragraph() -> None:
+    lines = REPLY.split("\n")
+    spans = ["\n".join(lines[a:b]) for a, b in paragraphs(REPLY)]
+    assert spans[2] == "> The original message, with more than eight words in it for sure."
+    assert spans[-1].startswith("> > An older message")
+    # Quoted, the message's passages are the message's own: all three are repeats.
+    assert set(passage_keys(MESSAGE, 8)) <= set(passage_keys(REPLY, 8))
+
+
+def test_removing_passages_leaves_normalised_text() -> None:
+    result = remove_passages(REPLY, set(passage_keys(MESSAGE, 8)), 8)
+    assert result.text == (
+        "Thanks, that works for me and the team will follow up on Monday morning.\n\n"
+        "On Monday 3 June 2024 at 10:15, Alice Smith wrote:"
+    )
+    assert len(result.passages) == 3
+    untouched = remove_passages(REPLY, {12345}, 8)
+    assert untouched.text is REPLY and untouched.passages == []
+
+
+def _clean(tmp: Path, texts: list[str], **settings):
+    tmp.mkdir()
+    config = CleaningConfig.from_profile("docs", **settings)
+    stats = clean_documents([(texts, [f"f{i}" for i in range(len(texts))])], tmp, config)
+    return stats, read_split(tmp)
+
+
+def test_passage_dedup_is_counted_in_the_funnel_with_a_sample(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    footer = paragraph(rng, 3, 3)
+    texts = [paragraph(rng) + "\n\n" + footer for _ in range(50)]
+    texts += [footer + "\n\nThanks."]  # nothing of its own left: dropped
+    stats, _ = _clean(tmp_path / "out", texts)
+    funnel = {row["step"]: row for row in stats.funnel}
+    assert funnel[PASSAGE_DUPLICATE]["docs_removed"] == 1
+    footer_bytes = len(footer.encode()) + 2  # with the blank line next to it
+    # 49 later copies and the last document's, whose "Thanks." is dropped with it.
+    assert funnel[PASSAGE_DUPLICATE]["bytes_removed"] == 50 * footer_bytes + len(b"Thanks.")
+    assert stats.passages_removed == 50
+    sample = pq.read_table(tmp_path / "out" / "_dropped" / f"{PASSAGE_DUPLICATE}.parquet")
+    assert footer in sample.column("text").to_pylist()
+    kept = pq.read_table(parquet_parts(tmp_path / "out")).column("text").to_pylist()
+    assert sum(footer in text for text in kept) == 1
+    stats, _ = _clean(tmp_path / "off", texts, passage_dedup=False)
+    assert PASSAGE_DUPLICATE not in stats.dropped and stats.passages_removed == 0
+
+
+def test_the_pool_corpus_that_collapsed_splits_within_bounds(tmp_path: Path) -> None:
+    """The issue's corpus: 300 documents of 2-6 paragraphs from a pool, each paragraph in a
+    handful of documents. Every document used to join one cluster and land in validation."""
+    texts = pool_corpus(random.Random(0), 300)
+    for dedup in (False, True):
+        _, split = _clean(tmp_path / f"dedup-{dedup}", texts, passage_dedup=dedup)
+        assert split.problem() is None, split.to_dict()
+        assert 0.025 <= split.val_share <= 0.10 and split.train_docs > 0
+        assert split.largest_unit_share <= 0.05
+    # Without passage dedup the links chain everything: the split cut them, and says so.
+    _, chained = _clean(tmp_path / "again", texts, passage_dedup=False)
+    assert chained.links_cut > 0 and chained.marked_docs > 0
+    assert "links cut" in chained.decisions()
+
+
+def test_popular_passages_count_in_the_leakage_figure(tmp_path: Path) -> None:
+    """A clause library without passage dedup: popular clauses sit on both sides. The old
+    measure skipped grams in more than 16 documents and reported 0%; now they count."""
+    texts = clause_corpus(random.Random(3), 600)
+    _clean(tmp_path / "off", texts, passage_dedup=False)
+    shared = measure_leakage(parquet_parts(tmp_path / "off"))
+    assert shared.overlap > 0.3 and shared.share > 0.01
+    _clean(tmp_path / "on", texts)
+    deduped = measure_leakage(parquet_parts(tmp_path / "on"))
+    assert deduped.share <= 0.01 and deduped.overlap <= 0.05
+
+
+def test_a_footer_in_every_document_is_seen(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    footer = paragraph(rng, 6, 6)
+    texts = [paragraph(rng, 1, 1) + "\n\n" + footer for _ in range(400)]
+    sides = ["val" if i % 20 == 0 else "train" for i in range(400)]
+    path = tmp_path / "part-00000.parquet"
+    pq.write_table(pa.table({"text": texts, "split": sides}), path)
+    leakage = measure_leakage([path])
+    assert leakage.leaked_docs == 20 and leakage.share == 1.0  # the footer is most of each
+    assert 0.5 < leakage.overlap < 1.0
+
+
+def test_clusters_stop_at_the_cap_and_remember_what_they_cut() -> None:
+    clusters = BoundedClusters(np.full(6, 10), cap=30)
+    a, b = np.array([0, 1, 2, 3, 4]), np.array([1, 2, 3, 4, 5])  # a chain
+    clusters.link(a, b)
+    roots = clusters.roots()
+    assert np.bincount(roots).max() == 3 and len(set(roots.tolist())) == 2
+    cut, marked = clusters.cut_between(roots)
+    assert cut == 1 and marked[roots[2]] and marked[roots[3]]
+
+
+def test_marked_units_train_unless_validation_needs_them() -> None:
+    keys = np.arange(1, 101, dtype=np.uint64) * np.uint64(2**56)
+    sizes = np.full(100, 100)
+    marked = np.zeros(100, dtype=bool)
+    marked[:50] = True
+    is_val, split = assign_sides(keys, sizes, np.arange(100), 0.05, 1, marked)
+    assert not (is_val & marked).any() and split.problem() is None
+    marked[:] = True
+    marked[0] = False  # one clean unit cannot hold 2.5% of the bytes: marked ones fill it
+    is_val, split = assign_sides(keys, sizes, np.arange(100), 0.05, 1, marked)
+    assert split.problem() is None and split.marked_val_docs == is_val.sum() - is_val[0]
+
+
+def test_too_few_units_say_so_in_one_line_with_the_fix() -> None:
+    sizes = np.array([40_000, 30_000, 30_000])
+    _, split = assign_sides(np.arange(3, dtype=np.uint64), sizes, np.arange(3), 0.05, 1)
+    problem = split.problem()
+    assert problem is not None and "\n" not in problem
+    assert "too few units" in problem and "max_doc_chars" in problem
+    assert split.val_docs == 1 and split.train_docs == 2
+
+
+def _summary(**fields) -> SplitSummary:
+    base = dict(rule="v2: x", mode="sized", val_fraction=0.05, min_val_docs=20, keys_sha256="",
+                train_docs=95, val_docs=5, train_bytes=950, val_bytes=50)  # fmt: skip
+    return SplitSummary(**{**base, **fields})
+
+
+def test_the_split_check_names_the_cause() -> None:
+    assert "training side is empty" in split_cause(_summary(), 1.0)
+    assert "do not match split.json" in split_cause(_summary(), 1.0)
+    old = _summary(rule="v1: blake2b", train_docs=0, val_docs=100, train_bytes=0, val_bytes=1000)
+    assert "older rule (v1)" in split_cause(old, 1.0)
+    giant = _summary(largest_unit_share=1.0, train_docs=0, val_docs=100, train_bytes=0,
+                     val_bytes=1000)  # fmt: skip
+    assert "one cluster holds 100% of the bytes" in split_cause(giant, 1.0)
+
+
+def test_the_trainer_names_the_split_when_a_side_is_empty(tmp_path: Path) -> None:
+    np.zeros(0, np.uint16).tofile(tmp_path / "train.bin")
+    np.arange(500, dtype=np.uint16).tofile(tmp_path / "val.bin")
+    (tmp_path / "meta.json").write_text('{"dtype": "uint16", "vocab_size": 600}')
+    with pytest.raises(ValueError, match="training side of the split is empty") as err:
+        check_data_fits(tmp_path, ModelConfig(vocab_size=600, block_size=64))
+    assert "block_size" not in str(err.value)
+
+
+def test_advice_for_a_corpus_mostly_of_repeats(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    shared = [paragraph(rng, 7, 8) for _ in range(20)]  # each in about ten documents
+    texts = [rng.choice(shared) + "\n\n" + paragraph(rng, 2, 2) for _ in range(200)]
+    stats, _ = _clean(tmp_path / "out", texts)
+    advice = cleaning_advice(stats, CleaningConfig(), tmp_path / "out" / "_dropped")
+    assert advice is not None and advice.step == PASSAGE_DUPLICATE
+    assert "passage_dedup: false" in advice.message("docs")
