@@ -58,7 +58,7 @@ def child(mb: float, seconds: float) -> None:
             yield [c for c, _ in cut], [s for _, s in cut]
 
     clean_documents(sections(), cleaned, CleaningConfig.from_profile("web"), workers=1)
-    leakage = measure_leakage(parquet_parts(cleaned), work)
+    leakage = measure_leakage(parquet_parts(cleaned))
     data_seconds = time.perf_counter() - started
     split = read_split(cleaned)
     parts = parquet_parts(cleaned)

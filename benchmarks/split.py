@@ -22,7 +22,8 @@ The built-in corpus (the standard library's docstrings) is measured the same way
 Part 2, cost (`--mb M`, default 20; 0 skips): a clause-library corpus of about M MB and the
 synthetic corpus of `synthetic_corpus.py` are cleaned with passage dedup off and on, and the
 leakage measure is run on the result, interleaved `--repeat` times; it prints seconds per MB and
-the ratios to the cleaning without passage dedup (medians).
+the ratios to the cleaning without passage dedup (medians), and the leakage measure's peak of
+traced memory (numpy's arrays included: tracemalloc sees them).
 
     .venv/bin/python benchmarks/split.py [--docs 400] [--mb 20] [--repeat 3] [--no-builtin]
 """
@@ -44,6 +45,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import tracemalloc
 
 import pyarrow.parquet as pq
 from synthetic_corpus import WORK_DIR, ensure_documents
@@ -124,12 +126,14 @@ def part_figures(docs: int | None, builtin: bool, work: Path) -> None:
 def part_cost(mb: float, repeat: int, work: Path) -> None:
     corpora = {"clauses": _clause_parts(mb), "synthetic": ensure_documents(mb, 0)[0]}
     print(f"\ncost per MB ({repeat} interleaved runs, medians; seconds per MB of input):")
-    print("| corpus | MB | clean, passage dedup off | + passage dedup | leakage measure |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| corpus | MB | clean, passage dedup off | + passage dedup | leakage measure | "
+          "its peak memory |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, folder in corpora.items():
         parts = parquet_parts(folder)
         size = sum(pc_bytes(p) for p in parts) / 1e6
         times: dict[str, list[float]] = {"off": [], "on": [], "leak": []}
+        peak = 0
         for r in range(repeat):
             for dedup in (False, True):
                 out = work / f"cost-{name}-{dedup}-{r}"
@@ -137,14 +141,18 @@ def part_cost(mb: float, repeat: int, work: Path) -> None:
                 _clean(iter_document_batches(parts), out, passage_dedup=dedup)
                 times["on" if dedup else "off"].append(time.perf_counter() - started)
                 if dedup:
+                    tracemalloc.start()
                     started = time.perf_counter()
                     measure_leakage(parquet_parts(out))
                     times["leak"].append(time.perf_counter() - started)
+                    peak = max(peak, tracemalloc.get_traced_memory()[1])
+                    tracemalloc.stop()
                 shutil.rmtree(out)
         off, on, leak = (statistics.median(times[k]) for k in ("off", "on", "leak"))
         print(
             f"| {name} | {size:.1f} | {off / size:.3f} s | +{(on - off) / size:.3f} s "
-            f"({on / off - 1:+.0%}) | {leak / size:.3f} s ({leak / off:.0%} of cleaning) |",
+            f"({on / off - 1:+.0%}) | {leak / size:.3f} s ({leak / off:.0%} of cleaning) | "
+            f"{peak / 2**20:.0f} MiB |",
             flush=True,
         )
 

@@ -81,6 +81,7 @@ def test_data_stages_materialize_and_pass_their_checks(data_root: Path, instance
         "cleaned_corpus_expectations": True,
         "split_expectations": True,  # issue 12: the split's sides and its leakage
         "split_leakage": True,
+        "split_ngram_overlap": True,  # issue 21: validation 13-grams seen in training
         "token_ids_in_vocab": True,
         "validation_split_not_empty": True,
         "token_counts_match_files": True,

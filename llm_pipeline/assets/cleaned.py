@@ -134,7 +134,7 @@ def cleaned_corpus(
         if split.problem():  # too few units: the one case allowed outside the bounds
             context.log.warning(f"corpus {corpus!r}: split: {split.problem()}")
         parts = parquet_parts(tmp)
-        leakage = measure_leakage(parts, tmp)
+        leakage = measure_leakage(parts)
         write_split_file(tmp, SplitFile(split, leakage, parts_sha256(parts)))
         funnel_png = funnel_plot_png(stats.funnel, stats.docs_in, stats.bytes_in)
         write_bytes_atomic(tmp / FUNNEL_FILE, funnel_png)

@@ -191,7 +191,7 @@ def _leakage(folder) -> tuple[Leakage, str]:
         leakage = None
     if leakage is not None:
         return leakage, "with the split (parts unchanged since)"
-    return measure_leakage(parts, folder.parent), "by this check"
+    return measure_leakage(parts), "by this check"
 
 
 def _leakage_metadata(leakage: Leakage, measured: str) -> dict:

@@ -82,13 +82,17 @@ def split_sentences(split: Mapping[str, Any] | None, comparison: Mapping[str, An
     if split:
         leakage = split.get("leakage") or {}
         if leakage:
-            out.append(
+            sentence = (
                 f"Overlap: {float(leakage.get('share', 0.0)):.2%} of validation bytes lie in "
                 f"documents with at least half of their word 8-grams inside one training "
-                f"document ({int(leakage.get('leaked_docs', 0))} documents); "
-                f"{float(leakage.get('overlap', 0.0)):.2%} of validation word 13-grams occur "
-                "in training text."
+                f"document ({int(leakage.get('leaked_docs', 0))} documents)"
             )
+            if "overlap" in leakage:  # measured since issue 21
+                sentence += (
+                    f"; {float(leakage['overlap']):.2%} of validation word 13-grams occur in "
+                    "training text"
+                )
+            out.append(sentence + ".")
         how = f"How: {split.get('mode', '?')}; {split.get('rule', '?')}; "
         try:
             fields = {k: v for k, v in split.items() if k != "leakage"}

@@ -229,28 +229,36 @@ def assign_sides(
 
 
 def _sized(order, n_clean, cluster_bytes, cluster_docs, target, min_val_docs) -> np.ndarray:
-    """Units in `order` until the share reaches `target` (see the module); the units after the
-    first `n_clean` (marked ones) only while the share is under half the target."""
+    """A prefix of `order` (units in hash order) up to `target` bytes, then, while fewer than
+    `min_val_docs` documents, smaller units that keep the share within `MIN_DOCS_SLACK` × the
+    target. The units after the first `n_clean` (marked ones) only while under half the target.
+
+    The prefix ends at the first unit that reaches the target, or, once half of it is held, at
+    the first that would overshoot past the slack (a one-book corpus of 20 kB sections lands
+    near val_fraction): which units come before the end does not depend on their sizes, so an
+    edit or a new document moves the end by a unit, not the selection."""
     chosen: list[int] = []
     size = docs = 0.0
+    filled = False
     for rank, c in enumerate(order.tolist()):
         grown = size + cluster_bytes[c]
         if len(chosen) >= len(order) - 1:
             break
         if rank >= n_clean and size >= target / 2:
             break
-        if size < target:
-            # Never past twice the target. Otherwise a plain prefix in hash order: which
-            # units come before the cut does not depend on their sizes, so an edit or a new
-            # document moves the cut by a unit, not the selection.
-            if grown > 2 * target:
+        if not filled:
+            if grown > 2 * target:  # never past twice the target
                 continue
-        elif docs >= min_val_docs:
-            break
-        elif grown > MIN_DOCS_SLACK * target:  # more documents, but only a little more text
-            continue
+            if size >= target / 2 and grown > MIN_DOCS_SLACK * target:
+                filled = True  # within bounds, and this unit would overshoot: stop here
+        if filled:
+            if docs >= min_val_docs:
+                break
+            if grown > MIN_DOCS_SLACK * target:  # more documents, but only a little more text
+                continue
         chosen.append(c)
         size, docs = grown, docs + cluster_docs[c]
+        filled = filled or size >= target
     return np.asarray(chosen, dtype=np.int64)
 
 
