@@ -169,12 +169,12 @@ def _clause_parts(mb: float) -> Path:
     from llm_pipeline.text.readers import Document
     from llm_pipeline.text.store import write_documents
 
-    folder = WORK_DIR / f"clauses-{mb:g}mb-v1"
+    folder = WORK_DIR / f"clauses-{mb:g}mb-v2"
     if (folder / "done").is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    n = max(int(mb * 1e6 / 2600), 50)  # about 2.6 kB a document
+    n = max(int(mb * 1e6 / 1500), 50)  # about 1.5 kB a document
     texts = clause_corpus(random.Random(0), n, clauses=max(n // 3, 50))
     write_documents((Document(f"c{i}", t) for i, t in enumerate(texts)), folder)
     (folder / "done").write_text("")

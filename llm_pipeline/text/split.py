@@ -129,7 +129,8 @@ class SplitSummary:
             f"[{low:.1%}, {high:.1%}]"
         )
         return (
-            f"{where}: too few units to split ({self.units:,} units; the smallest holds "
+            f"{where}: too few units to split ({self.units:,} unit"
+            f"{'s' if self.units != 1 else ''}; the smallest holds "
             f"{self.smallest_unit_share:.1%} of the bytes, the largest "
             f"{self.largest_unit_share:.1%}). Add text, or lower raw_corpus max_doc_chars so "
             f"long files are cut into more documents, or raise val_fraction."
