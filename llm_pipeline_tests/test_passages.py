@@ -188,3 +188,60 @@ def test_advice_for_a_corpus_mostly_of_repeats(tmp_path: Path) -> None:
     advice = cleaning_advice(stats, CleaningConfig(), tmp_path / "out" / "_dropped")
     assert advice is not None and advice.step == PASSAGE_DUPLICATE
     assert "passage_dedup: false" in advice.message("docs")
+
+
+def test_documents_that_differ_only_in_repeats_are_judged_again(tmp_path: Path) -> None:
+    """Two support answers framed alike around different macros: without their macros they
+    are the same text (kept once); one left too short for min_chars is dropped."""
+    rng = random.Random(6)
+    macros = [paragraph(rng, 3, 3) for _ in range(2)]
+    frame = ("Hello to the whole team,", "Best regards, Alice Smith")  # short: not passages
+    texts = [
+        macros[0],
+        macros[1],
+        f"{frame[0]}\n\n{macros[0]}\n\n{frame[1]}",
+        f"{frame[0]}\n\n{macros[1]}\n\n{frame[1]}",
+        macros[0] + "\n\nOne two three four five six seven eight.",
+    ]
+    stats, _ = _clean(tmp_path / "out", texts, min_chars=45)
+    table = pq.read_table(parquet_parts(tmp_path / "out")).to_pydict()
+    assert len(set(table["doc_id"])) == len(table["doc_id"]) == 3  # the macros and one frame
+    assert sum(text.startswith(frame[0]) for text in table["text"]) == 1
+    reasons = stats.reasons[PASSAGE_DUPLICATE]
+    assert reasons["the same as an earlier document without its repeats"] == 1
+    assert any(reason.startswith("then fails min_chars") for reason in reasons)
+    assert stats.bytes_in - stats.bytes_out == sum(stats.dropped_bytes.values()) + sum(
+        stats.edited_bytes.values()
+    )
+
+
+def test_a_removed_quote_keeps_the_paragraphs_around_it_apart() -> None:
+    text = "My answer comes first in this reply.\n> " + MESSAGE.split("\n")[0] + "\nAnd more."
+    quoted = set(passage_keys(MESSAGE, 8))
+    assert remove_passages(text, quoted, 8).text == (
+        "My answer comes first in this reply.\n\nAnd more."
+    )
+
+
+def test_a_passage_removed_from_many_documents_is_sampled_once(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    footer = paragraph(rng, 3, 3)
+    texts = [paragraph(rng) + "\n\n" + footer for _ in range(30)]
+    _clean(tmp_path / "out", texts)
+    sample = pq.read_table(tmp_path / "out" / "_dropped" / f"{PASSAGE_DUPLICATE}.parquet")
+    assert sample.column("text").to_pylist() == [footer]
+
+
+def test_pairs_of_document_numbers_spread_over_the_spill(tmp_path: Path) -> None:
+    from llm_pipeline.text.dedup import KeySpill
+
+    codes = (np.arange(1000, dtype=np.uint64) << np.uint64(32)) | np.uint64(7)  # small numbers
+    for spread, least in ((False, 1), (True, 200)):
+        spill = KeySpill(tmp_path / f"spill-{spread}", spread=spread)
+        spill.add(np.concatenate([codes, codes]), np.arange(2000, dtype=np.uint32))
+        partitions = list(spill.iter_partitions())
+        assert len(partitions) >= least
+        for records in partitions:  # equal keys always share a partition
+            _, counts = np.unique(records["key"], return_counts=True)
+            assert (counts == 2).all()
+    assert len(list(KeySpill(tmp_path / "spill-False").iter_partitions())) == 1

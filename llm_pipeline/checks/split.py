@@ -128,17 +128,14 @@ def split_cause(split: SplitSummary, share: float) -> str:
             "let links between documents chain the corpus into one cluster: materialize "
             "cleaned_corpus again"
         )
-    if split.largest_unit_share > high:
-        return (
-            f"{where}; one cluster holds {split.largest_unit_share:.0%} of the bytes: "
-            "materialize cleaned_corpus again"
-        )
     if abs(split.val_share - share) > 1e-6:
         return (
             f"{where}; the parts do not match {SPLIT_FILE}, which records "
             f"{split.val_share:.1%} in validation (edited after cleaning?): materialize "
             "cleaned_corpus again"
         )
+    if split.largest_unit_share > high and split.units <= 1:
+        return f"{where}; one cluster holds {split.largest_unit_share:.0%} of the bytes"
     return f"{where}; {split.problem() or 'materialize cleaned_corpus again'}"
 
 
@@ -225,8 +222,10 @@ def split_leakage(
     )
     if not passed:
         description += (
-            ": training documents hold copies of validation ones; with passage_dedup off, "
-            "turn it on (shared passages), else materialize cleaned_corpus again"
+            ": training documents hold most of these validation ones. Turn passage_dedup on "
+            "if it is off (passages shared across documents); if the parts were edited after "
+            f"cleaning, materialize cleaned_corpus again; else {SPLIT_FILE} says how many "
+            "links the split had to cut to keep every cluster within val_fraction (links_cut)"
         )
     return AssetCheckResult(
         passed=passed, description=description, metadata=_leakage_metadata(leakage, measured)

@@ -1,23 +1,27 @@
 """The cleaning stage as plain functions: normalise, filter, deduplicate, write Parquet.
 
-Two streaming passes over the corpus, so memory stays flat however large it is:
+Two streaming passes over the corpus (the second reads pass 1's staging copy once and the
+survivors' copy twice), so memory stays flat however large it is:
 
 1. Worker processes normalise each batch, run the filters (cheapest first: length rules, C4 line
    cleaning, Gopher repetition, Gopher quality, symbols, duplicated lines) and compute each kept
-   document's content hash and MinHash signature. The parent appends kept documents to an
-   uncompressed staging copy, the signatures to a flat file, and the exact-hash and LSH band keys
-   to hash-partitioned spill files (`dedup.KeySpill`).
+   document's content hash, MinHash signature and the keys of its long paragraphs. The parent
+   appends kept documents to an uncompressed staging copy, the signatures to a flat file, and
+   the exact-hash, LSH band and paragraph keys to hash-partitioned spill files
+   (`dedup.KeySpill`).
 2. The spills are resolved one partition at a time into a one-byte-per-document decision (keep,
    exact duplicate, near duplicate) and, with passage dedup, the repeated passages each survivor
    loses (`passages.py`). The staging copy is streamed once into a copy of the survivors, with
-   their repeated passages taken out; the survivors are split into train and validation
-   (`split.py`: bounded clusters of near-copies and contained texts, keyed by the raw text); and
-   the survivors' copy is streamed into the final zstd Parquet parts with their `split` column.
+   their repeated passages taken out (`survivors.py`: a document that lost passages is judged
+   again); the survivors are split into train and validation (`split.py`: bounded clusters of
+   near-copies and contained texts, keyed by the raw text); and the survivors' copy is
+   streamed into the final zstd Parquet parts with their `split` column.
 
 Every removed document is counted under the filter that removed it, with its bytes, so the
 funnel adds up: documents in − documents out = Σ removals; bytes in − bytes out = Σ removed
-bytes + bytes edited away (normalisation, C4 line removal). A bounded, uniform sample of each
-filter's removals (the documents with the smallest content hashes) is kept for inspection.
+bytes + bytes edited away (normalisation, C4 line removal, passage dedup). A bounded, uniform
+sample of each filter's removals (the documents with the smallest content hashes) is kept for
+inspection.
 The output order, and so the output files, are deterministic for any number of workers.
 
 This module holds the two passes (`_filter_and_stage`, `_drop_duplicates_and_write`); pass 1's
@@ -66,7 +70,7 @@ from llm_pipeline.text.passages import Repeats, resolve_repeats
 from llm_pipeline.text.split import TRAIN, VAL, decide_split
 from llm_pipeline.text.split_file import SplitFile, write_split_file
 from llm_pipeline.text.store import CLEANED_SCHEMA, STAGING_SCHEMA, PartWriter
-from llm_pipeline.text.survivors import read_batches, write_survivors
+from llm_pipeline.text.survivors import kept_batches, repeated_survivors, write_survivors
 
 # The cleaning stage's public names; the step names come from `funnel.py`.
 __all__ = [
@@ -271,18 +275,22 @@ def _drop_duplicates_and_write(
         resolve_repeats(staged.passages, decision == KEEP, repeats)
     shutil.rmtree(staged.passages.folder, ignore_errors=True)
     counter = progress(staged.n_bytes, "dedup")
-    kept_bytes = write_survivors(
-        staged.documents, staged.survivors, decision, repeats, config, tally, sample, counter
-    )
+    digests = KeySpill(staged.scratch / "survivor-digests") if repeats is not None else None
+    written = write_survivors(
+        staged.documents, staged.survivors, decision, repeats, config, tally, sample, counter,
+        digests,
+    )  # fmt: skip
     counter.finish()
     shutil.rmtree(staged.documents, ignore_errors=True)
     shutil.rmtree(staged.scratch / "repeats", ignore_errors=True)
+    repeated = repeated_survivors(staged.survivors, written, tally, sample)
+    shutil.rmtree(staged.scratch / "survivor-digests", ignore_errors=True)
     signatures = None
     if config.near_dedup and staged.n_docs:
         signatures = np.memmap(staged.signatures, dtype=np.uint32, mode="r",
                                shape=(staged.n_docs, config.minhash.num_perm))  # fmt: skip
     is_val, split = decide_split(
-        read_batches(staged.survivors, ["split_key", "text", "n_bytes", "row", "edited"]),
+        kept_batches(staged.survivors, repeated, ["split_key", "text", "n_bytes", "row", "edited"]),
         signatures,
         config.minhash,
         config.val_fraction,
@@ -291,11 +299,11 @@ def _drop_duplicates_and_write(
     )
     del signatures
     write_split_file(out_dir, SplitFile(split))
-    counter = progress(kept_bytes, "split")
+    counter = progress(written.n_bytes, "split")
     # Batches are the output's row groups, so their size stays fixed (progress moves per batch).
     with PartWriter(out_dir, CLEANED_SCHEMA) as writer:
         offset = 0
-        for batch in read_batches(staged.survivors):
+        for batch in kept_batches(staged.survivors, repeated):
             side = is_val[offset : offset + batch.num_rows]
             offset += batch.num_rows
             n_bytes = batch.column("n_bytes").to_numpy()

@@ -19,8 +19,9 @@ its two ends are marked, and the split sends marked clusters to training unless 
 validation without them, because a marked cluster shares text with a cluster that may land on
 the other side.
 
-Memory: sampled 8-grams and band keys are spilled by hash range (`dedup.KeySpill`), links by
-strength band (`LinkSpill`); what stays in memory is a few numbers per document.
+Memory: sampled 8-grams, band keys and document pairs are spilled by hash range
+(`dedup.KeySpill`), links by strength band (`LinkSpill`); in memory stay a few numbers per
+document, one band of links (12 bytes a link) and the links cut (16 bytes each).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def sampled_grams(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def gram_pair_counts(spill: KeySpill, scratch: Path) -> Iterator[tuple]:
     """Yield (a, b, shared sampled grams) for document pairs, one hash range at a time."""
-    pairs = KeySpill(scratch)
+    pairs = KeySpill(scratch, spread=True)
     for records in spill.iter_partitions():
         keys, docs = records["key"], records["doc"]
         if len(keys) < 2:
@@ -149,7 +150,6 @@ class BoundedClusters:
         self.size = n_bytes.astype(np.float64).copy()
         self.cap = cap
         self.joined = 0
-        self.links = 0
         self._cut: list[np.ndarray] = []
 
     def find(self, x: int) -> int:
@@ -165,7 +165,6 @@ class BoundedClusters:
         """Follow the links (a[i], b[i]) in order, each while the joined cluster fits `cap`."""
         cut = []
         for x, y in zip(a.tolist(), b.tolist()):
-            self.links += 1
             rx, ry = self.find(x), self.find(y)
             if rx == ry:
                 continue
@@ -195,7 +194,7 @@ class BoundedClusters:
         marked = np.zeros(len(roots), dtype=bool)
         if not self._cut:
             return 0, marked
-        cut = np.concatenate(self._cut)
+        cut = np.unique(np.concatenate(self._cut), axis=0)  # a pair cut in two bands: once
         ra, rb = roots[cut[:, 0]], roots[cut[:, 1]]
         apart = ra != rb
         marked[ra[apart]] = True

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_pipeline.text.minhash import estimated_jaccard
+from llm_pipeline.text.minhash import _splitmix, estimated_jaccard
 
 RECORD = np.dtype([("key", "<u8"), ("doc", "<u4")])
 KEEP, EXACT, NEAR = 0, 1, 2
@@ -27,7 +27,15 @@ KEEP, EXACT, NEAR = 0, 1, 2
 class KeySpill:
     """Append (key, document index) records to disk, partitioned by the key's top bits."""
 
-    def __init__(self, folder: Path, partitions: int = 256, buffer_records: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        partitions: int = 256,
+        buffer_records: int = 1 << 20,
+        spread: bool = False,
+    ) -> None:
+        """`spread`: partition by a hash of the key, for keys that are not hashes themselves
+        (a pair of document numbers) and would otherwise all share their top bits."""
         if partitions < 1 or partitions & (partitions - 1):
             raise ValueError(f"partitions must be a power of two, got {partitions}")
         self.folder = Path(folder)
@@ -35,6 +43,7 @@ class KeySpill:
         self.partitions = partitions
         self.shift = np.uint64(64 - max(partitions.bit_length() - 1, 0))
         self.buffer_records = buffer_records
+        self.spread = spread
         self._pending: list[np.ndarray] = []
         self._pending_records = 0
         self.records = 0
@@ -61,7 +70,8 @@ class KeySpill:
         if self.partitions == 1:
             part_of = np.zeros(len(records), dtype=np.int64)
         else:
-            part_of = (records["key"] >> self.shift).astype(np.int64)
+            keys = _splitmix(records["key"]) if self.spread else records["key"]
+            part_of = (keys >> self.shift).astype(np.int64)
         order = np.argsort(part_of, kind="stable")
         records, part_of = records[order], part_of[order]
         bounds = np.searchsorted(part_of, np.arange(self.partitions + 1))

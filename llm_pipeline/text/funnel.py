@@ -46,7 +46,9 @@ class Tally:
     """Removals and edits per funnel step, mergeable across batches and processes.
 
     `dropped` / `dropped_bytes`: documents and their bytes removed per step; `edited_bytes`:
-    bytes taken out of documents that stayed; `reasons`: documents per (step, reason);
+    bytes taken out of documents (by a step that edits: a document passage dedup drops counts
+    what it took out here and what was left in `dropped_bytes`); `reasons`: documents per
+    (step, reason);
     `lines_removed`: lines taken out by line-editing transforms (C4); `passages_removed`:
     repeated passages taken out by passage dedup.
     """
@@ -147,7 +149,8 @@ class DroppedSample:
     """The `size` removals with the smallest priority per filter: a uniform sample, bounded.
 
     The priority is a hash of the document's content, so the sample is deterministic for any
-    number of workers and mergeable from per-batch candidates.
+    number of workers and mergeable from per-batch candidates; a text offered again (the same
+    passage taken out of many documents) is kept once.
     """
 
     def __init__(self, size: int) -> None:
@@ -158,10 +161,14 @@ class DroppedSample:
         if self.size <= 0:
             return
         heap = self.heaps.setdefault(name, [])
+        if len(heap) >= self.size and -priority <= heap[0][0]:
+            return
+        if any(entry[0] == -priority for entry in heap):
+            return  # the same text again (a passage removed from many documents): once
         item = (-priority, name, reason, source, text[:SAMPLE_MAX_CHARS], len(text))
         if len(heap) < self.size:
             heapq.heappush(heap, item)
-        elif -priority > heap[0][0]:
+        else:
             heapq.heapreplace(heap, item)
 
     def write(self, folder: Path) -> dict[str, int]:

@@ -102,7 +102,9 @@ class Removed:
 
 def remove_passages(text: str, repeated: set[int], min_words: int) -> Removed:
     """`text` without the passages whose key is in `repeated`. Blank (or quote-only) lines left
-    next to each other or at either end are dropped, so the result is still normalised text."""
+    next to each other or at either end are dropped, and a blank line parts two paragraphs that
+    only a removed quote stood between, so the result is still normalised text with the same
+    paragraphs less the removed ones."""
     lines = text.split("\n")
     drop = np.zeros(len(lines), dtype=bool)
     taken: list[str] = []
@@ -114,13 +116,18 @@ def remove_passages(text: str, repeated: set[int], min_words: int) -> Removed:
     if not taken:
         return Removed(text, [], len(normalized_words(text)))
     kept: list[str] = []
+    gap = False  # lines were taken out since the last line kept
     for line, dropped in zip(lines, drop.tolist()):
         if dropped:
+            gap = True
             continue
         separator = _quote_depth(line)[1]
         if separator and (not kept or _quote_depth(kept[-1])[1]):
             continue  # a second separator in a row, or one at the start
+        if gap and not separator and kept and not _quote_depth(kept[-1])[1]:
+            kept.append("")  # what stood between two paragraphs still parts them
         kept.append(line)
+        gap = False
     while kept and _quote_depth(kept[-1])[1]:
         kept.pop()
     out = _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip("\n")
@@ -170,7 +177,9 @@ def resolve_repeats(spill: KeySpill, live: np.ndarray, repeats: Repeats) -> int:
     """Record every passage of a live document that an earlier live document also has; return
     how many. `spill` holds one (key, document) record per distinct passage of a document;
     `live` is one bool per document (False: already dropped as a duplicate, so it keeps
-    nothing and takes nothing from others)."""
+    nothing and takes nothing from others). The earlier document keeps the passage; should
+    that one fail the filters once its own repeats are out (`survivors.py`), the passage goes
+    with it."""
     found = 0
     for records in spill.iter_partitions():  # sorted by (key, doc): the first doc keeps
         records = records[live[records["doc"]]]

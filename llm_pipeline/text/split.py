@@ -33,6 +33,7 @@ spilled to disk (`clusters.py`).
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,7 +71,8 @@ class SplitSummary:
 
     `units`: clusters that went to one side whole; `largest_unit_share`: the largest one's share
     of the bytes; `cap_bytes`: the most a cluster may hold; `links` and `links_cut`: links
-    between documents found, and those not followed because the cluster would outgrow the cap;
+    between two clusters, followed or not followed because the joined cluster would outgrow
+    the cap (a link between documents already in one cluster counts in neither);
     `marked_docs` / `marked_val_docs`: documents in clusters with a cut link, and how many of
     them validation had to take. Files written before a field existed read with its default."""
 
@@ -129,7 +131,7 @@ class SplitSummary:
             f"[{low:.1%}, {high:.1%}]"
         )
         return (
-            f"{where}: too few units to split ({self.units:,} unit"
+            f"{where}: too few units small enough to split finer ({self.units:,} unit"
             f"{'s' if self.units != 1 else ''}; the smallest holds "
             f"{self.smallest_unit_share:.1%} of the bytes, the largest "
             f"{self.largest_unit_share:.1%}). Add text, or lower raw_corpus max_doc_chars so "
@@ -236,8 +238,9 @@ def _sized(order, n_clean, cluster_bytes, cluster_docs, target, min_val_docs) ->
 
     The prefix ends at the first unit that reaches the target, or, once half of it is held, at
     the first that would overshoot past the slack (a one-book corpus of 20 kB sections lands
-    near val_fraction): which units come before the end does not depend on their sizes, so an
-    edit or a new document moves the end by a unit, not the selection."""
+    near val_fraction); only a unit that alone would take the share past twice the target is
+    passed over. Which units come before the end does not otherwise depend on their sizes, so
+    an edit or a new document moves the end by a unit, not the selection."""
     chosen: list[int] = []
     size = docs = 0.0
     filled = False
@@ -329,6 +332,7 @@ def decide_split(
     is_val, summary = assign_sides(key, n_bytes, roots, val_fraction, min_val_docs, marked)
     summary.clusters_joined = clusters.joined
     summary.cap_bytes = int(clusters.cap)
-    summary.links = clusters.links
+    summary.links = clusters.joined + links_cut
     summary.links_cut = links_cut
+    shutil.rmtree(scratch, ignore_errors=True)  # gram pairs, links, signatures: not needed now
     return is_val, summary

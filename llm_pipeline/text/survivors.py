@@ -2,14 +2,21 @@
 
 The staging copy (pass 1's kept documents, in output order) is read once: exact and near
 duplicates are counted, sampled and skipped; the rest lose the passages an earlier document
-already has (`passages.py`), counted and sampled under `passage_duplicate`; a document left
-with less than one passage's worth of words is dropped. The survivors are written to an
-uncompressed copy that the split (`split.py`) and the final write read.
+already has (`passages.py`), counted and sampled under `passage_duplicate`. A document that
+lost passages is judged again as a whole: it is dropped when less than one passage's worth of
+words is left (the stubs around what was taken out, "On Monday Bob wrote:"), when it no longer
+passes the cleaning's filters (too short now for `min_chars`, say), or when it became the same
+text as an earlier survivor (two documents that differed only in their repeats) — so the
+cleaned table never holds a row the filters or exact dedup would have removed.
+
+The survivors are written to an uncompressed copy that the split (`split.py`) and the final
+write read, without the rows that turned out to repeat an earlier one (`kept_batches`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +26,9 @@ import pyarrow.parquet as pq
 
 from llm_pipeline.progress import Progress
 from llm_pipeline.text.cleaning_config import CleaningConfig
-from llm_pipeline.text.dedup import EXACT, KEEP, NEAR
+from llm_pipeline.text.dedup import EXACT, KEEP, NEAR, KeySpill, mark_exact_duplicates
 from llm_pipeline.text.filter_pass import content_digest, sample_priority
+from llm_pipeline.text.filters import DocumentFilter
 from llm_pipeline.text.funnel import (
     EXACT_DUPLICATE,
     NEAR_DUPLICATE,
@@ -30,6 +38,20 @@ from llm_pipeline.text.funnel import (
 )
 from llm_pipeline.text.passages import Repeats, remove_passages
 from llm_pipeline.text.store import SURVIVOR_SCHEMA, PartWriter, parquet_parts
+
+# Why a document that lost passages is dropped (its funnel reasons under passage_duplicate).
+TOO_LITTLE_LEFT = "too little left"
+SAME_AS_EARLIER = "the same as an earlier document without its repeats"
+
+
+@dataclass
+class Written:
+    """What `write_survivors` wrote: rows, bytes, and (with passage dedup) the rows' content
+    keys, spilled to find rows that became identical."""
+
+    rows: int = 0
+    n_bytes: int = 0
+    digests: KeySpill | None = None
 
 
 def write_survivors(
@@ -41,14 +63,15 @@ def write_survivors(
     tally: Tally,
     sample: DroppedSample,
     progress: Progress,
-) -> int:
+    digests: KeySpill | None = None,
+) -> Written:
     """Stream the staging copy (`staged_documents`) into `survivors`: duplicates counted,
-    sampled and skipped; repeated passages taken out of the rest (counted and sampled), and a
-    document left with less than one passage's worth of words (`passage_min_words`, or
-    `min_words` if more: the stubs around what was taken out, "On Monday Bob wrote:") dropped.
-    Returns the survivors' bytes."""
+    sampled and skipped; repeated passages taken out of the rest (counted and sampled), and
+    the documents that lost some judged again (see the module). With `digests`, each row's
+    content key is spilled there for `repeated_survivors`."""
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
-    kept_bytes = 0
+    written = Written(digests=digests)
+    rules = [rule for rule in config.filters() if not rule.edits_text]
     survivors.mkdir()
     with PartWriter(survivors, SURVIVOR_SCHEMA, compression="none") as writer:
         offset = 0
@@ -70,15 +93,21 @@ def write_survivors(
             edited = np.zeros(int(keep.sum()), dtype=bool)
             if repeats is not None:
                 columns, keep_rows, edited = take_out_passages(
-                    columns, rows[keep], repeats, config, tally, sample
+                    columns, rows[keep], repeats, config, rules, tally, sample
                 )
                 columns["row"] = pa.array(keep_rows, pa.uint32())
             else:
                 columns["row"] = pa.array(rows[keep], pa.uint32())
             columns["edited"] = pa.array(edited, pa.bool_())
-            kept_bytes += int(pc.sum(columns["n_bytes"]).as_py() or 0)
+            count = len(columns["row"])
+            if digests is not None and count:
+                keys = [int(doc_id[:16], 16) for doc_id in columns["doc_id"].to_pylist()]
+                index = np.arange(written.rows, written.rows + count, dtype=np.uint32)
+                digests.add(np.asarray(keys, dtype=np.uint64), index)
+            written.rows += count
+            written.n_bytes += int(pc.sum(columns["n_bytes"]).as_py() or 0)
             writer.write([columns[field.name] for field in SURVIVOR_SCHEMA])
-    return kept_bytes
+    return written
 
 
 def take_out_passages(
@@ -86,11 +115,13 @@ def take_out_passages(
     rows: np.ndarray,
     repeats: Repeats,
     config: CleaningConfig,
+    rules: list[DocumentFilter],
     tally: Tally,
     sample: DroppedSample,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """The batch's columns with each document's repeated passages taken out (its `doc_id`,
-    `n_chars` and `n_bytes` follow the new text); documents left too short are dropped."""
+    `n_chars` and `n_bytes` follow the new text); a document left too short, or failing one
+    of `rules` (the cleaning's filters) as it now stands, is dropped."""
     texts = columns["text"].to_pylist()
     ids = columns["doc_id"].to_pylist()
     n_chars = columns["n_chars"].to_pylist()
@@ -111,12 +142,18 @@ def take_out_passages(
             sample.offer(priority, PASSAGE_DUPLICATE, "in an earlier document", sources[i],
                          passage)  # fmt: skip
         data = result.text.encode("utf-8")
-        if result.words_left < max(config.min_words, config.passage_min_words):
+        reason = TOO_LITTLE_LEFT if result.words_left < config.passage_min_words else None
+        for rule in rules if reason is None else ():
+            kept, why = rule.filter(result.text)
+            if not kept:
+                reason = f"then fails {why or rule.name}"
+                break
+        if reason is not None:
             keep[i] = False
-            tally.drop(PASSAGE_DUPLICATE, "too little left", len(data))
+            tally.drop(PASSAGE_DUPLICATE, reason, len(data))
             tally.edited_bytes[PASSAGE_DUPLICATE] += n_bytes[i] - len(data)
-            sample.offer(sample_priority(texts[i].encode("utf-8")), PASSAGE_DUPLICATE,
-                         "too little left", sources[i], texts[i])  # fmt: skip
+            sample.offer(sample_priority(texts[i].encode("utf-8")), PASSAGE_DUPLICATE, reason,
+                         sources[i], texts[i])  # fmt: skip
             continue
         tally.edited_bytes[PASSAGE_DUPLICATE] += n_bytes[i] - len(data)
         texts[i], ids[i], n_chars[i], n_bytes[i] = (
@@ -138,13 +175,52 @@ def take_out_passages(
     return out, rows[keep], edited[keep]
 
 
-def read_batches(folder: Path, columns: list[str] | None = None) -> Iterator:
+def repeated_survivors(
+    survivors: Path, written: Written, tally: Tally, sample: DroppedSample
+) -> np.ndarray | None:
+    """One bool per survivor row: the same text as an earlier row, which only passage dedup
+    can make (counted and sampled under `passage_duplicate`); None when there is none."""
+    if written.digests is None:
+        return None
+    repeated = np.zeros(written.rows, dtype=np.uint8)
+    if not mark_exact_duplicates(written.digests, repeated):
+        return None
+    offset = 0
+    for batch in read_batches(survivors, ["doc_id", "text", "source", "n_bytes"]):
+        hit = np.flatnonzero(repeated[offset : offset + batch.num_rows])
+        offset += batch.num_rows
+        if len(hit):
+            n_bytes = batch.column("n_bytes").to_numpy()[hit]
+            tally.drop(PASSAGE_DUPLICATE, SAME_AS_EARLIER, int(n_bytes.sum()), count=len(hit))
+            sample_duplicates(sample, batch, hit, PASSAGE_DUPLICATE, SAME_AS_EARLIER)
+    return repeated.astype(bool)
+
+
+def kept_batches(
+    survivors: Path, repeated: np.ndarray | None, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The survivors' rows in order, without those `repeated_survivors` marked."""
+    offset = 0
+    for batch in read_batches(survivors, columns):
+        if repeated is not None:
+            mask = ~repeated[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            if not mask.all():
+                batch = batch.filter(pa.array(mask))
+        yield batch
+
+
+def read_batches(folder: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a scratch copy's parts, in order."""
     for part in parquet_parts(folder):
         parquet = pq.ParquetFile(part, pre_buffer=False)
         yield from parquet.iter_batches(batch_size=8192, columns=columns)
 
 
-def sample_duplicates(sample: DroppedSample, batch: pa.RecordBatch, rows, name: str) -> None:
+def sample_duplicates(
+    sample: DroppedSample, batch: pa.RecordBatch, rows, name: str, reason: str | None = None
+) -> None:
+    """Offer the duplicates at `rows` of `batch` to the dropped sample (priority: content)."""
     if sample.size <= 0:
         return
     ids = batch.column("doc_id")
@@ -152,4 +228,4 @@ def sample_duplicates(sample: DroppedSample, batch: pa.RecordBatch, rows, name: 
     sources = batch.column("source")
     for row in rows.tolist():
         priority = int(ids[row].as_py()[:16], 16)
-        sample.offer(priority, name, name, sources[row].as_py(), texts[row].as_py())
+        sample.offer(priority, name, reason or name, sources[row].as_py(), texts[row].as_py())
