@@ -26,6 +26,7 @@ the ratios to the cleaning without passage dedup (medians), and the leakage meas
 traced memory (numpy's arrays included: tracemalloc sees them).
 
     .venv/bin/python benchmarks/split.py [--docs 400] [--mb 20] [--repeat 3] [--no-builtin]
+        [--no-figures]
 """
 
 # The import path must be fixed before anything imports the standard library's `tokenize`:
@@ -150,7 +151,7 @@ def part_cost(mb: float, repeat: int, work: Path) -> None:
                 shutil.rmtree(out)
         off, on, leak = (statistics.median(times[k]) for k in ("off", "on", "leak"))
         print(
-            f"| {name} | {size:.1f} | {off / size:.3f} s | +{(on - off) / size:.3f} s "
+            f"| {name} | {size:.1f} | {off / size:.3f} s | {(on - off) / size:+.3f} s "
             f"({on / off - 1:+.0%}) | {leak / size:.3f} s ({leak / off:.0%} of cleaning) | "
             f"{peak / 2**20:.0f} MiB |",
             flush=True,
@@ -187,11 +188,13 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=20.0, help="cost corpus size (0: skip)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-builtin", dest="builtin", action="store_false")
+    parser.add_argument("--no-figures", dest="figures", action="store_false", help="cost only")
     args = parser.parse_args()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="split-", dir=WORK_DIR))
     try:
-        part_figures(args.docs or None, args.builtin, work)
+        if args.figures:
+            part_figures(args.docs or None, args.builtin, work)
         if args.mb > 0:
             part_cost(args.mb, args.repeat, work)
     finally:

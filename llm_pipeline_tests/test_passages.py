@@ -245,3 +245,17 @@ def test_pairs_of_document_numbers_spread_over_the_spill(tmp_path: Path) -> None
             _, counts = np.unique(records["key"], return_counts=True)
             assert (counts == 2).all()
     assert len(list(KeySpill(tmp_path / "spill-False").iter_partitions())) == 1
+
+
+def test_the_report_says_what_the_split_did_and_when_it_is_out_of_bounds() -> None:
+    from llm_pipeline.report.content import split_sentences
+
+    cut = _summary(units=40, clusters_joined=60, links_cut=12, marked_docs=9)
+    text = " ".join(split_sentences(cut.to_dict(), {}))
+    assert "12 links cut" in text and "9 documents at their ends train" in text
+    assert "Outside the bounds" not in text
+    few = _summary(units=3, val_docs=1, val_bytes=300, train_docs=2, train_bytes=700,
+                   within_bounds=False, smallest_unit_share=0.3)  # fmt: skip
+    text = " ".join(split_sentences({**few.to_dict(), "leakage": {"share": 0.0}}, {}))
+    assert "Outside the bounds: validation holds 30.0% of the bytes" in text
+    assert "13-grams" not in text  # a figure measured before issue 21 is not made up

@@ -57,6 +57,7 @@ def split_markdown(split: SplitSummary, leakage: Leakage) -> str:
             f"{leakage.share:.2%} ({leakage.leaked_docs} documents); validation 13-grams seen "
             f"in training text: {leakage.overlap:.2%}. Split: {split.mode}; {split.decisions()} "
             f"Rule: {split.rule}.",
+            *(["", f"**Outside the bounds:** {split.problem()}"] if split.problem() else []),
         ]
     )
 

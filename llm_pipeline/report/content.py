@@ -94,15 +94,19 @@ def split_sentences(split: Mapping[str, Any] | None, comparison: Mapping[str, An
                 )
             out.append(sentence + ".")
         how = f"How: {split.get('mode', '?')}; {split.get('rule', '?')}; "
+        problem = None
         try:
-            fields = {k: v for k, v in split.items() if k != "leakage"}
-            how += SplitSummary.from_dict(fields).decisions()
+            summary = SplitSummary.from_dict({k: v for k, v in split.items() if k != "leakage"})
+            how += summary.decisions()
+            problem = summary.problem()
         except TypeError:  # a split.json of another shape: its counts as they are
             how += (
                 f"{int(split.get('clusters_joined', 0))} near-copy or containment joins kept "
                 "together on one side."
             )
         out.append(how)
+        if problem:
+            out.append(f"Outside the bounds: {problem}")
     if comparison.get("champion_run") is not None:
         fair = "like for like" if comparison.get("like_for_like", True) else "NOT like for like"
         out.append(

@@ -79,23 +79,35 @@ class CleaningConfig:
 
     def filters(self) -> list:
         """The document filters and the C4 line transform, in the order they run."""
-        rules: list = [
-            EmptyFilter(),
-            MinCharsFilter(self.min_chars),
-            MaxCharsFilter(self.max_chars),
-            MinWordsFilter(self.min_words),
-        ]
+        head, tail = self._basic_rules()
+        rules: list = list(head)
         if self.c4_lines:
             rules.append(self.c4)
         if self.gopher_repetition:
             rules.append(self.repetition)
         if self.gopher_quality:
             rules.append(self.quality)
-        rules += [
-            NonAlnumFractionFilter(self.max_non_alnum_fraction),
-            DuplicateLinesFilter(self.max_duplicate_line_fraction),
-        ]
-        return rules
+        return rules + tail
+
+    def basic_filters(self) -> list:
+        """The cheap rules on length and symbols (no C4, no Gopher), in order: what a document
+        must still pass once passage dedup has taken text out of it (`survivors.py`)."""
+        head, tail = self._basic_rules()
+        return head + tail
+
+    def _basic_rules(self) -> tuple[list, list]:
+        return (
+            [
+                EmptyFilter(),
+                MinCharsFilter(self.min_chars),
+                MaxCharsFilter(self.max_chars),
+                MinWordsFilter(self.min_words),
+            ],
+            [
+                NonAlnumFractionFilter(self.max_non_alnum_fraction),
+                DuplicateLinesFilter(self.max_duplicate_line_fraction),
+            ],
+        )
 
     def step_names(self) -> list[str]:
         """Funnel steps in order: normalisation, each filter, then the three dedups."""

@@ -149,22 +149,25 @@ class DroppedSample:
     """The `size` removals with the smallest priority per filter: a uniform sample, bounded.
 
     The priority is a hash of the document's content, so the sample is deterministic for any
-    number of workers and mergeable from per-batch candidates; a text offered again (the same
-    passage taken out of many documents) is kept once.
+    number of workers and mergeable from per-batch candidates.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.heaps: dict[str, list[tuple]] = {}
 
-    def offer(self, priority: int, name: str, reason: str, source: str, text: str) -> None:
+    def offer(
+        self, priority: int, name: str, reason: str, source: str, text: str, once: bool = False
+    ) -> None:
+        """Offer a removal; with `once`, a priority already held is not taken again (the same
+        passage taken out of many documents is one sample, not many)."""
         if self.size <= 0:
             return
         heap = self.heaps.setdefault(name, [])
         if len(heap) >= self.size and -priority <= heap[0][0]:
             return
-        if any(entry[0] == -priority for entry in heap):
-            return  # the same text again (a passage removed from many documents): once
+        if once and any(entry[0] == -priority for entry in heap):
+            return
         item = (-priority, name, reason, source, text[:SAMPLE_MAX_CHARS], len(text))
         if len(heap) < self.size:
             heapq.heappush(heap, item)

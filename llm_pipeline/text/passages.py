@@ -48,6 +48,8 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 def _quote_depth(line: str) -> tuple[int, bool]:
     """(number of leading `>` marks, whether the rest of the line is blank)."""
+    if ">" not in line:  # most lines: no regex
+        return 0, not line.strip()
     match = _QUOTE.match(line)
     marks = match.group(1) if match else ""
     return marks.count(">"), not line[match.end() if match else 0 :].strip()

@@ -3,11 +3,13 @@
 The staging copy (pass 1's kept documents, in output order) is read once: exact and near
 duplicates are counted, sampled and skipped; the rest lose the passages an earlier document
 already has (`passages.py`), counted and sampled under `passage_duplicate`. A document that
-lost passages is judged again as a whole: it is dropped when less than one passage's worth of
-words is left (the stubs around what was taken out, "On Monday Bob wrote:"), when it no longer
-passes the cleaning's filters (too short now for `min_chars`, say), or when it became the same
-text as an earlier survivor (two documents that differed only in their repeats) — so the
-cleaned table never holds a row the filters or exact dedup would have removed.
+lost passages is judged again: it is dropped when less than one passage's worth of words is
+left (the stubs around what was taken out, "On Monday Bob wrote:"), when it no longer passes
+the basic rules (too short now for `min_chars`, say: the cleaned table's check holds every row
+to them), or when it became the same text as an earlier survivor (two documents that differed
+only in their repeats: `doc_id`s stay unique). The Gopher and C4 rules judged the whole
+document in pass 1 and are not run again: in the parent process, on every edited document,
+they would add a quarter to the cleaning's time.
 
 The survivors are written to an uncompressed copy that the split (`split.py`) and the final
 write read, without the rows that turned out to repeat an earlier one (`kept_batches`).
@@ -71,7 +73,7 @@ def write_survivors(
     content key is spilled there for `repeated_survivors`."""
     labels = {EXACT: EXACT_DUPLICATE, NEAR: NEAR_DUPLICATE}
     written = Written(digests=digests)
-    rules = [rule for rule in config.filters() if not rule.edits_text]
+    rules = config.basic_filters()
     survivors.mkdir()
     with PartWriter(survivors, SURVIVOR_SCHEMA, compression="none") as writer:
         offset = 0
@@ -121,7 +123,7 @@ def take_out_passages(
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """The batch's columns with each document's repeated passages taken out (its `doc_id`,
     `n_chars` and `n_bytes` follow the new text); a document left too short, or failing one
-    of `rules` (the cleaning's filters) as it now stands, is dropped."""
+    of `rules` (the cleaning's basic rules) as it now stands, is dropped."""
     texts = columns["text"].to_pylist()
     ids = columns["doc_id"].to_pylist()
     n_chars = columns["n_chars"].to_pylist()
@@ -140,7 +142,7 @@ def take_out_passages(
         for passage in result.passages:
             priority = sample_priority(passage.encode("utf-8"))
             sample.offer(priority, PASSAGE_DUPLICATE, "in an earlier document", sources[i],
-                         passage)  # fmt: skip
+                         passage, once=True)  # fmt: skip
         data = result.text.encode("utf-8")
         reason = TOO_LITTLE_LEFT if result.words_left < config.passage_min_words else None
         for rule in rules if reason is None else ():
