@@ -237,14 +237,17 @@ def test_pairs_of_document_numbers_spread_over_the_spill(tmp_path: Path) -> None
 
     codes = (np.arange(1000, dtype=np.uint64) << np.uint64(32)) | np.uint64(7)  # small numbers
     for spread, least in ((False, 1), (True, 200)):
-        spill = KeySpill(tmp_path / f"spill-{spread}", spread=spread)
+        spill = KeySpill(tmp_path / f"spill-{spread}", spread=spread, buffer_records=100)
         spill.add(np.concatenate([codes, codes]), np.arange(2000, dtype=np.uint32))
         partitions = list(spill.iter_partitions())
         assert len(partitions) >= least
         for records in partitions:  # equal keys always share a partition
             _, counts = np.unique(records["key"], return_counts=True)
             assert (counts == 2).all()
-    assert len(list(KeySpill(tmp_path / "spill-False").iter_partitions())) == 1
+    small = KeySpill(tmp_path / "in-memory")  # under its buffer: resolved without files
+    small.add(codes, np.arange(1000, dtype=np.uint32))
+    (records,) = list(small.iter_partitions())
+    assert len(records) == 1000 and not list((tmp_path / "in-memory").iterdir())
 
 
 def test_the_report_says_what_the_split_did_and_when_it_is_out_of_bounds() -> None:

@@ -5,7 +5,9 @@ reduce to the same question: which documents share a key? Holding every key in a
 ~100 bytes per document; here the keys are appended, 12 bytes a record, to `partitions` files
 chosen by the key's top bits (a Grace hash partitioning), and each file is then sorted on its
 own. Equal keys always land in the same file, so a file holds all the evidence about its keys and
-memory is one file's worth (total / partitions), not the corpus's.
+memory is one file's worth (total / partitions), not the corpus's. A spill that never outgrew its
+buffer (`buffer_records`, 12 MB) is resolved in memory as one partition: no files at all, which
+on a small corpus saves hundreds of file creations per spill.
 
 What still grows with the corpus is one byte per document (the drop decision) and the union-find
 over confirmed near-duplicate pairs, which is proportional to the number of duplicates.
@@ -46,6 +48,7 @@ class KeySpill:
         self.spread = spread
         self._pending: list[np.ndarray] = []
         self._pending_records = 0
+        self._on_disk = False
         self.records = 0
 
     def _path(self, part: int) -> Path:
@@ -75,6 +78,7 @@ class KeySpill:
         order = np.argsort(part_of, kind="stable")
         records, part_of = records[order], part_of[order]
         bounds = np.searchsorted(part_of, np.arange(self.partitions + 1))
+        self._on_disk = True
         for part in range(self.partitions):
             lo, hi = bounds[part], bounds[part + 1]
             if hi > lo:
@@ -82,7 +86,14 @@ class KeySpill:
                     records[lo:hi].tofile(fh)
 
     def iter_partitions(self) -> Iterator[np.ndarray]:
-        """Each partition's records, sorted by (key, doc); one partition in memory at a time."""
+        """Each partition's records, sorted by (key, doc); one partition in memory at a time
+        (all of them at once while they still fit the buffer)."""
+        if not self._on_disk:
+            if self._pending:
+                records = np.concatenate(self._pending)
+                records.sort(order=["key", "doc"])
+                yield records
+            return
         self.flush()
         for part in range(self.partitions):
             path = self._path(part)
