@@ -130,7 +130,7 @@ def test_schedule_runs_exactly_the_corpora_whose_data_or_config_changed(
     retrain_config.write_text(yaml.safe_dump(settings))
     reconfigured = requested(tick(instance))
     assert set(reconfigured) == {"alpha", "beta"}
-    assert reconfigured["alpha"].endswith(": n_embd")
+    assert reconfigured["alpha"].endswith(f": n_embd ({TINY_MODEL['n_embd']} → 48)")
     assert reconfigured["beta"].startswith("raw data changed")
 
     # Each request carries the scheduled run config, and one run key per corpus per tick.

@@ -365,3 +365,25 @@ def test_schedule_does_not_retrain_a_model_saved_before_the_mlp_setting(tmp_path
     write_pointer(CORPUS, "latest", "old-run", tmp_path / "models")
     decision = retrain_decision(CORPUS, {}, tmp_path / "data", tmp_path / "models")
     assert not decision.retrain, decision.reason
+
+
+def test_schedule_compares_resolved_settings_not_raw_config_files() -> None:
+    """Issue 23: both sides resolved by the same settings. A key added in an upgrade with a
+    default that keeps old behaviour retrains nothing; a changed default retrains and says so;
+    a setting the run changes is named as such."""
+    from llm_pipeline.assets.model import TrainedModelConfig
+    from llm_pipeline.automation.schedules import settings_change
+
+    settings = TrainedModelConfig()
+    saved = {**settings.to_model_config(300).to_dict(), **settings.to_train_config().to_dict()}
+    assert settings_change(saved, {}, 300) is None
+    older = dict(saved)
+    del older["rope_base"], older["measure_mfu"]  # written before these keys existed
+    assert settings_change(older, {}, 300) is None
+    old_default = {**saved, "weight_decay": saved["weight_decay"] + 0.05}
+    change = settings_change(old_default, {}, 300)
+    assert change is not None and change.startswith("a default changed: weight_decay (")
+    run_config = {"ops": {"trained_model": {"config": {"learning_rate": 0.01}}}}
+    change = settings_change(old_default, run_config, 300)
+    assert change is not None and change.startswith("learning_rate (")
+    assert "; a default changed: weight_decay" in change

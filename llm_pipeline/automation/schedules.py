@@ -88,11 +88,44 @@ def _changed_keys(saved: dict, current: dict) -> list[str]:
     return sorted(key for key, value in current.items() if saved.get(key) != value)
 
 
+def settings_change(saved: dict, run_config: dict, vocab_size: int) -> str | None:
+    """What differs between the settings a model was trained with (its checkpoint's `model` and
+    `training`, merged) and those a run would use now, or None.
+
+    Both sides are resolved by the same settings: a key the saved config lacks (it predates the
+    key) takes the value that model had — `LEGACY_DEFAULTS` where the key's default changed
+    behaviour, else today's default, which by the rule for new keys keeps old behaviour — so an
+    upgrade that adds a key retrains nothing. A key the run does not set whose saved value
+    differs from today's default is named as a changed default: an upgrade that changes a
+    default retrains, and says why."""
+    from llm_pipeline.lm.settings import LEGACY_DEFAULTS
+
+    values = run_config.get("ops", {}).get("trained_model", {}).get("config", {})
+    defaults = {k: v for part in _model_settings({}, vocab_size) for k, v in part.items()}
+    now = {k: v for part in _model_settings(run_config, vocab_size) for k, v in part.items()}
+    for settings in (defaults, now):
+        settings.pop("vocab_size", None)  # set by the tokenizer, not by the training config
+    before = {**defaults, **LEGACY_DEFAULTS, **saved}
+    changed = _changed_keys(before, now)
+    if not changed:
+        return None
+    preset = bool(values.get("preset"))
+
+    def shown(key: str) -> str:
+        return f"{key} ({before.get(key)!r} → {now[key]!r})"
+
+    set_now = [shown(k) for k in changed if k in values or preset]
+    defaults_now = [shown(k) for k in changed if k not in values and not preset]
+    parts = [", ".join(set_now)] if set_now else []
+    if defaults_now:
+        parts.append("a default changed: " + ", ".join(defaults_now))
+    return "; ".join(parts)
+
+
 def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root: Path):
     """Compare a corpus's newest model with its raw files and the settings a run would use now."""
     from llm_pipeline.lm.checkpoint import CheckpointError, read_config
     from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
-    from llm_pipeline.lm.settings import LEGACY_DEFAULTS
     from llm_pipeline.text.readers import corpus_files, fingerprint_files
 
     try:
@@ -112,14 +145,12 @@ def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root
     fingerprint = fingerprint_files(folder)
     if (saved.data.raw_fingerprint if saved.data else None) != fingerprint:
         return RetrainDecision(corpus, True, f"raw data changed since model {run_id}")
-    saved_model, saved_training = saved.model, saved.training
-    saved_model = {**LEGACY_DEFAULTS, **saved_model}  # a model saved before `mlp` was gelu
-    model_now, training_now = _model_settings(run_config, saved_model.get("vocab_size", 0))
-    model_now.pop("vocab_size", None)  # set by the tokenizer, not by the training config
-    changed = _changed_keys(saved_model, model_now) + _changed_keys(saved_training, training_now)
-    if changed:
+    change = settings_change(
+        {**saved.model, **saved.training}, run_config, saved.model.get("vocab_size", 0)
+    )
+    if change:
         return RetrainDecision(
-            corpus, True, f"training config changed since model {run_id}: {', '.join(changed)}"
+            corpus, True, f"training config changed since model {run_id}: {change}"
         )
     return RetrainDecision(corpus, False, f"unchanged since model {run_id}")
 
