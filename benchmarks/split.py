@@ -16,8 +16,9 @@ dedup on (the default) and off, and for each the table prints
 - `units`, `cut`: clusters, and links cut so that no cluster outgrows val_fraction;
 - `removed`: bytes passage dedup took out.
 
-The built-in corpus (the standard library's docstrings) is measured the same way with
-`--builtin` (default on; it takes about a minute).
+The built-in corpus (the standard library's docstrings; `--no-builtin` skips it, it takes about a
+minute) and, where the machine has them, the Debian `copyright` files under /usr/share/doc (licence
+texts repeated in hundreds of files: real boilerplate) are measured the same way.
 
 Part 2, cost (`--mb M`, default 20; 0 skips): a clause-library corpus of about M MB and the
 synthetic corpus of `synthetic_corpus.py` are cleaned with passage dedup off and on, and the
@@ -113,15 +114,29 @@ def part_figures(docs: int | None, builtin: bool, work: Path) -> None:
             grown.insert(rng.randint(0, len(grown)), text)
         for dedup in (True, False):
             print(figures(name, texts, grown, work, dedup), flush=True)
+    real: dict[str, list[str]] = {}
     if builtin:
         from llm_pipeline.text.builtin import iter_stdlib_docstrings
 
-        texts = [r["text"] for r in iter_stdlib_docstrings()]
+        real["built-in"] = [r["text"] for r in iter_stdlib_docstrings()]
+    copyrights = sorted(Path("/usr/share/doc").glob("*/copyright"))
+    if copyrights:  # real boilerplate: licence texts repeated in hundreds of files
+        real["debian copyright"] = [
+            text for path in copyrights if (text := _read_text(path)) is not None
+        ]
+    for name, texts in real.items():
         rng = random.Random(4)
         held = set(rng.sample(range(len(texts)), len(texts) // 11))
         base = [t for i, t in enumerate(texts) if i not in held]  # grown: all of them
         for dedup in (True, False):
-            print(figures("built-in", base, texts, work, dedup), flush=True)
+            print(figures(name, base, texts, work, dedup), flush=True)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def part_cost(mb: float, repeat: int, work: Path) -> None:

@@ -12,7 +12,8 @@ The shapes that share passages are the ones users bring and the first split brok
 - `clause_corpus`: contracts from a clause library (a few clauses in many documents, most in a
   few) plus one paragraph of each document's own;
 - `quote_chain_corpus`: e-mail threads whose every reply quotes the message before (`> ` lines);
-- `star_corpus`: one shared footer in every document.
+- `star_corpus`: one shared footer in every document;
+- `licence_corpus`: Debian-style copyright files, a few licence texts in hundreds of files.
 
 And the shapes the split was built on: `distinct_corpus`, `near_copy_corpus`, `book_corpus`
 (one long text cut into sections), `huge_docs_corpus` and `tiny_docs_corpus`.
@@ -102,6 +103,21 @@ def star_corpus(rng: random.Random, n: int = 300) -> list[str]:
     return [paragraph(rng, 2, 8) + "\n\n" + footer for _ in range(n)]
 
 
+def licence_corpus(rng: random.Random, n: int = 300, licences: int = 6) -> list[str]:
+    """Debian-style copyright files: a header of the package's own and one of a few licence
+    texts (the first ones in most files), indented one space with ` .` between paragraphs, as
+    RFC 822-style fields hold them."""
+    texts = [[paragraph(rng, 3, 5) for _ in range(rng.randint(3, 6))] for _ in range(licences)]
+    weights = [1.0 / (rank + 1) ** 1.5 for rank in range(licences)]
+    out = []
+    for i in range(n):
+        chosen = rng.choices(range(licences), weights)[0]
+        body = "\n .\n".join(" " + p for p in texts[chosen])
+        header = f"Files: *\nCopyright: {2000 + i % 25} {word(rng).capitalize()}\n"
+        out.append(f"{header}Comment: {paragraph(rng, 2, 4)}\n\nLicense: L{chosen}\n{body}")
+    return out
+
+
 def near_copy_corpus(rng: random.Random, n: int = 300) -> list[str]:
     """Originals and edited copies of them (every tenth word replaced), 1-3 copies each."""
     texts: list[str] = []
@@ -134,6 +150,7 @@ SHARED_SHAPES = {
     "clauses": clause_corpus,
     "quote_chains": quote_chain_corpus,
     "star": star_corpus,
+    "licences": licence_corpus,
 }
 DISTINCT_SHAPES = {
     "distinct": distinct_corpus,

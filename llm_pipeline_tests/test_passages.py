@@ -262,3 +262,19 @@ def test_the_report_says_what_the_split_did_and_when_it_is_out_of_bounds() -> No
     text = " ".join(split_sentences({**few.to_dict(), "leakage": {"share": 0.0}}, {}))
     assert "Outside the bounds: validation holds 30.0% of the bytes" in text
     assert "13-grams" not in text  # a figure measured before issue 21 is not made up
+
+
+def test_a_popular_gram_links_every_document_to_its_first(tmp_path: Path) -> None:
+    """The clustering pairs a gram's first 16 documents with each other and every later one
+    with the first (linear, not quadratic): a licence in 40 files links all 40."""
+    from llm_pipeline.text.clusters import MAX_GRAM_DOCS, gram_pair_counts
+    from llm_pipeline.text.dedup import KeySpill
+
+    spill = KeySpill(tmp_path / "grams")
+    docs = np.arange(40, dtype=np.uint32)
+    spill.add(np.full(40, 12345, dtype=np.uint64), docs)
+    a, b, counts = (np.concatenate(x) for x in zip(*gram_pair_counts(spill, tmp_path / "p")))
+    pairs = set(zip(a.tolist(), b.tolist()))
+    first = MAX_GRAM_DOCS * (MAX_GRAM_DOCS - 1) // 2
+    assert len(pairs) == first + (40 - MAX_GRAM_DOCS) and (counts == 1).all()
+    assert {(0, d) for d in range(1, 40)} <= pairs

@@ -86,7 +86,7 @@ def moved(before: dict, after: dict) -> tuple[int, int]:
     return sum(before[k] != after[k] for k in common), len(common)
 
 
-@search(12)
+@search(40)
 @given(
     shape=st.sampled_from(sorted(SHAPES)),
     seed=st.integers(0, 2**16),
@@ -120,7 +120,7 @@ def test_every_shape_splits_within_bounds_and_without_leaks(
         assert leakage.share <= MAX_LEAKED_SHARE, (shape, leakage)
 
 
-@search(8)
+@search(25)
 @given(
     shape=st.sampled_from(sorted(set(SHAPES) - {"huge_docs"})),
     seed=st.integers(0, 2**16),
@@ -148,7 +148,7 @@ def _long_passages(text: str) -> set[int]:
     return set(passage_keys(text, 8))
 
 
-@search(8)
+@search(20)
 @given(shape=st.sampled_from(sorted(SHARED_SHAPES)), seed=st.integers(0, 2**16))
 def test_passage_dedup_keeps_every_long_passage_exactly_once(
     tmp_path_factory, shape: str, seed: int
@@ -197,7 +197,7 @@ def _brute_force(texts: list[str], sides: list[str]) -> tuple[int, int, int]:
     return leaked, val13, seen13
 
 
-@search(40)
+@search(100)
 @given(
     seed=st.integers(0, 2**16),
     n=st.integers(2, 40),

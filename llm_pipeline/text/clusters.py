@@ -5,6 +5,8 @@ Two kinds of link, each with a strength in [0, 1]:
 
 - **containment**: the share of the smaller text's sampled word 8-grams that the other text
   holds, when at least `CLUSTER_CONTAINMENT` (a short text inside a long one, a quoted reply);
+  a gram in more than `MAX_GRAM_DOCS` documents pairs the later ones with its first only, so a
+  passage in hundreds of documents links them all at a linear cost;
 - **near copy**: the MinHash estimate of the Jaccard similarity, when at least
   `CLUSTER_JACCARD` (well below the dedup threshold: an edited copy that dedup kept).
 
@@ -49,8 +51,8 @@ GRAM_WORDS = 8
 # One word 8-gram in GRAM_SAMPLE is kept, chosen by its hash: the same gram is kept in every
 # document, so shared sampled grams estimate shared grams at 1/GRAM_SAMPLE of the cost.
 GRAM_SAMPLE = 4
-# A gram in more documents is boilerplate: only its first documents (by index) are paired for
-# clustering (the leakage measure, text/leakage.py, counts every gram).
+# A gram's first documents (by index) are paired with each other; a gram in more documents pairs
+# the rest with its first document only (the leakage measure, text/leakage.py, counts all pairs).
 MAX_GRAM_DOCS = 16
 CLUSTER_BANDS = 32
 
@@ -72,13 +74,25 @@ def gram_pair_counts(spill: KeySpill, scratch: Path) -> Iterator[tuple]:
         fresh = np.concatenate(([True], (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])))
         keys, docs = keys[fresh], docs[fresh]
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        lengths = np.minimum(np.diff(np.append(starts, len(keys))), MAX_GRAM_DOCS)
+        runs_of = np.diff(np.append(starts, len(keys)))
+        lengths = np.minimum(runs_of, MAX_GRAM_DOCS)
         for length in np.unique(lengths[lengths >= 2]).tolist():
             runs = starts[lengths == length]
             i, j = np.triu_indices(length, 1)
             a = docs[runs[:, None] + i[None, :]].ravel().astype(np.uint64)
             b = docs[runs[:, None] + j[None, :]].ravel().astype(np.uint64)
             pairs.add((a << np.uint64(32)) | b, np.zeros(len(a), np.uint32))
+        # A popular gram's later documents pair with its first one only (a star: linear, not
+        # quadratic), so a passage in hundreds of documents still links each to the first.
+        popular = np.flatnonzero(runs_of > MAX_GRAM_DOCS)
+        if len(popular):
+            extra = runs_of[popular] - MAX_GRAM_DOCS
+            later = np.repeat(starts[popular] + MAX_GRAM_DOCS, extra) + (
+                np.arange(int(extra.sum())) - np.repeat(np.cumsum(extra) - extra, extra)
+            )
+            hub = np.repeat(docs[starts[popular]], extra).astype(np.uint64)
+            b = docs[later].astype(np.uint64)
+            pairs.add((hub << np.uint64(32)) | b, np.zeros(len(b), np.uint32))
     for records in pairs.iter_partitions():
         codes, counts = np.unique(records["key"], return_counts=True)
         yield (

@@ -7,10 +7,11 @@ replies that quote the message before, pages with a common footer. C4 removes re
 three-sentence spans, Dolma repeated paragraphs, datatrove repeated sentence spans. Here:
 
 - **The passage is a paragraph**: lines between blank lines, where a change of e-mail quote depth
-  (the leading `>` marks) also starts a new paragraph and a line of only `>` marks counts as
-  blank. Removing a whole paragraph never leaves half a hard-wrapped sentence behind (removing
-  single lines of wrapped text would), and the quote rule makes a quoted message's paragraphs
-  the same passages as the message's own.
+  (the leading `>` marks) also starts a new paragraph and a line of only `>` marks (or only
+  `.`, the break inside an RFC 822-style field such as a Debian licence text) counts as blank.
+  Removing a whole paragraph never leaves half a hard-wrapped sentence behind (removing single
+  lines of wrapped text would), and the quote rule makes a quoted message's paragraphs the same
+  passages as the message's own.
 - **Compared as words**: lower case, ASCII punctuation deleted, whitespace collapsed — the
   reading of the MinHash and leakage measures — so `> Some text,` quoted in a reply is the same
   passage as `Some text,` in the message it quotes, whatever the line breaks.
@@ -47,12 +48,15 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def _quote_depth(line: str) -> tuple[int, bool]:
-    """(number of leading `>` marks, whether the rest of the line is blank)."""
+    """(number of leading `>` marks, whether the rest of the line is blank). A line of only
+    `.` is blank too: the paragraph break of RFC 822-style fields (Debian's copyright files
+    hold every licence text that way)."""
     if ">" not in line:  # most lines: no regex
-        return 0, not line.strip()
+        rest = line.strip()
+        return 0, not rest or rest == "."
     match = _QUOTE.match(line)
-    marks = match.group(1) if match else ""
-    return marks.count(">"), not line[match.end() if match else 0 :].strip()
+    rest = line[match.end() if match else 0 :].strip()
+    return (match.group(1) if match else "").count(">"), not rest or rest == "."
 
 
 def paragraphs(text: str) -> list[tuple[int, int]]:
