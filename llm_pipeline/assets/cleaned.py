@@ -57,7 +57,7 @@ def split_markdown(split: SplitSummary, leakage: Leakage) -> str:
             f"{leakage.share:.2%} ({leakage.leaked_docs} documents); validation 13-grams seen "
             f"in training text: {leakage.overlap:.2%}. Split: {split.mode}; {split.decisions()} "
             f"Rule: {split.rule}.",
-            *(["", f"**Outside the bounds:** {split.problem()}"] if split.problem() else []),
+            *(["", f"**Outside the bounds:** {problem}"] if (problem := split.problem()) else []),
         ]
     )
 
@@ -127,13 +127,14 @@ def cleaned_corpus(
                 + (f" {advice.message(cleaning.profile)}" if advice is not None else "")
             )
         split = read_split(tmp)
+        problem = split.problem()
         if split.val_docs == 0 or split.train_docs == 0:
             raise Failure(
                 description=f"corpus {corpus!r}: {stats.docs_out} document(s) left after "
-                f"cleaning: {split.problem()}"
+                f"cleaning: {problem}"
             )
-        if split.problem():  # too few units: the one case allowed outside the bounds
-            context.log.warning(f"corpus {corpus!r}: split: {split.problem()}")
+        if problem:  # too few units: the one case allowed outside the bounds
+            context.log.warning(f"corpus {corpus!r}: split: {problem}")
         parts = parquet_parts(tmp)
         leakage = measure_leakage(parts)
         write_split_file(tmp, SplitFile(split, leakage, parts_sha256(parts)))

@@ -178,21 +178,19 @@ def split_expectations(
     )
 
 
-def _leakage(folder) -> tuple[Leakage, str]:
-    """The leakage of the parts as written: the figure cleaning recorded if the parts are the
-    bytes it measured, else measured now."""
+def _leakage(context: AssetCheckExecutionContext, storage: StorageResource) -> tuple[Leakage, dict]:
+    """The leakage of the cleaned parts as written, and the checks' metadata for it: the figure
+    cleaning recorded if the parts are the bytes it measured, else measured now."""
+    folder = storage.cleaned(corpus_key(context.op_execution_context))
     parts = parquet_parts(folder)
     try:
         leakage = read_split_file(folder).leakage_of(parts)
     except SplitFileError:
         leakage = None
-    if leakage is not None:
-        return leakage, "with the split (parts unchanged since)"
-    return measure_leakage(parts), "by this check"
-
-
-def _leakage_metadata(leakage: Leakage, measured: str) -> dict:
-    return {
+    measured = "with the split (parts unchanged since)"
+    if leakage is None:
+        leakage, measured = measure_leakage(parts), "by this check"
+    return leakage, {
         "leaked_val_byte_share": round(leakage.share, 6),
         "leaked_val_documents": leakage.leaked_docs,
         "contained_val_documents": leakage.contained_docs,
@@ -211,8 +209,7 @@ def split_leakage(
     """At most 1% of validation bytes lie in documents with ≥50% of their word 8-grams inside
     one training document (every gram counted, in bounded memory), with the share of validation
     13-grams seen in training alongside."""
-    folder = storage.cleaned(corpus_key(context.op_execution_context))
-    leakage, measured = _leakage(folder)
+    leakage, metadata = _leakage(context, storage)
     passed = leakage.share <= MAX_LEAKED_SHARE
     description = (
         f"{leakage.share:.2%} of validation bytes in documents with "
@@ -227,9 +224,7 @@ def split_leakage(
             f"cleaning, materialize cleaned_corpus again; else {SPLIT_FILE} says how many "
             "links the split had to cut to keep every cluster within val_fraction (links_cut)"
         )
-    return AssetCheckResult(
-        passed=passed, description=description, metadata=_leakage_metadata(leakage, measured)
-    )
+    return AssetCheckResult(passed=passed, description=description, metadata=metadata)
 
 
 @asset_check(asset=cleaned_corpus, blocking=False)
@@ -239,8 +234,7 @@ def split_ngram_overlap(
     """A warning when more than 5% of validation word 13-grams occur in training text: passages
     the two sides share (boilerplate, quotes, a clause library), which inflate validation
     scores; passage dedup takes them out."""
-    folder = storage.cleaned(corpus_key(context.op_execution_context))
-    leakage, measured = _leakage(folder)
+    leakage, metadata = _leakage(context, storage)
     passed = leakage.overlap <= MAX_OVERLAP_SHARE
     description = (
         f"{leakage.overlap:.2%} of validation {OVERLAP_WORDS}-grams occur in training text "
@@ -255,5 +249,5 @@ def split_ngram_overlap(
         passed=passed,
         severity=AssetCheckSeverity.WARN,
         description=description,
-        metadata=_leakage_metadata(leakage, measured),
+        metadata=metadata,
     )

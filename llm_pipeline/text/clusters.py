@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_pipeline.text.dedup import KeySpill, shared_key_pairs
+from llm_pipeline.text.dedup import KeySpill, index_ranges, shared_key_pairs
 from llm_pipeline.text.minhash import (
     MinHashConfig,
     MinHasher,
@@ -87,9 +87,7 @@ def gram_pair_counts(spill: KeySpill, scratch: Path) -> Iterator[tuple]:
         popular = np.flatnonzero(runs_of > MAX_GRAM_DOCS)
         if len(popular):
             extra = runs_of[popular] - MAX_GRAM_DOCS
-            later = np.repeat(starts[popular] + MAX_GRAM_DOCS, extra) + (
-                np.arange(int(extra.sum())) - np.repeat(np.cumsum(extra) - extra, extra)
-            )
+            later = index_ranges(starts[popular] + MAX_GRAM_DOCS, extra)
             hub = np.repeat(docs[starts[popular]], extra).astype(np.uint64)
             b = docs[later].astype(np.uint64)
             pairs.add((hub << np.uint64(32)) | b, np.zeros(len(b), np.uint32))

@@ -104,6 +104,14 @@ class KeySpill:
             yield records
 
 
+def index_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices start[i], ..., start[i] + length[i] - 1 of every range, concatenated: the
+    members of many runs at once, without a Python loop."""
+    total = int(lengths.sum())
+    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + within
+
+
 def shared_key_pairs(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For sorted records, (first document of each key, every later document with that key)."""
     keys, docs = records["key"], records["doc"]

@@ -4,7 +4,7 @@ Every removal is recorded in one place, `Tally.drop`, under the funnel step that
 filters in pass 1 (in each worker, one tally per batch, merged by the parent) and the three dedups
 in pass 2. The filters themselves count nothing. So the funnel adds up: documents in − documents
 out = Σ removals; bytes in − bytes out = Σ removed bytes + bytes edited away (normalisation, C4
-line removal).
+line removal, passage dedup).
 """
 
 from __future__ import annotations
@@ -48,9 +48,8 @@ class Tally:
     `dropped` / `dropped_bytes`: documents and their bytes removed per step; `edited_bytes`:
     bytes taken out of documents (by a step that edits: a document passage dedup drops counts
     what it took out here and what was left in `dropped_bytes`); `reasons`: documents per
-    (step, reason);
-    `lines_removed`: lines taken out by line-editing transforms (C4); `passages_removed`:
-    repeated passages taken out by passage dedup.
+    (step, reason); `lines_removed`: lines taken out by line-editing transforms (C4);
+    `passages_removed`: repeated passages taken out by passage dedup.
     """
 
     dropped: Counter = field(default_factory=Counter)
@@ -80,7 +79,7 @@ class CleaningStats:
     """Counts for the asset metadata: what came in, what went out, and why the rest was dropped.
 
     `dropped` / `dropped_bytes`: documents and their bytes removed, per filter; `edited_bytes`:
-    bytes removed from documents that stayed (normalisation, C4 line cleaning); `reasons`: the
+    bytes taken out of documents (normalisation, C4 line cleaning, passage dedup); `reasons`: the
     finer reason inside each filter; `lines_removed`: lines taken out by C4 line cleaning;
     `passages_removed`: repeated passages taken out by passage dedup.
     """

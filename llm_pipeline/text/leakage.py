@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from llm_pipeline.text.dedup import index_ranges
 from llm_pipeline.text.minhash import _splitmix, word_ngrams
 
 LEAK_CONTAINMENT = 0.5
@@ -167,13 +168,6 @@ def _distinct(hashes: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.nd
     return hashes[fresh], owners[fresh]
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The indices start[i], ..., start[i] + length[i] - 1 of every range, concatenated."""
-    total = int(lengths.sum())
-    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.repeat(starts, lengths) + within
-
-
 class _ValidationIndex:
     """The measured validation documents' grams, and each one's best training containment."""
 
@@ -203,7 +197,7 @@ class _ValidationIndex:
         _, first, self.group_of = np.unique(signature, return_index=True, return_inverse=True)
         self.group_size = lengths[first]
         self.group_start = np.concatenate(([0], np.cumsum(self.group_size)[:-1]))
-        self.members = owner[_ranges(starts[first], self.group_size)]
+        self.members = owner[index_ranges(starts[first], self.group_size)]
         counts = np.concatenate(overlap) if overlap else np.zeros(0, np.uint64)
         self.overlap_grams, self.overlap_counts = np.unique(counts, return_counts=True)
         self.overlap_seen = np.zeros(len(self.overlap_grams), dtype=bool)
@@ -243,7 +237,7 @@ class _ValidationIndex:
         sizes = self.group_size[group]
         if int(sizes.sum()) == 0:
             return
-        val = self.members[_ranges(self.group_start[group], sizes)]
+        val = self.members[index_ranges(self.group_start[group], sizes)]
         code = np.repeat(doc, sizes) * len(self.best) + val
         code, inverse = np.unique(code, return_inverse=True)
         held = np.bincount(inverse, weights=np.repeat(shared, sizes))

@@ -19,6 +19,7 @@ the same text gives the same signature in every process, unlike Python's salted 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,18 @@ _BYTE_BASE = np.uint64(0x100000001B3)
 # Shingles per numpy block: bounds the (permutations x shingles) temporary to ~15 MB.
 _BLOCK_SHINGLES = 16_384
 _GROUP_CHARS = 1_000_000
+
+
+def _groups(texts: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive groups of texts of about `_GROUP_CHARS` characters: the
+    per-byte index arrays of word hashing cost ~40 bytes per character, so a group bounds the
+    temporaries to ~40 MB."""
+    start, size = 0, 0
+    for i, text in enumerate(texts):
+        size += len(text)
+        if size >= _GROUP_CHARS or i == len(texts) - 1:
+            yield start, i + 1
+            start, size = i + 1, 0
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -108,12 +121,8 @@ class MinHasher:
         Texts are hashed in groups of about `_GROUP_CHARS` characters: the per-byte index arrays
         cost ~40 bytes per input byte, so a group bounds the temporaries to ~40 MB."""
         out = np.empty((len(texts), self.config.num_perm), np.uint32)
-        start, size = 0, 0
-        for i, text in enumerate(texts):
-            size += len(text)
-            if size >= _GROUP_CHARS or i == len(texts) - 1:
-                out[start : i + 1] = self._signatures(texts[start : i + 1])
-                start, size = i + 1, 0
+        for start, end in _groups(texts):
+            out[start:end] = self._signatures(texts[start:end])
         return out
 
     def _signatures(self, texts: list[str]) -> np.ndarray:
@@ -193,12 +202,8 @@ def word_ngrams(
     if _WORD_READER is None:
         _WORD_READER = MinHasher(MinHashConfig(bands=1, rows=1))
     out: dict[int, tuple[list, list]] = {n: ([], []) for n in sizes}
-    start, size = 0, 0
-    for i, text in enumerate(texts):
-        size += len(text)
-        if size < _GROUP_CHARS and i < len(texts) - 1:
-            continue
-        words, docs = _WORD_READER._word_hashes(texts[start : i + 1])
+    for start, end in _groups(texts):
+        words, docs = _WORD_READER._word_hashes(texts[start:end])
         for n in sizes:
             count = len(words) - n + 1
             if count <= 0:
@@ -209,7 +214,6 @@ def word_ngrams(
             inside = docs[:count] == docs[n - 1 :]
             out[n][0].append(_splitmix(h[inside]))
             out[n][1].append(docs[:count][inside] + start)
-        start, size = i + 1, 0
     return {
         n: (
             np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),

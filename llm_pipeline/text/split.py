@@ -311,11 +311,22 @@ def decide_split(
     key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     n_bytes = np.concatenate(sizes).astype(np.int64) if sizes else np.zeros(0, np.int64)
     if pos < 2:
+        shutil.rmtree(scratch, ignore_errors=True)
         summary = SplitSummary(
-            split_rule(val_fraction, min_val_docs), "too few documents to split", val_fraction,
-            min_val_docs, keys_digest(key[:0]), pos, 0, int(n_bytes.sum()), 0, 0, False, pos,
-            float(pos), float(pos),
-        )  # fmt: skip
+            rule=split_rule(val_fraction, min_val_docs),
+            mode="too few documents to split",
+            val_fraction=val_fraction,
+            min_val_docs=min_val_docs,
+            keys_sha256=keys_digest(key[:0]),
+            train_docs=pos,
+            val_docs=0,
+            train_bytes=int(n_bytes.sum()),
+            val_bytes=0,
+            within_bounds=False,
+            units=pos,
+            largest_unit_share=float(pos),
+            smallest_unit_share=float(pos),
+        )
         return np.zeros(pos, dtype=bool), summary
     links = LinkSpill(scratch / "links")
     containment_links(grams, np.concatenate(counts), scratch / "gram-pairs", links)

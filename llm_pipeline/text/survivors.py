@@ -103,7 +103,7 @@ def write_survivors(
             columns["edited"] = pa.array(edited, pa.bool_())
             count = len(columns["row"])
             if digests is not None and count:
-                keys = [int(doc_id[:16], 16) for doc_id in columns["doc_id"].to_pylist()]
+                keys = [_content_key(doc_id) for doc_id in columns["doc_id"].to_pylist()]
                 index = np.arange(written.rows, written.rows + count, dtype=np.uint32)
                 digests.add(np.asarray(keys, dtype=np.uint64), index)
             written.rows += count
@@ -150,14 +150,13 @@ def take_out_passages(
             if not kept:
                 reason = f"then fails {why or rule.name}"
                 break
+        tally.edited_bytes[PASSAGE_DUPLICATE] += n_bytes[i] - len(data)
         if reason is not None:
             keep[i] = False
             tally.drop(PASSAGE_DUPLICATE, reason, len(data))
-            tally.edited_bytes[PASSAGE_DUPLICATE] += n_bytes[i] - len(data)
             sample.offer(sample_priority(texts[i].encode("utf-8")), PASSAGE_DUPLICATE, reason,
                          sources[i], texts[i])  # fmt: skip
             continue
-        tally.edited_bytes[PASSAGE_DUPLICATE] += n_bytes[i] - len(data)
         texts[i], ids[i], n_chars[i], n_bytes[i] = (
             result.text,
             content_digest(data).hex(),
@@ -181,7 +180,8 @@ def repeated_survivors(
     survivors: Path, written: Written, tally: Tally, sample: DroppedSample
 ) -> np.ndarray | None:
     """One bool per survivor row: the same text as an earlier row, which only passage dedup
-    can make (counted and sampled under `passage_duplicate`); None when there is none."""
+    can make (counted and sampled under `passage_duplicate`, and taken out of
+    `written.n_bytes`); None when there is none."""
     if written.digests is None:
         return None
     repeated = np.zeros(written.rows, dtype=np.uint8)
@@ -192,8 +192,9 @@ def repeated_survivors(
         hit = np.flatnonzero(repeated[offset : offset + batch.num_rows])
         offset += batch.num_rows
         if len(hit):
-            n_bytes = batch.column("n_bytes").to_numpy()[hit]
-            tally.drop(PASSAGE_DUPLICATE, SAME_AS_EARLIER, int(n_bytes.sum()), count=len(hit))
+            n_bytes = int(batch.column("n_bytes").to_numpy()[hit].sum())
+            written.n_bytes -= n_bytes
+            tally.drop(PASSAGE_DUPLICATE, SAME_AS_EARLIER, n_bytes, count=len(hit))
             sample_duplicates(sample, batch, hit, PASSAGE_DUPLICATE, SAME_AS_EARLIER)
     return repeated.astype(bool)
 
@@ -229,5 +230,11 @@ def sample_duplicates(
     texts = batch.column("text")
     sources = batch.column("source")
     for row in rows.tolist():
-        priority = int(ids[row].as_py()[:16], 16)
+        priority = _content_key(ids[row].as_py())
         sample.offer(priority, name, reason or name, sources[row].as_py(), texts[row].as_py())
+
+
+def _content_key(doc_id: str) -> int:
+    """The 64-bit key of a `doc_id` (the content hash's first 8 bytes): the exact-dedup key
+    pass 1 spills, and the dropped sample's priority."""
+    return int(doc_id[:16], 16)
