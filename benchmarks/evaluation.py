@@ -34,8 +34,8 @@ from synthetic_corpus import WORK_DIR, ensure_documents  # noqa: E402
 
 def child(mb: float, seconds: float) -> None:
     """One size: the whole path, printing its figures as one JSON line."""
-    from llm_pipeline.lm.model import ModelConfig
-    from llm_pipeline.lm.train import TrainConfig, train
+    from llm_pipeline.lm.settings import ModelConfig, TrainConfig
+    from llm_pipeline.lm.train import train
     from llm_pipeline.lm.trainer_main import score_validation
     from llm_pipeline.text.chunks import split_long_text
     from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_document_batches

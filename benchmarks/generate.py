@@ -25,13 +25,13 @@ import time
 
 import torch
 
-from llm_pipeline.assets.model import TrainedModelConfig
+from llm_pipeline.lm.device import resolve_device
 from llm_pipeline.lm.model import build_model, generate
-from llm_pipeline.lm.train import resolve_device
+from llm_pipeline.lm.settings import ModelConfig, TrainedModelSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = TrainedModelConfig()
+    defaults = TrainedModelSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--new", type=int, default=100)
@@ -45,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
-    shape = TrainedModelConfig(
-        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size
-    ).to_model_config(args.vocab)
+    shape = ModelConfig(
+        vocab_size=args.vocab,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        block_size=args.block_size,
+    )
     torch.manual_seed(0)
     model = build_model(shape).to(device).eval()
     prompt = torch.randint(0, args.vocab, (1, args.prompt), device=device)

@@ -22,7 +22,7 @@ Corpora (tokenizer and shards built here with the pipeline's `train_bpe`/`write_
 Contenders, same loop, same dtype (the asset's `auto`: bf16 autocast where the CPU has it), same
 wall-clock budget, run one after the other in this process:
 
-- ours: the `trained_model` asset's defaults (`TrainedModelConfig()`): today a 2-layer, 4-head,
+- ours: the `trained_model` asset's defaults (`TrainedModelSettings()`): today a 2-layer, 4-head,
   128-wide GPT with rotary positions, RMSNorm, no biases, block 128; batch 8, peak lr 2e-3,
   warm-up 30, cosine to 10%, β2 0.99;
 - nanogpt: nanoGPT's documented CPU config (README, "I only have a macbook"): learned position
@@ -74,10 +74,10 @@ import torch
 # The sibling benchmarks/train.py: where the shards are, and how busy the neighbours are.
 from train import OtherLoad, find_shards, wait_for_quiet
 
-from llm_pipeline.assets.model import TrainedModelConfig
-from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
+from llm_pipeline.lm.model import build_model, count_parameters
 from llm_pipeline.lm.scoring import score_documents, token_byte_lengths, unigram_score
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
+from llm_pipeline.lm.train import train
 from llm_pipeline.text.split import assign_sides, split_key
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline.tokens.shards import open_split, read_meta, write_shards
@@ -170,8 +170,8 @@ def build_shards(name: str, vocab_size: int) -> Path:
 
 def pipeline_defaults(vocab_size: int) -> tuple[ModelConfig, TrainConfig]:
     """The `trained_model` asset's default model and training configs for `vocab_size`."""
-    defaults = TrainedModelConfig()
-    return defaults.to_model_config(vocab_size), defaults.to_train_config()
+    defaults = TrainedModelSettings.resolve({"vocab_size": vocab_size})
+    return defaults, defaults
 
 
 @dataclass
@@ -283,7 +283,7 @@ def run_corpus(label: str, shards: Path, args: argparse.Namespace) -> dict[str, 
     budget = {"max_steps": 0, "max_tokens": 0, "max_seconds": args.seconds, "dtype": dtype}
     ours_training = replace(ours_training, measure_mfu=False, **budget)
     baseline, baseline_training = nanogpt_baseline(vocab, dtype)
-    baseline_training = replace(baseline_training, **budget)
+    baseline_training = baseline_training.replace(**budget)
     contenders = {"ours": (ours, ours_training), "nanogpt": (baseline, baseline_training)}
     if args.gru:
         contenders["gru"] = (matched_gru(ours, 1), ours_training)

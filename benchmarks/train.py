@@ -2,7 +2,7 @@
 """Benchmark of the training loop: its overhead, bf16 against fp32, and model FLOP utilisation.
 
 Measured side by side in one run, on one model config, batch and device (by default those of
-the `trained_model` asset, read from `TrainedModelConfig`: today gpt, 4 layers, 4 heads, width
+the `trained_model` asset, read from `TrainedModelSettings`: today gpt, 4 layers, 4 heads, width
 128, block 128, batch 16; the vocabulary is the shards'), each contender running the same
 number N of optimizer steps:
 
@@ -43,7 +43,7 @@ the term is an upper bound and MFU reads high by at most that much (≈ 5% of th
 defaults). For the GRU, N is each layer's input and hidden matrices (3·n_embd² each, the
 first layer's input side included) plus the output head; the gates' elementwise work is ignored.
 
-`--preset` takes a model shape and batch from `lm/presets.py` (e.g. `gpt2-124m` on a GPU, with
+`--preset` takes a model shape and batch from `lm/settings.py` (e.g. `gpt2-124m` on a GPU, with
 `--compile` to run the pipeline contenders through `torch.compile`); `--synthetic` trains on
 random tokens (vocab 50257) in a temporary folder, for a machine without the built-in shards.
 
@@ -75,10 +75,10 @@ import torch
 from torch import nn
 
 from llm_pipeline import paths
-from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.lm.device import resolve_device, resolve_dtype
-from llm_pipeline.lm.model import ModelConfig, build_model
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.lm.model import build_model
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
+from llm_pipeline.lm.train import train
 from llm_pipeline.tokens.shards import read_meta
 
 CORPUS = "python-stdlib-docs"
@@ -280,7 +280,7 @@ def pipeline_loop(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shards", help="token shard folder (default: the built-in corpus's)")
-    defaults = TrainedModelConfig()
+    defaults = TrainedModelSettings()
     parser.add_argument("--arch", choices=("gpt", "gru"), default=defaults.architecture)
     parser.add_argument("--n-layer", type=int, default=defaults.n_layer)
     parser.add_argument("--n-head", type=int, default=defaults.n_head)
@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument(
         "--max-wait", type=float, default=60.0, help="seconds to wait for a quiet machine per run"
     )
-    parser.add_argument("--preset", default="", help="model shape and batch from lm/presets.py")
+    parser.add_argument("--preset", default="", help="model shape and batch from lm/settings.py")
     parser.add_argument("--compile", action="store_true", help="torch.compile the pipeline runs")
     parser.add_argument("--synthetic", action="store_true", help="random-token shards, vocab 50257")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -315,15 +315,15 @@ def main() -> None:
         n_embd=args.n_embd,
     )
     if args.preset:
-        preset = TrainedModelConfig(preset=args.preset)
-        model_config = preset.to_model_config(meta["vocab_size"])
-        args.batch_size, args.block_size = preset.resolved()["batch_size"], model_config.block_size
+        model_config = TrainedModelSettings.resolve(
+            {"preset": args.preset, "vocab_size": meta["vocab_size"]}
+        )
+        args.batch_size, args.block_size = model_config.batch_size, model_config.block_size
         args.n_layer, args.n_head, args.n_embd = (
             model_config.n_layer,
             model_config.n_head,
             model_config.n_embd,
         )
-    model_config.validate()
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     other = torch.float32 if dtype == torch.bfloat16 else torch.bfloat16

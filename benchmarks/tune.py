@@ -34,14 +34,12 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse
-from dataclasses import fields, replace
 
 # The sibling benchmarks: training and scoring, where the shards are.
-from quality import HEADER, Scored, pipeline_defaults, row, train_and_score
+from quality import HEADER, Scored, row, train_and_score
 from train import find_shards
 
-from llm_pipeline.lm.model import ModelConfig
-from llm_pipeline.lm.train import TrainConfig
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
 from llm_pipeline.tokens.shards import read_meta
 
 DEFAULT_CANDIDATES = (
@@ -61,7 +59,7 @@ DEFAULT_CANDIDATES = (
 
 def parse_overrides(spec: str) -> dict[str, object]:
     """`key=value,key=value` → {key: value}, each value of its config field's type."""
-    types = {f.name: type(f.default) for f in (*fields(ModelConfig), *fields(TrainConfig))}
+    types = {name: type(f.default) for name, f in TrainedModelSettings.model_fields.items()}
     overrides: dict[str, object] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
@@ -76,13 +74,10 @@ def candidate_configs(
     spec: str, vocab_size: int, seconds: float
 ) -> tuple[ModelConfig, TrainConfig]:
     """The `trained_model` defaults with `spec`'s overrides and a budget of `seconds`."""
-    overrides = parse_overrides(spec)
-    model_keys = {f.name for f in fields(ModelConfig)}
-    model, training = pipeline_defaults(vocab_size)
-    model = replace(model, **{k: v for k, v in overrides.items() if k in model_keys})
-    training = replace(training, max_steps=0, max_tokens=0, max_seconds=seconds)
-    training = replace(training, **{k: v for k, v in overrides.items() if k not in model_keys})
-    return model, training
+    budget = {"max_steps": 0, "max_tokens": 0, "max_seconds": seconds}
+    given = {**parse_overrides(spec), **budget, "vocab_size": vocab_size}
+    settings = TrainedModelSettings.resolve(given)  # a bad candidate is refused here
+    return settings, settings
 
 
 def main() -> None:
@@ -99,9 +94,6 @@ def main() -> None:
     vocab_size = read_meta(shards)["vocab_size"]
     specs = args.candidates or list(DEFAULT_CANDIDATES)
     configs = [(spec, *candidate_configs(spec, vocab_size, args.seconds)) for spec in specs]
-    for _, model, training in configs:  # refuse a bad candidate before any training
-        model.validate()
-        training.validate()
     print(f"\n{len(specs)} candidates, {args.seconds:g} s each, on {shards}\n")
     print(f"{HEADER}  candidate")
     results: list[tuple[str, Scored]] = []

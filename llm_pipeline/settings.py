@@ -1,10 +1,14 @@
-"""Settings defined once: a field's default, bounds or choices and one-line description.
+"""Settings defined once: each stage's settings are one pydantic model in the core.
 
-The core packages declare each stage's settings as plain dataclasses whose fields come from
-`setting(...)`. Everything else derives from them: the Dagster `Config` classes the launchpad
-shows (assets/_config.py), the `--config` YAML check (run_config.py), the trainer's job file and
-the checkpoint's `config.json` (`to_dict`). No Dagster here, so the trainer and tests use it too.
+A field's default, bounds or choices and one-line description are written once, with
+`setting(...)`, on the stage's model (text/, tokens/, lm/, report/ `settings.py`). Everything
+else derives from that model: the Dagster `Config` the launchpad shows (assets/_config.py), the
+`--config` YAML check (run_config.py), the trainer's job file (the model's JSON, read back into
+the same model), the checkpoint's `config.json`, the schedule's comparison and the generated
+configuration reference of the docs. No Dagster here, so the trainer and the tests use it too.
 
+Validation is pydantic's, strict (a string is not a number, "yes" is not a bool), with two
+allowances a YAML file needs: a whole float (`3.0`) passes as an int and a tuple as a list.
 Refusals are `SettingsError`s that name the key and the bound in one line; the caller that
 knows the file (or "launchpad") and the stage puts them in front.
 """
@@ -16,11 +20,13 @@ import difflib
 import types
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Self
+
+import annotated_types
+import pydantic
+from pydantic_core import PydanticUndefined
 
 from llm_pipeline.errors import PipelineInputError
-
-T = TypeVar("T", bound="Settings")
 
 
 class SettingsError(PipelineInputError):
@@ -54,9 +60,32 @@ class SettingsError(PipelineInputError):
         return SettingsError(self.key, self.problem, where, stage or self.stage, self.unknown)
 
 
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Iterable | None = None,
+) -> Any:
+    """A model field carrying its description and bounds (a list or dict default is copied)."""
+    extra = {"choices": list(choices)} if choices is not None else None
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    if isinstance(default, list | dict):
+        return pydantic.Field(
+            default_factory=lambda: type(default)(default),
+            description=doc,
+            json_schema_extra=extra,
+            **bounds,
+        )
+    return pydantic.Field(default=default, description=doc, json_schema_extra=extra, **bounds)
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """One setting: name, Python type, default, description, and the values it may take."""
+    """One setting as the launchpad, the CLI and the docs show it (derived from a model field)."""
 
     name: str
     annotation: Any
@@ -85,59 +114,25 @@ class Spec:
         bounds = self.bounds_text()
         return f"{self.doc} ({bounds})" if bounds else self.doc
 
-    def check(self, value: Any) -> Any:
-        """`value` if it has the right type and lies within the bounds (ints pass as floats),
-        else a SettingsError naming this setting and the bound."""
-        value = _check_type(self.name, self.annotation, value)
-        if value is None or isinstance(value, bool):
-            return value
-        if self.choices is not None and value not in self.choices:
-            choices = ", ".join(map(repr, self.choices))
-            raise SettingsError(self.name, f"{self.name} must be one of {choices}, not {value!r}")
-        if isinstance(value, int | float):
-            for words, bound, ok in (
-                ("greater than or equal to", self.ge, lambda v, b: v >= b),
-                ("greater than", self.gt, lambda v, b: v > b),
-                ("less than or equal to", self.le, lambda v, b: v <= b),
-                ("less than", self.lt, lambda v, b: v < b),
-            ):
-                if bound is not None and not ok(value, bound):
-                    raise SettingsError(
-                        self.name, f"Input should be {words} {bound:g}, got {value:g}"
-                    )
-        return value
+
+_BOUNDS = {
+    annotated_types.Ge: "ge",
+    annotated_types.Gt: "gt",
+    annotated_types.Le: "le",
+    annotated_types.Lt: "lt",
+}
 
 
-def setting(
-    default: Any,
-    doc: str,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-    choices: Iterable | None = None,
-) -> Any:
-    """A dataclass field carrying its description and bounds (a list default is copied)."""
-    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt}
-    meta["choices"] = tuple(choices) if choices is not None else None
-    if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-def specs(cls: type, exclude: Iterable[str] = ()) -> tuple[Spec, ...]:
-    """The settings of a dataclass declared with `setting(...)`, in declaration order."""
-    hints = typing.get_type_hints(cls)
-    skip = set(exclude)
-    out = []
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        meta = {k: f.metadata.get(k) for k in ("ge", "gt", "le", "lt", "choices")}
-        out.append(Spec(f.name, hints[f.name], default, f.metadata.get("doc", ""), **meta))
-    return tuple(out)
+def _spec(name: str, field: Any) -> Spec:
+    bounds = {}
+    for item in field.metadata:
+        for kind, key in _BOUNDS.items():
+            if isinstance(item, kind):
+                bounds[key] = getattr(item, key)
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    choices = tuple(extra["choices"]) if extra.get("choices") is not None else None
+    default = field.get_default(call_default_factory=True)
+    return Spec(name, field.annotation, default, field.description or "", choices=choices, **bounds)
 
 
 def nearest(key: str, known: Iterable[str]) -> str:
@@ -152,52 +147,149 @@ def unknown_key(key: str, known: Iterable[str]) -> SettingsError:
     return SettingsError(key, f'unknown setting "{key}" ({nearest(key, known)})', unknown=True)
 
 
-class Settings:
-    """Mixin for settings dataclasses: strict `from_dict`, `to_dict`, bounds + rules `validate`.
+class Settings(pydantic.BaseModel):
+    """Base of every stage's settings model: strict types, no unknown keys, readable refusals.
 
-    `sibling_keys` are keys of the same stage that belong to another settings class (a
-    `trained_model` mapping holds both model and training keys); `from_dict` passes over
-    those and refuses anything else, with the nearest valid key.
+    Build one with `from_dict` (or the constructor, which raises pydantic's own error); the
+    instance is valid by construction. `check_rules` holds what single fields cannot say (heads
+    that divide the width); it raises a SettingsError naming the key.
     """
 
-    sibling_keys: typing.ClassVar[frozenset[str]] = frozenset()
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+    model_config = pydantic.ConfigDict(strict=True, extra="forbid", validate_assignment=True)
 
     @classmethod
-    def from_dict(cls: type[T], data: dict) -> T:
-        """The settings in `data`; missing keys take their defaults (an older file loads),
-        unknown keys are refused rather than dropped."""
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        for key in data:
-            if key not in known and key not in cls.sibling_keys:
-                raise unknown_key(key, known)
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def specs(cls, exclude: Iterable[str] = ()) -> tuple[Spec, ...]:
+        """The settings of this model, in declaration order."""
+        skip = set(exclude)
+        return tuple(
+            _spec(name, field) for name, field in cls.model_fields.items() if name not in skip
+        )
 
-    def validate(self) -> None:
-        """Raise SettingsError for a value out of its bounds or a broken cross-field rule."""
-        for spec in specs(type(self)):
-            spec.check(getattr(self, spec.name))
-        self.check_rules()
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        """The settings in `data`; missing keys take their defaults (an older file loads),
+        unknown keys are refused with the nearest valid one, a bad value with its bound."""
+        for key in data:
+            if key not in cls.model_fields:
+                raise unknown_key(key, cls.model_fields)
+        try:
+            return cls.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise _readable(exc, data) from None
+
+    @classmethod
+    def fields_of(cls, settings: Settings) -> dict[str, Any]:
+        """This model's fields taken from `settings` (an instance of it or of a model built on
+        it): the checkpoint records its `model` and `training` blocks this way."""
+        return {name: getattr(settings, name) for name in cls.model_fields}
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with `changes`, validated like any other instance."""
+        return type(self).from_dict({**self.model_dump(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able values (what job files and `config.json` hold)."""
+        return self.model_dump(mode="json")
 
     def check_rules(self) -> None:
-        """Cross-field rules; subclasses override."""
+        """Cross-field rules; subclasses override (and call their bases' rules)."""
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _yaml_allowances(cls, data: Any) -> Any:
+        # A YAML `3.0` for an int and a tuple for a list are what the user meant.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, field in cls.model_fields.items():
+            if name not in data:
+                continue
+            value, annotation = data[name], _without_none(field.annotation)
+            if annotation is int and isinstance(value, float) and value.is_integer():
+                data[name] = int(value)
+            elif typing.get_origin(annotation) is list and isinstance(value, tuple):
+                data[name] = list(value)
+        return data
+
+    @pydantic.model_validator(mode="after")
+    def _choices_and_rules(self) -> Self:
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            choices = extra.get("choices")
+            value = getattr(self, name)
+            if choices is not None and value is not None and value not in choices:
+                listed = ", ".join(map(repr, choices))
+                raise SettingsError(name, f"{name} must be one of {listed}, not {value!r}")
+        self.check_rules()
+        return self
+
+
+def _without_none(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return inner[0] if len(inner) == 1 else annotation
+    return annotation
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _readable(exc: pydantic.ValidationError, data: dict) -> SettingsError:
+    """The first error of a pydantic refusal as one line naming the key and the bound."""
+    error = exc.errors()[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingsError):
+        return SettingsError(cause.key, cause.problem, unknown=cause.unknown)
+    loc = [str(part) for part in error["loc"]]
+    key = loc[0] if loc else ""
+    value = error.get("input")
+    kind = error["type"]
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return SettingsError(key, f"{error['msg']}, got {value:g}")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        model = exc.title
+        annotation = _field_annotation(model, key, data)
+        return SettingsError(key, f"expected {_type_name(annotation)}, got {value!r}")
+    return SettingsError(key, error["msg"])
+
+
+def _field_annotation(model: str, key: str, data: dict) -> Any:
+    """The declared type of `key` for the message (pydantic's error names only the leaf)."""
+    for cls in _all_settings(Settings):
+        if cls.__name__ == model and key in cls.model_fields:
+            return _without_none(cls.model_fields[key].annotation)
+    return "a valid value"
+
+
+def _all_settings(base: type) -> list[type]:
+    found = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found.extend(_all_settings(sub))
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
     """One stage's settings as users write them: `{key: value}` under the stage's name.
 
-    `rules(given)` checks what single values cannot (a preset that exists, heads that divide
-    the width, a threshold that exists) on the values given, after each passed its own bounds.
+    `model` is the stage's settings model; `exclude` lists its fields that come from another
+    stage (the vocabulary, from the tokenizer) and are not the user's to set; `rules(settings)`
+    checks what depends on this machine (devices for the trainer processes); `moved` maps an old
+    key to where it went, so it is refused with that instead of "unknown".
     """
 
     name: str
-    specs: tuple[Spec, ...]
+    model: type[Settings]
     doc: str = ""
-    rules: Callable[[dict], None] | None = None
-    moved: dict[str, str] = dataclasses.field(default_factory=dict)  # old key -> its new place
+    exclude: tuple[str, ...] = ()
+    rules: Callable[[Any], None] | None = None
+    moved: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def specs(self) -> tuple[Spec, ...]:
+        return self.model.specs(exclude=self.exclude)
 
     def spec(self, key: str) -> Spec:
         return next(s for s in self.specs if s.name == key)
@@ -205,64 +297,29 @@ class Stage:
     def defaults(self) -> dict:
         return {s.name: s.default for s in self.specs}
 
-    def check(self, given: dict) -> dict:
-        """`given` checked key by key, then by the stage's rules; SettingsErrors name the key."""
-        by_name = {s.name: s for s in self.specs}
-        checked = {}
-        for key, value in given.items():
+    def settings(self, given: dict, upstream: dict | None = None) -> Settings:
+        """The stage's settings model from the keys a user gave, every rule checked.
+        `upstream` holds the excluded fields, decided by another stage."""
+        known = {s.name for s in self.specs}
+        for key in given:
             if key in self.moved:
                 raise SettingsError(key, f"{key} moved to {self.moved[key]}", unknown=True)
-            if key not in by_name:
-                raise unknown_key(key, by_name)
-            checked[key] = by_name[key].check(value)
+            if key not in known:
+                raise unknown_key(key, known)
+        values = {**given, **(upstream or {})}
+        resolve = getattr(self.model, "resolve", None)
+        settings = resolve(values) if resolve is not None else self.model.from_dict(values)
         if self.rules is not None:
-            self.rules(checked)
-        return checked
+            self.rules(settings)
+        return settings
+
+    def check(self, given: dict) -> dict:
+        """`given` checked (as `settings` does), in the types the model holds (3.0 → 3)."""
+        settings = self.settings(given)
+        return {key: getattr(settings, key) for key in given}
 
 
-# ------------------------------------------------------------------ types
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _check_type(key: str, annotation: Any, value: Any) -> Any:
-    """`value` if it is of `annotation` (int for float allowed; bool is not a number)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(key, inner[0], value)
-    wrong = SettingsError(key, f"expected {_type_name(annotation)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise wrong
-        return [_check_type(key, args[0], v) for v in value] if args else list(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise wrong
-        return {
-            _check_type(key, args[0], k): _check_type(key, args[1], v) for k, v in value.items()
-        }
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise wrong
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise wrong
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise wrong
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise wrong
-        return value
-    return value
+def field_default(model: type[Settings], name: str) -> Any:
+    """The declared default of one field (what a saved file without the key would mean)."""
+    default = model.model_fields[name].get_default(call_default_factory=True)
+    return None if default is PydanticUndefined else default

@@ -53,7 +53,8 @@ def tiny_training_state(seed: int) -> tuple:
     """A tiny GPT after one optimizer step, its optimizer, and a checkpoint config."""
     import torch
 
-    from llm_pipeline.lm.model import ModelConfig, build_model
+    from llm_pipeline.lm.model import build_model
+    from llm_pipeline.lm.settings import ModelConfig
 
     torch.manual_seed(seed)
     config = ModelConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16)

@@ -18,8 +18,7 @@ from llm_pipeline.lm.checkpoint_config import (
     TrainingSummary,
 )
 from llm_pipeline.lm.job import JOB_FORMAT_VERSION, TrainerJob
-from llm_pipeline.lm.model import ModelConfig
-from llm_pipeline.lm.train import TrainConfig
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
 from llm_pipeline.report.promotion import FIRST_MODEL, decide_promotion
 from llm_pipeline.text.manifest import (
     MANIFEST_FILE,
@@ -47,12 +46,10 @@ SUMMARY = TrainingSummary(
 
 def job() -> TrainerJob:
     return TrainerJob(
-        model=ModelConfig(vocab_size=300).to_dict(),
-        training=TrainConfig(beta2=0.95).to_dict(),
+        settings=TrainedModelSettings(vocab_size=300, beta2=0.95, max_eval_tokens=4096),
         shards="/data/tokens/c",
         out_dir="/models/c/r1",
         tokenizer_path="/data/tokens/c/tokenizer.json",
-        max_eval_tokens=4096,
         run_id="r1",
         corpus="c",
         tokenizer=TOKENIZER,
@@ -82,15 +79,34 @@ def test_trainer_job_round_trips_through_its_file(tmp_path: Path) -> None:
     assert json.loads(file.read_text())["format_version"] == JOB_FORMAT_VERSION
     back = TrainerJob.read(file)
     assert back == job()
-    assert TrainConfig.from_dict(back.training).beta2 == 0.95
+    assert back.settings.beta2 == 0.95 and back.settings.vocab_size == 300
 
 
 def test_a_job_file_without_a_version_is_upgraded(tmp_path: Path) -> None:
     """Version 0 kept the tokenizer and data blocks under `checkpoint`."""
-    old = job().to_dict()
+    old = version_1_job()
     old.pop("format_version")
     old["checkpoint"] = {"tokenizer": old.pop("tokenizer"), "data": old.pop("data")}
     assert TrainerJob.read(write(tmp_path / "job.json", old)) == job()
+
+
+def version_1_job() -> dict:
+    """Version 1 held the settings as `model` and `training` dicts and `max_eval_tokens`."""
+    data = job().to_dict()
+    settings = job().settings
+    data.pop("settings")
+    return {
+        **data,
+        "model": ModelConfig.fields_of(settings),
+        "training": TrainConfig.fields_of(settings),
+        "max_eval_tokens": settings.max_eval_tokens,
+        "format_version": 1,
+    }
+
+
+def test_a_version_1_job_file_is_read_into_the_settings_model(tmp_path: Path) -> None:
+    back = TrainerJob.read(write(tmp_path / "job.json", version_1_job()))
+    assert back == job() and back.settings.max_eval_tokens == 4096
 
 
 def test_a_newer_job_file_is_refused_naming_the_file_and_version(tmp_path: Path) -> None:
@@ -227,3 +243,22 @@ def test_lm_modules_import_one_another_without_a_cycle() -> None:
         graph[file.stem] = imported
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on a cycle
     assert "trainer_main" not in graph["train"] and "train" not in graph["evaluate"]
+
+
+def test_launchpad_settings_reach_the_trainer_as_the_same_model(tmp_path: Path) -> None:
+    """Three forms from the launchpad to the loop: the derived Dagster `Config`, the core
+    `TrainedModelSettings` (preset resolved, vocabulary filled, validated once), and its JSON in
+    the job file, which the trainer reads back into the same model and hands to the loop."""
+    from llm_pipeline.assets.model import TrainedModelConfig
+
+    launchpad = TrainedModelConfig(preset="small", n_layer=3, max_seconds=12.5)
+    settings = launchpad.settings(vocab_size=300)
+    assert type(settings) is TrainedModelSettings
+    assert (settings.n_layer, settings.n_embd, settings.max_seconds) == (3, 384, 12.5)
+    file = tmp_path / "job.json"
+    TrainerJob(**{**vars(job()), "settings": settings}).write(file)
+    assert json.loads(file.read_text())["settings"] == settings.to_dict()
+    back = TrainerJob.read(file).settings
+    assert type(back) is TrainedModelSettings and back == settings
+    # the loop takes it as its model and training config: no conversion in between
+    assert isinstance(back, ModelConfig) and isinstance(back, TrainConfig)

@@ -17,9 +17,10 @@ from llm_pipeline.cli import main
 from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, save_checkpoint
 from llm_pipeline.lm.export import ExportError, export_gguf, export_hf
 from llm_pipeline.lm.history import record_promotion
-from llm_pipeline.lm.model import ModelConfig, build_model, generate, swiglu_hidden_size
+from llm_pipeline.lm.model import build_model, generate, swiglu_hidden_size
 from llm_pipeline.lm.registry import CURRENT, write_pointer
 from llm_pipeline.lm.sampling import load_run
+from llm_pipeline.lm.settings import ModelConfig
 from llm_pipeline.tokens.bpe import END_OF_TEXT, end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline_tests.conftest import make_document
 
@@ -341,15 +342,15 @@ def test_exported_model_asset_writes_both_formats_beside_the_checkpoint(
 def test_schedule_does_not_retrain_a_model_saved_before_the_mlp_setting(tmp_path: Path) -> None:
     import json
 
-    from llm_pipeline.assets.model import TrainedModelConfig
     from llm_pipeline.automation.schedules import retrain_decision
+    from llm_pipeline.lm.settings import TrainConfig, TrainedModelSettings
     from llm_pipeline.text.readers import fingerprint_files
 
     raw = tmp_path / "data" / "raw" / CORPUS
     raw.mkdir(parents=True)
     (raw / "a.txt").write_text("some text for the corpus\n")
-    settings = TrainedModelConfig()
-    model = settings.to_model_config(300).to_dict()
+    settings = TrainedModelSettings.resolve({"vocab_size": 300})
+    model = ModelConfig.fields_of(settings)
     del model["mlp"]  # as every config.json written before the setting existed
     run = tmp_path / "models" / CORPUS / "old-run"
     run.mkdir(parents=True)
@@ -357,7 +358,7 @@ def test_schedule_does_not_retrain_a_model_saved_before_the_mlp_setting(tmp_path
         json.dumps(
             {
                 "model": model,
-                "training": settings.to_train_config().to_dict(),
+                "training": TrainConfig.fields_of(settings),
                 "data": {"corpus": CORPUS, "raw_fingerprint": fingerprint_files(raw)},
             }
         )
@@ -371,11 +372,11 @@ def test_schedule_compares_resolved_settings_not_raw_config_files() -> None:
     """Issue 23: both sides resolved by the same settings. A key added in an upgrade with a
     default that keeps old behaviour retrains nothing; a changed default retrains and says so;
     a setting the run changes is named as such."""
-    from llm_pipeline.assets.model import TrainedModelConfig
     from llm_pipeline.automation.schedules import settings_change
+    from llm_pipeline.lm.settings import TrainConfig, TrainedModelSettings
 
-    settings = TrainedModelConfig()
-    saved = {**settings.to_model_config(300).to_dict(), **settings.to_train_config().to_dict()}
+    settings = TrainedModelSettings.resolve({"vocab_size": 300})
+    saved = {**ModelConfig.fields_of(settings), **TrainConfig.fields_of(settings)}
     assert settings_change(saved, {}, 300) is None
     older = dict(saved)
     del older["rope_base"], older["measure_mfu"]  # written before these keys existed

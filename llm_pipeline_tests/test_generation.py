@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_pipeline.lm.model import ModelConfig, build_model, generate
+from llm_pipeline.lm.model import build_model, generate
+from llm_pipeline.lm.settings import ModelConfig
 
 CONFIG = {"vocab_size": 300, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}
 # GPT-2/nanoGPT parts: learned positions, LayerNorm, biases
@@ -73,4 +74,4 @@ def test_baseline_parts_are_gpt2s() -> None:
     ours = dict(_model().named_parameters())
     assert "wpe.weight" not in ours and not any(n.endswith(".bias") for n in ours)
     with pytest.raises(ValueError, match="position must be one of"):
-        ModelConfig(**{**CONFIG, "position": "sinusoid"}).validate()
+        ModelConfig(**{**CONFIG, "position": "sinusoid"})

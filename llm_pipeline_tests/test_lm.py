@@ -27,8 +27,9 @@ from llm_pipeline.lm.evaluate import (
     text_bits_per_byte,
     unigram_bits_per_byte,
 )
-from llm_pipeline.lm.model import GRULanguageModel, ModelConfig, build_model, generate
-from llm_pipeline.lm.train import TrainConfig, check_data_fits, learning_rate, train
+from llm_pipeline.lm.model import GRULanguageModel, build_model, generate
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig
+from llm_pipeline.lm.train import check_data_fits, learning_rate, train
 from llm_pipeline.text.clean import document_id
 from llm_pipeline.text.split import split_key
 from llm_pipeline.text.store import CLEANED_SCHEMA
@@ -122,14 +123,14 @@ def test_learning_rate_schedule() -> None:
 
 def test_bad_shapes_fail_before_training(shards: Path) -> None:
     with pytest.raises(ValueError, match="divisible by n_head"):
-        ModelConfig(n_embd=30, n_head=4).validate()
+        ModelConfig(n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="architecture"):
-        ModelConfig(architecture="lstm").validate()
+        ModelConfig(architecture="lstm")
     val_tokens = len(open_split(shards, "val"))
     with pytest.raises(ValueError, match=f"val split has {val_tokens} tokens"):
         check_data_fits(shards, ModelConfig(**{**TINY, "block_size": val_tokens + 10}))
     with pytest.raises(ValueError, match="budget"):
-        TrainConfig(max_steps=0, max_tokens=0, max_seconds=0).validate()
+        TrainConfig(max_steps=0, max_tokens=0, max_seconds=0)
 
 
 def test_gpt_ties_embeddings_and_has_no_biases() -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from dagster import AssetKey
 
-from llm_pipeline.assets.model import TrainedModelConfig
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
 from llm_pipeline.lm.checkpoint import load_model, read_config
 from llm_pipeline.lm.history import model_history
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, training_state_root
+from llm_pipeline.lm.settings import TrainedModelSettings
 from llm_pipeline.lm.train import train
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.report.plots import history_points
@@ -139,12 +139,18 @@ def test_whole_graph_trains_reports_and_promotes_only_no_worse_models(
     # A weaker challenger (fewer steps, still past the unigram check) is evaluated against the
     # champion on the same validation text and not promoted. Its training was interrupted
     # before (a state left at step 10): the asset resumes it and then discards the state.
-    challenger = TrainedModelConfig(**{**TINY_MODEL, "max_steps": 30})
+    challenger = TrainedModelSettings.resolve(
+        {
+            **TINY_MODEL,
+            "max_steps": 30,
+            "vocab_size": read_meta(data_root / "tokens" / "tiny")["vocab_size"],
+        }
+    )
     shards = data_root / "tokens" / "tiny"
     steps: list[int] = []
     interrupted = train(
-        challenger.to_model_config(read_meta(shards)["vocab_size"]),
-        challenger.to_train_config(),
+        challenger,
+        challenger,
         shards,
         progress=lambda row: steps.append(row["step"]),
         should_stop=lambda: bool(steps) and steps[-1] >= 10,

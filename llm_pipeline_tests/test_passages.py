@@ -13,7 +13,7 @@ import pytest
 
 from llm_pipeline.checks.split import split_cause
 from llm_pipeline.lm.batches import check_data_fits
-from llm_pipeline.lm.model import ModelConfig
+from llm_pipeline.lm.settings import ModelConfig
 from llm_pipeline.text.advice import cleaning_advice
 from llm_pipeline.text.clean import PASSAGE_DUPLICATE, CleaningConfig, clean_documents
 from llm_pipeline.text.clusters import BoundedClusters

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from llm_pipeline.lm.checkpoint import CheckpointError
-from llm_pipeline.lm.model import ModelConfig
 from llm_pipeline.lm.resume import STATE_FILE, load_training_state
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig
+from llm_pipeline.lm.train import train
 from llm_pipeline_tests.test_lm import TINY, shards  # noqa: F401  (the shards fixture)
 
 # dropout > 0 so that resuming must also restore the global torch RNG exactly
@@ -28,8 +28,9 @@ import json, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from llm_pipeline.lm.model import ModelConfig
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.lm.settings import ModelConfig
+from llm_pipeline.lm.train import train
+from llm_pipeline.lm.settings import TrainConfig
 
 shards, state_root, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 model = ModelConfig(**json.loads(sys.argv[5]))

@@ -3,7 +3,6 @@ and a bad value is refused in a few readable lines before any stage runs."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from llm_pipeline.automation.schedules import (
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
 from llm_pipeline.lm.checkpoint import read_config
-from llm_pipeline.lm.presets import PRESETS
 from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
-from llm_pipeline.lm.settings import TRAINED_MODEL, ModelConfig, TrainConfig
+from llm_pipeline.lm.settings import PRESETS, TRAINED_MODEL, ModelConfig, TrainConfig
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.run_config import STAGES, check_stages
 from llm_pipeline.settings import SettingsError
@@ -50,8 +48,8 @@ def test_every_core_setting_is_in_the_launchpad_with_the_same_default() -> None:
             seen += 1
     # Every field of the trainer's two configs is a trained_model key, except the vocabulary
     # (the tokenizer's), so nothing a user could want is out of reach.
-    model_keys = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_keys = set(ModelConfig.model_fields) - {"vocab_size"}
+    train_keys = set(TrainConfig.model_fields)
     assert model_keys | train_keys <= {s.name for s in TRAINED_MODEL.specs}
     assert {"beta1", "beta2", "rope_base", "position", "norm", "bias", "dropout"} <= model_keys | (
         train_keys
@@ -64,7 +62,7 @@ def test_every_core_setting_is_in_the_launchpad_with_the_same_default() -> None:
         300.0,
     )
     for preset in PRESETS.values():
-        assert set(preset) <= {s.name for s in TRAINED_MODEL.specs}
+        assert preset.model_fields_set <= {s.name for s in TRAINED_MODEL.specs}
 
 
 def test_from_dict_refuses_unknown_keys_and_fills_missing_ones() -> None:
@@ -100,8 +98,8 @@ def test_beta2_in_a_yaml_file_reaches_the_checkpoint(
     assert saved.training["beta2"] == 0.95
     assert (saved.model["rope_base"], saved.model["norm"]) == (5000.0, "layer")
     # the checkpoint records every core setting, so it reloads with no default guessed
-    assert set(saved.model) == {f.name for f in dataclasses.fields(ModelConfig)}
-    assert set(saved.training) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(saved.model) == set(ModelConfig.model_fields)
+    assert set(saved.training) == set(TrainConfig.model_fields)
 
 
 BAD_VALUES = [

@@ -227,7 +227,8 @@ from types import SimpleNamespace as NS
 
 from llm_pipeline.lm.tracking import job_tracking, start_tracking
 
-job = NS(tracking=job_tracking("docs"), model={"n_layer": 1}, training={"max_steps": 4},
+settings = NS(to_dict=lambda: {"n_layer": 1, "max_steps": 4})
+job = NS(tracking=job_tracking("docs"), settings=settings,
          run_id=sys.argv[1], corpus="unit", data=NS(raw_fingerprint="f00"))
 tracker = start_tracking(job, print)
 rows = [{"step": s, "train_loss": 2.0 - s / 10, "val_loss": None, "lr": 1e-3,

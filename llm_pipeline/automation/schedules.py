@@ -75,44 +75,41 @@ class RetrainDecision:
     reason: str
 
 
-def _model_settings(run_config: dict, vocab_size: int) -> tuple[dict, dict]:
-    """The model and training settings a run with `run_config` would save in its checkpoint."""
-    from llm_pipeline.lm.settings import trained_model_configs
+def _compared(settings: object) -> dict:
+    """The settings a checkpoint records (its `model` and `training` blocks), less the
+    vocabulary (the tokenizer's, not the training config's)."""
+    from llm_pipeline.lm.settings import ModelConfig, TrainConfig
 
-    values = run_config.get("ops", {}).get("trained_model", {}).get("config", {})
-    _, model, training = trained_model_configs(values, vocab_size)
-    return model.to_dict(), training.to_dict()
-
-
-def _changed_keys(saved: dict, current: dict) -> list[str]:
-    return sorted(key for key, value in current.items() if saved.get(key) != value)
+    values = {**ModelConfig.fields_of(settings), **TrainConfig.fields_of(settings)}
+    values.pop("vocab_size")
+    return values
 
 
 def settings_change(saved: dict, run_config: dict, vocab_size: int) -> str | None:
     """What differs between the settings a model was trained with (its checkpoint's `model` and
     `training`, merged) and those a run would use now, or None.
 
-    Both sides are resolved by the same settings: a key the saved config lacks (it predates the
-    key) takes the value that model had — `LEGACY_DEFAULTS` where the key's default changed
+    Both sides are validated `TrainedModelSettings`: a key the saved config lacks (it predates
+    the key) takes the value that model had — `LEGACY_DEFAULTS` where the key's default changed
     behaviour, else today's default, which by the rule for new keys keeps old behaviour — so an
     upgrade that adds a key retrains nothing. A key the run does not set whose saved value
     differs from today's default is named as a changed default: an upgrade that changes a
-    default retrains, and says why."""
-    from llm_pipeline.lm.settings import LEGACY_DEFAULTS
+    default retrains, and says why. A saved key this version no longer knows is not compared."""
+    from llm_pipeline.lm.settings import LEGACY_DEFAULTS, TRAINED_MODEL, TrainedModelSettings
 
     values = run_config.get("ops", {}).get("trained_model", {}).get("config", {})
-    defaults = {k: v for part in _model_settings({}, vocab_size) for k, v in part.items()}
-    now = {k: v for part in _model_settings(run_config, vocab_size) for k, v in part.items()}
-    for settings in (defaults, now):
-        settings.pop("vocab_size", None)  # set by the tokenizer, not by the training config
-    before = {**defaults, **LEGACY_DEFAULTS, **saved}
-    changed = _changed_keys(before, now)
+    upstream = {"vocab_size": vocab_size}
+    now = _compared(TRAINED_MODEL.settings(values, upstream))
+    known = {k: v for k, v in saved.items() if k in TrainedModelSettings.model_fields}
+    missing = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in known}
+    before = _compared(TrainedModelSettings.from_dict({**missing, **known, **upstream}))
+    changed = sorted(key for key, value in now.items() if before[key] != value)
     if not changed:
         return None
     preset = bool(values.get("preset"))
 
     def shown(key: str) -> str:
-        return f"{key} ({before.get(key)!r} → {now[key]!r})"
+        return f"{key} ({before[key]!r} → {now[key]!r})"
 
     set_now = [shown(k) for k in changed if k in values or preset]
     defaults_now = [shown(k) for k in changed if k not in values and not preset]

@@ -24,7 +24,6 @@ from llm_pipeline import paths
 from llm_pipeline.atomic import atomic_path
 from llm_pipeline.cli.common import dagster_instance, format_bytes
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.settings import specs
 from llm_pipeline.text.builtin import BUILTIN_CORPUS, write_builtin_corpus
 from llm_pipeline.text.settings import CorpusAddSettings
 
@@ -62,7 +61,7 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _spec(name: str):
-    return next(spec for spec in specs(CorpusAddSettings) if spec.name == name)
+    return next(spec for spec in CorpusAddSettings.specs() if spec.name == name)
 
 
 class _RedirectPolicy(urllib.request.HTTPRedirectHandler):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from llm_pipeline.lm.device import autocast_context
-from llm_pipeline.lm.model import ModelConfig
+from llm_pipeline.lm.settings import ModelConfig
 from llm_pipeline.tokens.shards import open_split
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from llm_pipeline.contracts import VERSION_KEY, dataclass_fields, format_version
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.model import ModelConfig
+from llm_pipeline.lm.settings import ModelConfig
 
 CHECKPOINT_FORMAT_VERSION = 2
 

@@ -5,16 +5,13 @@ Kept outside `lm/export/` so that checking a run config never imports torch or g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
+from llm_pipeline.settings import Settings, SettingsError, Stage, setting
 
 EXPORT_FORMATS = ("hf", "gguf")
 HF_DTYPE_NAMES = ("f32", "f16", "bf16")
 GGUF_DTYPES = ("f16", "bf16", "q8_0")
 
 
-@dataclass
 class ExportSettings(Settings):
     """Which run, which formats, which number formats."""
 
@@ -22,7 +19,7 @@ class ExportSettings(Settings):
         "latest",
         "latest (the run trained_model wrote last), current (the promoted champion), or a run id.",
     )
-    formats: list[str] = setting(list(EXPORT_FORMATS), "hf and/or gguf.")  # noqa: RUF009 (copied)
+    formats: list[str] = setting(list(EXPORT_FORMATS), "hf and/or gguf.")
     hf_dtype: str = setting("f32", "hf weights: f32, f16 or bf16.", choices=HF_DTYPE_NAMES)
     gguf_dtype: str = setting("f16", "gguf matrices: f16, bf16 or q8_0.", choices=GGUF_DTYPES)
 
@@ -32,4 +29,4 @@ class ExportSettings(Settings):
             raise SettingsError("formats", f"formats must be hf and/or gguf, got {self.formats}")
 
 
-EXPORTED_MODEL = Stage("exported_model", specs(ExportSettings), ExportSettings.__doc__ or "")
+EXPORTED_MODEL = Stage("exported_model", ExportSettings, ExportSettings.__doc__ or "")

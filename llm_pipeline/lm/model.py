@@ -14,15 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ModelConfig lives with the other trained_model settings; imported here for its readers.
-from llm_pipeline.lm.settings import (  # noqa: F401
-    ARCHITECTURES,
-    LEGACY_DEFAULTS,
-    MLPS,
-    NORMS,
-    POSITIONS,
-    ModelConfig,
-)
+from llm_pipeline.lm.settings import ModelConfig
 
 # --------------------------------------------------------------------------- GPT
 
@@ -189,7 +181,6 @@ class GPT(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        config.validate()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
@@ -260,7 +251,6 @@ class GRULanguageModel(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        config.validate()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.n_embd)
         self.gru = nn.GRU(
@@ -291,7 +281,6 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | 
 
 def build_model(config: ModelConfig) -> nn.Module:
     """A freshly initialised model of the configured architecture."""
-    config.validate()
     return GPT(config) if config.architecture == "gpt" else GRULanguageModel(config)
 
 

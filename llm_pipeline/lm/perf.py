@@ -13,7 +13,7 @@ from functools import cache
 
 import torch
 
-from llm_pipeline.lm.model import ModelConfig
+from llm_pipeline.lm.settings import ModelConfig
 
 
 def flops_per_token(config: ModelConfig, n_params: int) -> float:

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from llm_pipeline.lm.settings import TrainConfig
 
-@dataclass(frozen=True)
+
 class Budget:
-    """The step, token and time limits of a run; 0 means "no limit" (at least one is set)."""
+    """The step, token and time limits of a run, read from its settings (`max_steps`,
+    `max_tokens`, `max_seconds`); 0 means "no limit" (the settings refuse all three at 0)."""
 
-    max_steps: int = 0
-    max_tokens: int = 0
-    max_seconds: float = 0.0
+    def __init__(self, settings: TrainConfig) -> None:
+        self.max_steps = settings.max_steps
+        self.max_tokens = settings.max_tokens
+        self.max_seconds = settings.max_seconds
 
     def fraction(self, steps: int, tokens: int, elapsed: float) -> float:
         """The largest fraction used of the budgets that are set (1.0 or more: spent)."""

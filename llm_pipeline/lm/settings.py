@@ -1,10 +1,24 @@
 """The `trained_model` settings, defined once: model shape, optimisation, budgets and launch.
 
-`ModelConfig` and `TrainConfig` are what the trainer gets in its job file and what the
-checkpoint's `config.json` records; `TrainedModelOptions` are the stage's own keys (preset,
-processes, evaluation size). The stage's keys are the union of the three, so a field added
-here reaches the launchpad, the `--config` YAML, the job file and `config.json` with no other
-edit. Defaults are tuned for `make run`'s 300 s on a 2-core CPU (benchmarks/tune.py): at that
+`TrainedModelSettings` is the stage's one model: it *is* a `ModelConfig` (the shape, what the
+checkpoint's `config.json` records as `model`) and a `TrainConfig` (optimisation and budgets,
+recorded as `training`), plus the stage's own keys (preset, processes, evaluation size). The
+launchpad's `Config` is derived from it, the trainer's job file is its JSON, and the trainer
+reads that JSON back into it and hands it to the loop, so a field added here reaches the
+launchpad, the `--config` YAML, the job file, the loop, `config.json`, MLflow, the resume key,
+the schedule's comparison and the docs with no other edit.
+
+Presets (`PRESETS`) are partial instances of the same model: the fields a preset sets are its
+`model_fields_set`, and `TrainedModelSettings.resolve` puts them under the keys a user gave.
+
+- `tiny`: the defaults, tuned for `make run`'s 300 s on a 2-core CPU.
+- `small`: nanoGPT's Shakespeare-char shape (6 × 384, block 256), for a strong CPU or a small GPU.
+- `gpt2-124m`: GPT-2 small (12 layers, 12 heads, 768 wide, block 1024; 124M parameters with
+  GPT-2's 50257-token vocabulary), with nanoGPT's GPT-2 recipe (peak 6e-4, β2 0.95, decay 0.1)
+  and about 131k tokens per optimizer step (16 × 1024 × 8 accumulation steps). Sized for a
+  real GPU: bf16 autocast is chosen automatically there; set `compile` for more speed.
+
+Defaults are tuned for `make run`'s 300 s on a 2-core CPU (benchmarks/tune.py): at that
 budget the number of optimizer steps limits quality, so a shallow model on small batches
 (2 layers, batch 8) beat the 4-layer, batch-16 shape by about 0.05 bits/byte.
 """
@@ -12,10 +26,9 @@ budget the number of optimizer steps limits quality, so a shallow model on small
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import Self
 
-from llm_pipeline.lm.presets import PRESETS, apply_preset
-from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
+from llm_pipeline.settings import Settings, SettingsError, Stage, setting
 
 ARCHITECTURES = ("gpt", "gru")
 POSITIONS = ("rope", "learned")
@@ -26,7 +39,6 @@ LEGACY_DEFAULTS = {"mlp": "gelu"}
 DTYPES = ("auto", "bf16", "fp32")
 
 
-@dataclass
 class ModelConfig(Settings):
     """Shape of a model. `n_layer` and `n_embd` apply to both families; `n_head` to GPT only.
 
@@ -73,7 +85,6 @@ class ModelConfig(Settings):
                 )
 
 
-@dataclass
 class TrainConfig(Settings):
     """Optimisation and budget settings. A budget of 0 means "no limit"; at least one is set."""
 
@@ -121,14 +132,11 @@ class TrainConfig(Settings):
             )
 
 
-@dataclass
-class TrainedModelOptions(Settings):
-    """The stage's own keys: which preset fills the rest, how many processes, what to score."""
+class TrainedModelSettings(TrainConfig, ModelConfig):
+    """The `trained_model` stage: model shape, optimisation, budgets, and how to launch."""
 
     preset: str = setting(
-        "",
-        "tiny, small or gpt2-124m (lm/presets.py): fills the settings not given here.",
-        choices=("", *PRESETS),
+        "", "A named preset (tiny, small, gpt2-124m: PRESETS) fills the settings not given here."
     )
     nproc_per_node: int = setting(
         1,
@@ -138,35 +146,67 @@ class TrainedModelOptions(Settings):
     )
     max_eval_tokens: int = setting(2_000_000, "Validation tokens scored for bits per byte.", ge=1)
 
+    def check_rules(self) -> None:
+        if self.preset and self.preset not in PRESETS:
+            known = ", ".join(PRESETS)
+            raise SettingsError(
+                "preset", f"preset must be one of {known} or empty, not {self.preset!r}"
+            )
+        ModelConfig.check_rules(self)
+        TrainConfig.check_rules(self)
 
-# vocab_size comes from the tokenizer stage, never from this stage's config.
-TRAINED_MODEL_SPECS = (
-    *specs(TrainedModelOptions),
-    *specs(ModelConfig, exclude=("vocab_size",)),
-    *specs(TrainConfig),
+    @classmethod
+    def resolve(cls, given: dict) -> Self:
+        """The settings a run uses: the defaults, the preset's fields over them, `given` over
+        those. A SettingsError names a bad key or value."""
+        name = given.get("preset") or ""
+        preset = PRESETS.get(name) if isinstance(name, str) else None
+        base = preset.model_dump(include=preset.model_fields_set) if preset is not None else {}
+        return cls.from_dict({**base, **given})
+
+
+def preset(**values: object) -> TrainedModelSettings:
+    """A partial instance: the fields given are the preset's (`model_fields_set`)."""
+    return TrainedModelSettings.from_dict(values)
+
+
+# The registry of presets: a new one is one entry here.
+PRESETS: dict[str, TrainedModelSettings] = {}
+PRESETS["tiny"] = preset(
+    n_layer=2,
+    n_head=4,
+    n_embd=128,
+    block_size=128,
+    batch_size=8,
+    grad_accum_steps=1,
+    learning_rate=2e-3,
+    warmup_steps=30,
 )
-_STAGE_KEYS = frozenset(s.name for s in TRAINED_MODEL_SPECS)
-ModelConfig.sibling_keys = _STAGE_KEYS
-TrainConfig.sibling_keys = _STAGE_KEYS
-TrainedModelOptions.sibling_keys = _STAGE_KEYS
-
-
-def resolve_trained_model(given: dict) -> dict:
-    """Every `trained_model` key: the defaults, the preset over them, the given values over it."""
-    defaults = {s.name: s.default for s in TRAINED_MODEL_SPECS}
-    return apply_preset(given.get("preset", ""), {**defaults, **given}, set(given))
-
-
-def trained_model_configs(
-    given: dict, vocab_size: int
-) -> tuple[TrainedModelOptions, ModelConfig, TrainConfig]:
-    """The stage's three settings objects from the keys a user gave (preset resolved)."""
-    values = resolve_trained_model(given)
-    return (
-        TrainedModelOptions.from_dict(values),
-        ModelConfig.from_dict({**values, "vocab_size": vocab_size}),
-        TrainConfig.from_dict(values),
-    )
+PRESETS["small"] = preset(
+    n_layer=6,
+    n_head=6,
+    n_embd=384,
+    block_size=256,
+    batch_size=32,
+    grad_accum_steps=1,
+    learning_rate=1e-3,
+    warmup_steps=100,
+    beta2=0.99,
+)
+PRESETS["gpt2-124m"] = preset(
+    n_layer=12,
+    n_head=12,
+    n_embd=768,
+    block_size=1024,
+    batch_size=16,
+    grad_accum_steps=8,
+    learning_rate=6e-4,
+    min_lr_ratio=0.1,
+    warmup_steps=200,
+    weight_decay=0.1,
+    beta2=0.95,
+    grad_clip=1.0,
+)
 
 
 def available_devices(device: str) -> tuple[int, str]:
@@ -179,33 +219,28 @@ def available_devices(device: str) -> tuple[int, str]:
     return os.cpu_count() or 1, "CPU cores"
 
 
-def check_processes(nproc: int, train: TrainConfig) -> None:
+def check_processes(settings: TrainedModelSettings) -> None:
     """More ranks than devices (or cores) cannot start; the global batch must split evenly."""
+    nproc = settings.nproc_per_node
     if nproc > 1:
-        available, kind = available_devices(train.device)
+        available, kind = available_devices(settings.device)
         if nproc > available:
             raise SettingsError(
                 "nproc_per_node",
                 f"nproc_per_node {nproc} must be between 1 and the {available} {kind} available",
             )
-    if train.batch_size % nproc:
+    if settings.batch_size % nproc:
         raise SettingsError(
-            "batch_size", f"{train.batch_size} must divide evenly over nproc_per_node ({nproc})"
+            "batch_size",
+            f"{settings.batch_size} must divide evenly over nproc_per_node ({nproc})",
         )
 
 
-def check_trained_model(given: dict) -> None:
-    """Every rule of the stage on the values a user gave, before the data stages run."""
-    options, model, train = trained_model_configs(given, vocab_size=4096)
-    model.validate()
-    train.validate()
-    options.validate()
-    check_processes(options.nproc_per_node, train)
-
-
+# vocab_size comes from the tokenizer stage, never from this stage's config.
 TRAINED_MODEL = Stage(
     "trained_model",
-    TRAINED_MODEL_SPECS,
+    TrainedModelSettings,
     "Model shape, optimisation and budget. Budgets of 0 mean no limit.",
-    check_trained_model,
+    exclude=("vocab_size",),
+    rules=check_processes,
 )

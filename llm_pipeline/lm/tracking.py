@@ -292,7 +292,7 @@ def start_tracking(job: Any, log: Callable[[str], None]) -> Tracker:
     if not settings:
         return NullTracker()
     uri = settings["uri"]
-    params = {**job.model, **job.training, **settings.get("params", {})}
+    params = {**job.settings.to_dict(), **settings.get("params", {})}
     tags = {
         RUN_ID_TAG: job.run_id,
         CORPUS_TAG: job.corpus,

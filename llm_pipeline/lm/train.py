@@ -27,11 +27,11 @@ from llm_pipeline.lm.distributed import (
     max_over_ranks,
     mean_over_ranks,
 )
-from llm_pipeline.lm.model import ModelConfig, build_model, count_parameters
+from llm_pipeline.lm.model import build_model, count_parameters
 from llm_pipeline.lm.perf import flops_per_token, measured_mfu
 from llm_pipeline.lm.progress import Budget, ProgressLog, TrainResult
 from llm_pipeline.lm.resume import restore_run, resume_key, save_run
-from llm_pipeline.lm.settings import TrainConfig
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig
 from llm_pipeline.tokens.shards import open_split
 
 
@@ -77,12 +77,10 @@ class TrainingRun:
         stop_requested: Callable[[], bool] | None = None,
         state_root: Path | None = None,
     ) -> None:
-        model_config.validate()
-        config.validate()
         check_data_fits(shard_dir, model_config)
         self.model_config, self.config = model_config, config
         self.progress, self.stop_requested = progress, stop_requested
-        self.budget = Budget(config.max_steps, config.max_tokens, config.max_seconds)
+        self.budget = Budget(config)
         self.rank, self.world_size = distributed_rank()
         check_batch_divides(config.batch_size, self.world_size)
         if self.world_size > 1:
@@ -109,7 +107,9 @@ class TrainingRun:
         elapsed_before = 0.0
         self.state_path = None
         if state_root is not None:
-            key = resume_key(model_config.to_dict(), config.to_dict(), shard_dir)
+            key = resume_key(
+                ModelConfig.fields_of(model_config), TrainConfig.fields_of(config), shard_dir
+            )
             self.state_path = Path(state_root) / key
             elapsed_before = self._resume()
         self.resumed_from_step = self.steps
@@ -260,8 +260,8 @@ class TrainingRun:
             "elapsed_s": time.perf_counter() - self.started,
             "batches_drawn": self.steps * self.config.grad_accum_steps,
             "history": self.history,
-            "model": self.model_config.to_dict(),
-            "training": self.config.to_dict(),
+            "model": ModelConfig.fields_of(self.model_config),
+            "training": TrainConfig.fields_of(self.config),
         }
         args = (self.model, self.optimizer, self.batch_generator, self.device)
         save_run(self.state_path, *args, state)

@@ -30,7 +30,7 @@ from llm_pipeline.lm.checkpoint import save_checkpoint
 from llm_pipeline.lm.checkpoint_config import CheckpointConfig, TrainingSummary, ValidationSet
 from llm_pipeline.lm.distributed import distributed_rank
 from llm_pipeline.lm.job import TrainerJob
-from llm_pipeline.lm.model import ModelConfig, count_parameters
+from llm_pipeline.lm.model import count_parameters
 from llm_pipeline.lm.parent_watch import EXIT_CODE, ParentWatch, TrainerStopped
 from llm_pipeline.lm.progress import TrainResult
 from llm_pipeline.lm.resume import clear_training_state, resume_point
@@ -41,8 +41,9 @@ from llm_pipeline.lm.scoring import (
     token_byte_lengths,
     unigram_score,
 )
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig
 from llm_pipeline.lm.tracking import NullTracker, Tracker, start_tracking
-from llm_pipeline.lm.train import TrainConfig, train
+from llm_pipeline.lm.train import train
 from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.bpe import load_tokenizer
 from llm_pipeline.tokens.shards import open_split, read_meta
@@ -227,14 +228,13 @@ def run_job(
     state saved, and `TrainerStopped` is raised: the dead run's folder gets nothing.
     """
     rank, world_size = distributed_rank()
-    model_config = ModelConfig.from_dict(job.model)
-    train_config = TrainConfig.from_dict(job.training)
+    settings = job.settings  # the loop takes the stage's settings model as it is
     if rank != 0:
-        train_config.measure_mfu = False
+        settings.measure_mfu = False
     tracker = start_tracking(job, log) if rank == 0 else NullTracker()  # before any training
     result = train(
-        model_config,
-        train_config,
+        settings,
+        settings,
         Path(job.shards),
         progress=_progress(log, tracker) if rank == 0 else None,
         state_root=Path(job.state_root) if job.state_root else None,
@@ -252,14 +252,14 @@ def run_job(
     scores = score_validation(
         result,
         Path(job.shards),
-        job.max_eval_tokens,
-        model_config.block_size,
+        settings.max_eval_tokens,
+        settings.block_size,
         Path(job.tokenizer_path),
     )
     summary = summarize(job, result, scores, world_size)
     checkpoint = CheckpointConfig(
-        model=model_config.to_dict(),
-        training=train_config.to_dict(),
+        model=ModelConfig.fields_of(settings),
+        training=TrainConfig.fields_of(settings),
         tokenizer=job.tokenizer,
         data=job.data,
         summary=summary,
@@ -282,7 +282,7 @@ def run_job(
         f"bits/byte ({scores.seconds:.1f} s to score) "
         f"vs unigram {summary.unigram_bits_per_byte:.4f}"
     )
-    metadata = materialization_metadata(model_config.architecture, result, summary)
+    metadata = materialization_metadata(settings.architecture, result, summary)
     return {**metadata, **tracker.finish(summary, Path(job.out_dir), result.history)}
 
 
@@ -296,8 +296,7 @@ def run_job_resuming(
     """
     point = None
     if job.state_root and distributed_rank()[1] == 1:
-        model = ModelConfig.from_dict(job.model).to_dict()
-        training = TrainConfig.from_dict(job.training).to_dict()
+        model, training = ModelConfig.fields_of(job.settings), TrainConfig.fields_of(job.settings)
         point = resume_point(Path(job.state_root), model, training, Path(job.shards))
     if point is not None:
         lost = point.seconds_since_saved

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from llm_pipeline.settings import Settings, Stage, setting, specs
+from llm_pipeline.settings import Settings, Stage, setting
 
 DEFAULT_PROMPTS = ["The", "Return the", "This module provides", "If the"]
 
 
-@dataclass
 class EvaluationReportSettings(Settings):
     """What the report measures and shows."""
 
-    eval_files: list[str] = setting(  # noqa: RUF009 (copied)
+    eval_files: list[str] = setting(
         [],
         "Fixed held-out text files, each scored in bits per byte with the model's own "
         "tokenizer, to track models across corpus versions and architectures. Paths are "
         "relative to the data root and may not lead outside it.",
     )
-    prompts: list[str] = setting(DEFAULT_PROMPTS, "Sample prompts.")  # noqa: RUF009 (copied)
+    prompts: list[str] = setting(DEFAULT_PROMPTS, "Sample prompts.")
     max_new_tokens: int = setting(60, "Tokens generated per sample.", ge=1)
     temperature: float = setting(0.8, "Sampling temperature; 0 is greedy.", ge=0.0)
     top_k: int = setting(40, "Sample from the k likeliest tokens; 0: all.", ge=0)
@@ -34,7 +31,7 @@ MOVED_KEYS = {
 
 EVALUATION_REPORT = Stage(
     "evaluation_report",
-    specs(EvaluationReportSettings),
+    EvaluationReportSettings,
     EvaluationReportSettings.__doc__ or "",
     moved=MOVED_KEYS,
 )

@@ -7,10 +7,9 @@ A field left unset (None) keeps the profile's value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llm_pipeline.settings import Settings, SettingsError, Stage, setting, specs
+from llm_pipeline.settings import Settings, SettingsError, Stage, setting
 from llm_pipeline.text.decoding import ENCODING_POLICIES
 from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
 from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from llm_pipeline.text.clean import CleaningConfig
 
 
-@dataclass
 class RawCorpusSettings(Settings):
     """How the corpus's files are read."""
 
@@ -59,7 +57,6 @@ class RawCorpusSettings(Settings):
     )
 
 
-@dataclass
 class CorpusAddSettings(Settings):
     """Caps of `llm-pipeline corpus add` on downloads (the CLI's flag defaults)."""
 
@@ -88,7 +85,6 @@ PROFILE_KEYS = (
 )
 
 
-@dataclass
 class CleanedCorpusSettings(Settings):
     """A profile picks the filters and thresholds; any field left unset keeps the profile's value.
 
@@ -114,7 +110,7 @@ class CleanedCorpusSettings(Settings):
     c4_lines: bool | None = setting(None, "C4 line cleaning on/off.")
     gopher_repetition: bool | None = setting(None, "Gopher repetition filter on/off.")
     gopher_quality: bool | None = setting(None, "Gopher quality filter on/off.")
-    thresholds: dict[str, float] = setting(  # noqa: RUF009 (copied)
+    thresholds: dict[str, float] = setting(
         {}, 'Filter thresholds, e.g. {"quality.min_stop_words": 1}.'
     )
     exact_dedup: bool = setting(True, "Drop exact duplicates.")
@@ -194,14 +190,9 @@ class CleanedCorpusSettings(Settings):
         self.cleaning()
 
 
-def _check_cleaned(given: dict) -> None:
-    CleanedCorpusSettings.from_dict(given).validate()
-
-
-RAW_CORPUS = Stage("raw_corpus", specs(RawCorpusSettings), RawCorpusSettings.__doc__ or "")
+RAW_CORPUS = Stage("raw_corpus", RawCorpusSettings, RawCorpusSettings.__doc__ or "")
 CLEANED_CORPUS = Stage(
     "cleaned_corpus",
-    specs(CleanedCorpusSettings),
+    CleanedCorpusSettings,
     "A profile picks the filters and thresholds; unset fields keep the profile's value.",
-    _check_cleaned,
 )

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from llm_pipeline.settings import Settings, Stage, setting, specs
+from llm_pipeline.settings import Settings, Stage, setting
 
 
-@dataclass
 class TokenizerSettings(Settings):
     """Byte-level BPE settings."""
 
@@ -20,14 +17,13 @@ class TokenizerSettings(Settings):
     min_frequency: int = setting(2, "Merges seen fewer times are not learned.", ge=1)
 
 
-@dataclass
 class TokenShardsSettings(Settings):
     """Encoding settings. The split follows `cleaned_corpus`'s `split` column."""
 
     batch_size: int = setting(1024, "Documents per parallel encode call.", ge=1)
 
 
-TOKENIZER = Stage("tokenizer", specs(TokenizerSettings), TokenizerSettings.__doc__ or "")
+TOKENIZER = Stage("tokenizer", TokenizerSettings, TokenizerSettings.__doc__ or "")
 # The split is decided in cleaned_corpus now (text/split.py); the old keys are refused with
 # where they went rather than silently ignored (a silent alias would hide a changed split).
 MOVED_KEYS = {
@@ -35,5 +31,5 @@ MOVED_KEYS = {
     "min_val_docs": "cleaned_corpus.min_val_docs",
 }
 TOKEN_SHARDS = Stage(
-    "token_shards", specs(TokenShardsSettings), TokenShardsSettings.__doc__ or "", moved=MOVED_KEYS
+    "token_shards", TokenShardsSettings, TokenShardsSettings.__doc__ or "", moved=MOVED_KEYS
 )

@@ -22,7 +22,8 @@ import torch
 
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, load_model, read_config
-from llm_pipeline.lm.model import ModelConfig, swiglu_hidden_size
+from llm_pipeline.lm.model import swiglu_hidden_size
+from llm_pipeline.lm.settings import ModelConfig
 from llm_pipeline.paths import validate_corpus_name
 
 # What nn.RMSNorm(eps=None) adds to the mean square at fp32, where exports are computed.
@@ -88,7 +89,6 @@ def read_source(run_dir: Path) -> ExportSource:
     checkpoint = read_config(run_dir)  # typed: refuses a malformed or too-new config.json
     try:
         model_config = checkpoint.model_config()
-        model_config.validate()
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"{run_dir / 'config.json'}: invalid model settings ({exc})") from None
     check_exportable(model_config, run_dir)
