@@ -18,7 +18,7 @@ endif
 MLFLOW_VENV := $(MLFLOW_DIR)/venv
 MLFLOW_UI_WORKERS ?= 1
 
-.PHONY: install run test ui mlflow browser lint format clean-data
+.PHONY: install run test ui mlflow browser lint format docs docs-build clean-data
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,19 @@ browser:
 	command -v chromium >/dev/null || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# The docs site (MkDocs Material) on http://127.0.0.1:8000, rebuilt on every edit. Loopback only,
+# like `make ui`. The configuration page's reference is rendered from the settings at build time
+# (docs/hooks/), so it describes this checkout's code.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+# The site as CI builds it: --strict turns a broken link, a missing anchor or a page left out of
+# the nav into a failure. Written to site/ (git-ignored), which can be published as it is.
+# NO_MKDOCS_2_WARNING: Material's end-of-life banner on every build would bury the build's own
+# warnings.
+docs-build: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
 	$(BIN)/ruff format --check .

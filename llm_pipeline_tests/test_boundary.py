@@ -3,7 +3,8 @@
 One test per finding of the review: planted symlinks (lock files, `_training_state`, pointers),
 a racing file swap, unbounded input (a huge Parquet value, decompression bombs, a FIFO, endless
 or malformed downloads, cross-host redirects: test_downloads.py) and Markdown injection through
-file names. Each failed on the code before the hardening; see the README's reliability table.
+file names. Each failed on the code before the hardening; see the reliability table in
+docs/reliability.md.
 """
 
 from __future__ import annotations

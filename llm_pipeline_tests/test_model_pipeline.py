@@ -257,7 +257,8 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
     assert main(["generate", "--corpus", "cli", "--run", "nope", "--prompt", "x"]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
 
-    # The README's Python snippets: generate after loading, and open_split with a str path.
+    # The Python of docs/getting-started.md (run as written by test_docs.py), on this corpus:
+    # generate after loading, and open_split with a str path.
     import torch
 
     from llm_pipeline.lm.registry import resolve_run

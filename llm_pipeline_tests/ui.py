@@ -1,6 +1,6 @@
 """Drive the real `dagster dev` (webserver + daemon) and the system Chromium, for UI tests/docs.
 
-Used by `test_ui_e2e.py`, which also takes the README's screenshot (`docs/asset-graph.png`: run
+Used by `test_ui_e2e.py`, which also takes the docs' screenshot (`docs/asset-graph.png`: run
 it with `LLM_PIPELINE_TEST_ARTIFACTS=some/folder` and copy `asset-graph.png`). Nothing here mocks
 Dagster: the webserver, the daemon and the run workers are the processes `make ui` starts,
 talked to over GraphQL exactly like the UI does.
