@@ -17,6 +17,7 @@ from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
 from llm_pipeline.lm.tracking_promotion import record_export
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.tags import ON_REQUEST_TAG
 
 EXPORT_DIR = "export"  # models/<corpus>/<run_id>/export/{hf/, gguf/<corpus>.gguf}
 
@@ -29,6 +30,7 @@ ExportedModelConfig = stage_config(EXPORTED_MODEL)
     deps=[trained_model],
     group_name=GROUP_MODEL,
     kinds={"pytorch"},
+    tags=dict([ON_REQUEST_TAG]),
     code_version="1",
 )
 @clear_errors

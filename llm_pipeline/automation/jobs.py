@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dagster import AssetSelection, HookContext, define_asset_job, failure_hook, success_hook
 
-from llm_pipeline.assets.export import exported_model
 from llm_pipeline.memory import release_memory
 from llm_pipeline.partitions import corpus_partitions
-from llm_pipeline.tags import GROUP_DATA, GROUP_MODEL
+from llm_pipeline.tags import GROUP_DATA, GROUP_MODEL, ON_REQUEST_TAG
 
-# Stages a user asks for, outside `corpus_pipeline_job`: only swiglu models export, and the
-# GGUF writer is an optional dependency. The overview shows them once they exist.
-ON_REQUEST = AssetSelection.assets(exported_model)
+# Stages a user asks for, outside `corpus_pipeline_job` (`exported_model`: only swiglu models
+# export, and the GGUF writer is an optional dependency): they carry the tag themselves.
+ON_REQUEST = AssetSelection.tag(*ON_REQUEST_TAG)
 
 
 @success_hook(name="release_memory_after_step")
