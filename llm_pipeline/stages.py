@@ -7,7 +7,7 @@ with no other list to edit. Dagster shell: the core never imports this.
 
 Adding a stage: its settings (a `Stage` in the core's `*/settings.py`, listed in
 `run_config.STAGES`), its asset module under `assets/` (`deps=[...]` names its inputs), and
-one line in `ASSETS`. `test_stages.py` fails if `run_config.STAGES` lags behind.
+one line in `ASSETS`. `test_registries.py` fails if `run_config.STAGES` lags behind.
 """
 
 from __future__ import annotations
