@@ -1,20 +1,13 @@
-"""The one `Definitions` object; `workspace.yaml` and `dagster dev` load it."""
+"""The one `Definitions` object; `workspace.yaml` and `dagster dev` load it.
+
+The stages come from their registry (`stages.ASSETS`); the checks, jobs, schedules and sensors
+are listed here.
+"""
 
 from __future__ import annotations
 
 from dagster import Definitions
 
-from llm_pipeline.assets.cleaned import CleanedCorpusConfig, cleaned_corpus
-from llm_pipeline.assets.export import ExportedModelConfig, exported_model
-from llm_pipeline.assets.model import TrainedModelConfig, trained_model
-from llm_pipeline.assets.raw import RawCorpusConfig, raw_corpus
-from llm_pipeline.assets.report import EvaluationReportConfig, evaluation_report
-from llm_pipeline.assets.tokens import (
-    TokenizerConfig,
-    TokenShardsConfig,
-    token_shards,
-    tokenizer,
-)
 from llm_pipeline.automation.executor import pipeline_executor
 from llm_pipeline.automation.jobs import corpus_data_job, corpus_export_job, corpus_pipeline_job
 from llm_pipeline.automation.schedules import retrain_schedule
@@ -35,28 +28,10 @@ from llm_pipeline.checks.shards import (
 )
 from llm_pipeline.checks.split import split_expectations, split_leakage, split_ngram_overlap
 from llm_pipeline.resources import StorageResource
-
-# Each asset's Config class, generated from the core's settings (run_config.STAGES).
-CONFIG_CLASSES = {
-    "raw_corpus": RawCorpusConfig,
-    "cleaned_corpus": CleanedCorpusConfig,
-    "tokenizer": TokenizerConfig,
-    "token_shards": TokenShardsConfig,
-    "trained_model": TrainedModelConfig,
-    "evaluation_report": EvaluationReportConfig,
-    "exported_model": ExportedModelConfig,
-}
+from llm_pipeline.stages import ASSETS
 
 defs = Definitions(
-    assets=[
-        raw_corpus,
-        cleaned_corpus,
-        tokenizer,
-        token_shards,
-        trained_model,
-        evaluation_report,
-        exported_model,
-    ],
+    assets=list(ASSETS),
     asset_checks=[
         cleaned_corpus_expectations,
         split_expectations,

@@ -11,3 +11,6 @@ GROUP_MODEL = "language_model"
 GPU_POOL = "gpu"
 # Tags that mark a step as accelerator work; the executor limits how many run at once.
 GPU_TAGS = {"llm_pipeline/accelerator": "gpu"}
+# An asset tag: the stage runs only when asked for (`corpus_export_job`), outside
+# `corpus_pipeline_job`; the CLI's overview shows it once it exists.
+ON_REQUEST_TAG = ("llm_pipeline/runs", "on_request")

@@ -11,12 +11,13 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataV
 from llm_pipeline.assets._common import GROUP_MODEL, check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.model import trained_model
-from llm_pipeline.lm.export import export_gguf, export_hf
+from llm_pipeline.lm.export.formats import EXPORT_FORMATS
 from llm_pipeline.lm.export_settings import EXPORTED_MODEL
 from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
 from llm_pipeline.lm.tracking_promotion import record_export
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.tags import ON_REQUEST_TAG
 
 EXPORT_DIR = "export"  # models/<corpus>/<run_id>/export/{hf/, gguf/<corpus>.gguf}
 
@@ -29,6 +30,7 @@ ExportedModelConfig = stage_config(EXPORTED_MODEL)
     deps=[trained_model],
     group_name=GROUP_MODEL,
     kinds={"pytorch"},
+    tags=dict([ON_REQUEST_TAG]),
     code_version="1",
 )
 @clear_errors
@@ -50,17 +52,18 @@ def exported_model(
     source = run_dir(corpus, run_id, models_root)
     out = source / EXPORT_DIR
     metadata: dict = {"run_id": run_id}
-    if "hf" in config.formats:
-        folder = export_hf(
-            source, out / "hf", dtype=config.hf_dtype, force=True, data_root=storage.data_root()
+    for fmt in EXPORT_FORMATS.values():  # registry order: hf, then gguf
+        if fmt.name not in config.formats:
+            continue
+        dtype = getattr(config, f"{fmt.name}_dtype")
+        written = fmt.write(
+            source, out / fmt.name, dtype=dtype, force=True, data_root=storage.data_root()
         )
-        metadata["hf_path"] = MetadataValue.path(str(folder))
-        champion = run_id == read_pointer(corpus, CURRENT, models_root)
-        metadata.update(record_export(corpus, run_id, source, champion))  # MLflow, when on
-        context.log.info(f"Hugging Face folder: {folder}")
-    if "gguf" in config.formats:
-        file = export_gguf(source, out / "gguf", dtype=config.gguf_dtype, force=True)
-        metadata["gguf_path"] = MetadataValue.path(str(file))
-        metadata["gguf_bytes"] = file.stat().st_size
-        context.log.info(f"GGUF file: {file}")
+        metadata[f"{fmt.name}_path"] = MetadataValue.path(str(written))
+        if written.is_file():
+            metadata[f"{fmt.name}_bytes"] = written.stat().st_size
+        if fmt.registers_model:
+            champion = run_id == read_pointer(corpus, CURRENT, models_root)
+            metadata.update(record_export(corpus, run_id, source, champion))  # MLflow, when on
+        context.log.info(f"{fmt.title}: {written}")
     return MaterializeResult(metadata=metadata)

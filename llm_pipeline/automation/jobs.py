@@ -1,4 +1,4 @@
-"""Jobs over the asset graph."""
+"""Jobs over the asset graph: selected by group, so a new stage joins its group's jobs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from dagster import AssetSelection, HookContext, define_asset_job, failure_hook,
 
 from llm_pipeline.memory import release_memory
 from llm_pipeline.partitions import corpus_partitions
-from llm_pipeline.tags import GROUP_DATA, GROUP_MODEL
+from llm_pipeline.tags import GROUP_DATA, GROUP_MODEL, ON_REQUEST_TAG
 
-EXPORT_ASSET = "exported_model"
+# Stages a user asks for, outside `corpus_pipeline_job` (`exported_model`: only swiglu models
+# export, and the GGUF writer is an optional dependency): they carry the tag themselves.
+ON_REQUEST = AssetSelection.tag(*ON_REQUEST_TAG)
 
 
 @success_hook(name="release_memory_after_step")
@@ -34,9 +36,7 @@ corpus_data_job = define_asset_job(
 
 corpus_pipeline_job = define_asset_job(
     name="corpus_pipeline_job",
-    # Exporting is asked for separately (corpus_export_job): only swiglu models export, and
-    # the GGUF writer is an optional dependency.
-    selection=AssetSelection.groups(GROUP_DATA, GROUP_MODEL) - AssetSelection.assets(EXPORT_ASSET),
+    selection=AssetSelection.groups(GROUP_DATA, GROUP_MODEL) - ON_REQUEST,
     partitions_def=corpus_partitions,
     hooks=RELEASE_HOOKS,
     description="The whole graph for one corpus: data stages, training, evaluation report.",
@@ -44,7 +44,7 @@ corpus_pipeline_job = define_asset_job(
 
 corpus_export_job = define_asset_job(
     name="corpus_export_job",
-    selection=AssetSelection.assets(EXPORT_ASSET),
+    selection=ON_REQUEST,
     partitions_def=corpus_partitions,
     hooks=RELEASE_HOOKS,
     description="The corpus's trained model as a Hugging Face folder and a GGUF file.",

@@ -15,7 +15,6 @@ from llm_pipeline.cli.export import add_export_parser
 from llm_pipeline.cli.generate import generate_text
 from llm_pipeline.cli.runs import (
     DEFAULT_JOB,
-    PIPELINE_ASSETS,
     backfill,
     materialize,
     run_pipeline,
@@ -65,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument(
         "--from",
         dest="stage",
-        default=PIPELINE_ASSETS[0],
         metavar="STAGE",
-        help=f"first stage to rebuild, with everything downstream (default {PIPELINE_ASSETS[0]})",
+        # No default named here: the stages come from the asset graph, which imports torch.
+        help="first stage to rebuild, with everything downstream (default: the first stage)",
     )
     fill.add_argument("--config", help="YAML file {asset_name: {key: value}} for its runs")
     fill.set_defaults(func=backfill)

@@ -315,14 +315,19 @@ def corpus_list(args: argparse.Namespace) -> int:
     instance = dagster_instance()
     from dagster import AssetKey
 
-    from llm_pipeline.cli.overview import EXPORT_STAGE, STAGES, raw_size, read_champion
+    from llm_pipeline.cli.overview import (
+        on_request_stages,
+        pipeline_stages,
+        raw_size,
+        read_champion,
+    )
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
     names = instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME)
     if not names:
         print("no corpora registered; try `llm-pipeline corpus add python-stdlib-docs --builtin`")
         return 0
-    stages = (*STAGES, EXPORT_STAGE)
+    stages = (*pipeline_stages(), *on_request_stages())
     materialized = {
         asset: instance.get_materialized_partitions(AssetKey(asset)) for asset in stages
     }

@@ -6,9 +6,16 @@ import argparse
 from pathlib import Path
 
 from llm_pipeline import paths
+from llm_pipeline.lm.export.formats import EXPORT_FORMATS, all_dtypes
 
-FORMATS = ("hf", "gguf")
-DEFAULT_DTYPE = {"hf": "f32", "gguf": "f16"}
+
+def _per_format(describe) -> str:
+    """`hf: ...; gguf: ...`: one clause per registered format."""
+    return "; ".join(f"{fmt.name}: {describe(fmt)}" for fmt in EXPORT_FORMATS.values())
+
+
+def _dtypes_help(fmt) -> str:
+    return ", ".join(d + " (default)" * (d == fmt.default_dtype) for d in fmt.dtypes)
 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:
@@ -18,30 +25,21 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--corpus", required=True)
     export.add_argument("--run", help="run id (default: the promoted model, else the newest)")
-    export.add_argument("--format", required=True, choices=FORMATS)
-    export.add_argument(
-        "--dtype",
-        choices=("f32", "f16", "bf16", "q8_0"),
-        help="hf: f32 (default), f16, bf16; gguf: f16 (default), bf16, q8_0",
-    )
-    export.add_argument(
-        "--out", required=True, help="hf: the model folder; gguf: the folder for <corpus>.gguf"
-    )
+    export.add_argument("--format", required=True, choices=tuple(EXPORT_FORMATS))
+    export.add_argument("--dtype", choices=all_dtypes(), help=_per_format(_dtypes_help))
+    export.add_argument("--out", required=True, help=_per_format(lambda fmt: fmt.out_help))
     export.add_argument("--force", action="store_true", help="replace an existing export")
     export.set_defaults(func=export_model)
 
 
 def export_model(args: argparse.Namespace) -> int:
     """Export one run; errors are PipelineInputErrors, shown by `main` as one line."""
-    from llm_pipeline.lm.export import export_gguf, export_hf
     from llm_pipeline.lm.registry import resolve_run
 
     name = paths.validate_corpus_name(args.corpus)
     run = resolve_run(name, args.run)
-    dtype = args.dtype or DEFAULT_DTYPE[args.format]
-    if args.format == "hf":
-        written = export_hf(run, Path(args.out), dtype=dtype, force=args.force)
-    else:
-        written = export_gguf(run, Path(args.out), dtype=dtype, force=args.force)
+    fmt = EXPORT_FORMATS[args.format]
+    dtype = args.dtype or fmt.default_dtype
+    written = fmt.write(run, Path(args.out), dtype=dtype, force=args.force)
     print(f"exported {name} run {run.name} ({args.format}, {dtype}) to {written}")
     return 0

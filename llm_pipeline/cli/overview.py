@@ -20,23 +20,23 @@ from typing import Any
 from llm_pipeline import paths
 from llm_pipeline.errors import PipelineInputError
 
-STAGES = (
-    "raw_corpus",
-    "cleaned_corpus",
-    "tokenizer",
-    "token_shards",
-    "trained_model",
-    "evaluation_report",
-)
-EXPORT_STAGE = "exported_model"
-UPSTREAM = {
-    "cleaned_corpus": ("raw_corpus",),
-    "tokenizer": ("cleaned_corpus",),
-    "token_shards": ("tokenizer", "cleaned_corpus"),
-    "trained_model": ("token_shards",),
-    "evaluation_report": ("trained_model",),
-    EXPORT_STAGE: ("trained_model",),
-}
+
+def pipeline_stages() -> tuple[str, ...]:
+    """The stages `corpus_pipeline_job` runs, upstream first: read from the asset graph
+    (`stages.py`) and the job. Imported on call: the assets import torch."""
+    from llm_pipeline.automation.jobs import corpus_pipeline_job
+    from llm_pipeline.stages import ASSETS, stage_order
+
+    selected = {key.to_user_string() for key in corpus_pipeline_job.selection.resolve(ASSETS)}
+    return tuple(name for name in stage_order() if name in selected)
+
+
+def on_request_stages() -> tuple[str, ...]:
+    """The stages a user asks for separately (`exported_model`), shown once they exist."""
+    from llm_pipeline.stages import stage_order
+
+    pipeline = pipeline_stages()
+    return tuple(name for name in stage_order() if name not in pipeline)
 
 
 def when(timestamp: float | None) -> str:
@@ -142,11 +142,15 @@ def _checks_of(instance: Any, run_id: str, asset: str) -> tuple[dict[str, bool],
 
 
 def stage_states(instance: Any, corpus: str, code_versions: dict[str, str | None]) -> list:
-    """Each stage's `StageState`, upstream first; `exported_model` only once it exists."""
+    """Each stage's `StageState`, upstream first; the on-request stages (`exported_model`)
+    only once they exist."""
+    from llm_pipeline.stages import upstream
     from llm_pipeline.text.manifest import read_raw_manifest
 
+    on_request = on_request_stages()
+    inputs = upstream()
     states: dict[str, StageState] = {}
-    for asset in (*STAGES, EXPORT_STAGE):
+    for asset in (*pipeline_stages(), *on_request):
         state = StageState(asset)
         record = _latest_materialization(instance, asset, corpus)
         if record is not None:
@@ -156,12 +160,12 @@ def stage_states(instance: Any, corpus: str, code_versions: dict[str, str | None
             materialization = entry.dagster_event.event_specific_data.materialization
             state.code_version = (materialization.tags or {}).get("dagster/code_version")
             state.checks, state.check_notes = _checks_of(instance, entry.run_id, asset)
-        elif asset == EXPORT_STAGE:
+        elif asset in on_request:
             continue
         states[asset] = state
 
     for asset, state in states.items():
-        upstream = [states[u] for u in UPSTREAM.get(asset, ()) if u in states]
+        upstream = [states[u] for u in inputs.get(asset, ()) if u in states]
         if state.materialized_at is None:
             state.stale_because = "never materialized"
         elif code_versions.get(asset) not in (None, state.code_version):

@@ -9,7 +9,6 @@ import uuid
 from llm_pipeline import paths
 from llm_pipeline.cli.common import dagster_instance
 from llm_pipeline.cli.live import RunFollower, make_display
-from llm_pipeline.cli.overview import STAGES as PIPELINE_ASSETS
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.run_config import load_run_config
 
@@ -141,11 +140,15 @@ def backfill(args: argparse.Namespace) -> int:
     stores one: it shows on the Backfills page and the daemon (`make ui`, `dagster-daemon run`)
     launches its runs. Everything is checked first, so a typo submits nothing.
     """
+    from llm_pipeline.cli.overview import pipeline_stages
+
     if args.all == bool(args.corpus):
         raise PipelineInputError("give either --corpus NAME[,NAME...] or --all")
-    if args.stage not in PIPELINE_ASSETS:
+    pipeline_assets = pipeline_stages()
+    args.stage = args.stage or pipeline_assets[0]
+    if args.stage not in pipeline_assets:
         raise PipelineInputError(
-            f"unknown stage {args.stage!r}; stages: {', '.join(PIPELINE_ASSETS)}"
+            f"unknown stage {args.stage!r}; stages: {', '.join(pipeline_assets)}"
         )
     run_config = load_run_config(args.config)
     instance = dagster_instance()
@@ -174,13 +177,13 @@ def backfill(args: argparse.Namespace) -> int:
         corpora = list(dict.fromkeys(corpora))
     asset_graph = defs.resolve_asset_graph()
     selected = AssetSelection.assets(args.stage).downstream().resolve(asset_graph) & {
-        AssetKey(name) for name in PIPELINE_ASSETS
+        AssetKey(name) for name in pipeline_assets
     }
     submitted = submit_asset_backfill(
         instance,
         asset_graph=asset_graph,
         partition_names=corpora,
-        asset_selection=sorted(selected, key=lambda key: PIPELINE_ASSETS.index(key.path[-1])),
+        asset_selection=sorted(selected, key=lambda key: pipeline_assets.index(key.path[-1])),
         tags={"llm_pipeline/source": "cli"},
         title=f"llm-pipeline backfill from {args.stage}",
         description=f"corpora: {', '.join(corpora)}",

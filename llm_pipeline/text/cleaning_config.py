@@ -6,17 +6,10 @@ config the two passes (`clean.py`) run with, and the filters it builds, in order
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
-from llm_pipeline.text.filters import (
-    DuplicateLinesFilter,
-    EmptyFilter,
-    MaxCharsFilter,
-    MinCharsFilter,
-    MinWordsFilter,
-    NonAlnumFractionFilter,
-)
+from llm_pipeline.text.filter_registry import FILTERS, sections, switch_keys, threshold_keys
 from llm_pipeline.text.funnel import EXACT_DUPLICATE, NEAR_DUPLICATE, NORMALIZE, PASSAGE_DUPLICATE
 from llm_pipeline.text.minhash import MinHashConfig
 from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
@@ -26,36 +19,45 @@ from llm_pipeline.text.profiles import (
     apply_overrides,
     profile_settings,
 )
-from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
 
 _DEFAULTS = PROFILE_SETTINGS[DEFAULT_PROFILE]
 _DEFAULT_MINHASH = MinHashConfig()
 
 
+def _filter_fields() -> list[tuple[str, Any, Any]]:
+    """One field per filter setting, read from the registry (`filter_registry.py`): the plain
+    filters' thresholds, the sectioned filters' switches, then the sectioned filters
+    themselves; each defaults to the default profile's value."""
+    types: dict[str, Any] = {}
+    for entry in FILTERS:
+        if entry.section is None:
+            types.update({p.name: p.type for p in entry.parameters})
+        else:
+            types[entry.name], types[entry.section] = bool, entry.filter
+    keys = (*threshold_keys(), *switch_keys(), *sections())
+    return [(key, types[key], field(default=_DEFAULTS[key])) for key in keys]
+
+
+# Generated, so a filter added to the registry is a setting here with no other edit.
+_FilterSettings = make_dataclass("FilterSettings", _filter_fields(), frozen=True)
+_FilterSettings.__module__ = __name__
+
+
 @dataclass(frozen=True)
-class CleaningConfig:
+class CleaningConfig(_FilterSettings):
     """Everything the cleaning stage does, resolved from a profile plus overrides.
 
-    0 (or 1.0 for a fraction) turns a basic threshold off; `c4_lines`, `gopher_repetition`,
-    `gopher_quality`, `exact_dedup`, `near_dedup` and `passage_dedup` turn whole steps off
-    (`passage_min_words`: the shortest paragraph passage dedup compares, see `passages.py`);
-    `c4`, `repetition`, `quality` and `minhash` carry their thresholds (see `quality.py`,
-    `minhash.py`).
+    The filter fields come from the registry (`filter_registry.py`): `min_chars`, `max_chars`,
+    `min_words`, `max_non_alnum_fraction`, `max_duplicate_line_fraction` (0, or 1.0 for a
+    fraction, turns one off); `c4_lines`, `gopher_repetition`, `gopher_quality` (whole filters
+    on/off) and `c4`, `repetition`, `quality` (their thresholds, see `quality.py`).
+    `exact_dedup`, `near_dedup` and `passage_dedup` turn whole steps off (`passage_min_words`:
+    the shortest paragraph passage dedup compares, see `passages.py`); `minhash` carries the
+    near-duplicate thresholds (`minhash.py`).
     The plain constructor gives the default profile's settings; use `from_profile` for others.
     """
 
     profile: str = DEFAULT_PROFILE
-    min_chars: int = _DEFAULTS["min_chars"]
-    max_chars: int = _DEFAULTS["max_chars"]
-    min_words: int = _DEFAULTS["min_words"]
-    max_non_alnum_fraction: float = _DEFAULTS["max_non_alnum_fraction"]
-    max_duplicate_line_fraction: float = _DEFAULTS["max_duplicate_line_fraction"]
-    c4_lines: bool = _DEFAULTS["c4_lines"]
-    gopher_repetition: bool = _DEFAULTS["gopher_repetition"]
-    gopher_quality: bool = _DEFAULTS["gopher_quality"]
-    c4: C4LineFilter = _DEFAULTS["c4"]
-    repetition: GopherRepetitionFilter = _DEFAULTS["repetition"]
-    quality: GopherQualityFilter = _DEFAULTS["quality"]
     exact_dedup: bool = True
     near_dedup: bool = True
     passage_dedup: bool = _DEFAULTS["passage_dedup"]
@@ -78,36 +80,14 @@ class CleaningConfig:
         return cls(profile=profile, **{k: v for k, v in settings.items() if k != "profile"})
 
     def filters(self) -> list:
-        """The document filters and the C4 line transform, in the order they run."""
-        head, tail = self._basic_rules()
-        rules: list = list(head)
-        if self.c4_lines:
-            rules.append(self.c4)
-        if self.gopher_repetition:
-            rules.append(self.repetition)
-        if self.gopher_quality:
-            rules.append(self.quality)
-        return rules + tail
+        """The document filters and the C4 line transform, in the order they run (the
+        registry's), less those switched off."""
+        return [rule for entry in FILTERS if (rule := entry.build(self)) is not None]
 
     def basic_filters(self) -> list:
         """The cheap rules on length and symbols (no C4, no Gopher), in order: what a document
         must still pass once passage dedup has taken text out of it (`survivors.py`)."""
-        head, tail = self._basic_rules()
-        return head + tail
-
-    def _basic_rules(self) -> tuple[list, list]:
-        return (
-            [
-                EmptyFilter(),
-                MinCharsFilter(self.min_chars),
-                MaxCharsFilter(self.max_chars),
-                MinWordsFilter(self.min_words),
-            ],
-            [
-                NonAlnumFractionFilter(self.max_non_alnum_fraction),
-                DuplicateLinesFilter(self.max_duplicate_line_fraction),
-            ],
-        )
+        return [entry.build(self) for entry in FILTERS if entry.after_passage_dedup]
 
     def step_names(self) -> list[str]:
         """Funnel steps in order: normalisation, each filter, then the three dedups."""

@@ -32,7 +32,8 @@ class DocumentFilter:
     """A rule that keeps or drops one normalised document.
 
     Subclasses set `name` (the funnel step) and implement `filter`; they are frozen dataclasses
-    whose fields are the thresholds, so a profile or an override can replace any of them.
+    whose fields are the thresholds, so a profile or an override can replace any of them. A
+    filter runs once it is listed in `filter_registry.FILTERS`.
     """
 
     name: str
@@ -168,11 +169,12 @@ class NonAlnumFractionFilter(DocumentFilter):
     """Drop documents whose visible characters are mostly symbols (tables of punctuation, binary
     junk decoded as text). Code and docs sit well below the default of 0.5."""
 
-    max_fraction: float
+    max_non_alnum_fraction: float
     name: str = "non_alnum_fraction"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
-        if self.max_fraction >= 1.0 or non_alnum_fraction(text) <= self.max_fraction:
+        limit = self.max_non_alnum_fraction
+        if limit >= 1.0 or non_alnum_fraction(text) <= limit:
             return KEPT
         return False, self.name
 
@@ -189,10 +191,11 @@ def duplicate_line_fraction(text: str) -> float:
 class DuplicateLinesFilter(DocumentFilter):
     """Drop documents that mostly repeat themselves (boilerplate, spam, logs)."""
 
-    max_fraction: float
+    max_duplicate_line_fraction: float
     name: str = "duplicate_lines"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
-        if self.max_fraction >= 1.0 or duplicate_line_fraction(text) <= self.max_fraction:
+        limit = self.max_duplicate_line_fraction
+        if limit >= 1.0 or duplicate_line_fraction(text) <= limit:
             return KEPT
         return False, self.name

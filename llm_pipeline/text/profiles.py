@@ -35,83 +35,90 @@ import difflib
 from typing import Any
 
 from llm_pipeline.settings import SettingsError
+from llm_pipeline.text.filter_registry import filter_settings, sections
 from llm_pipeline.text.minhash import MinHashConfig
-from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
 
-PROFILES = ("web", "books", "docs", "code")
-# The built-in corpus is the standard library's docstrings.
-DEFAULT_PROFILE = "docs"
+# A profile is data: each filter's name with its parameters (None: off), by the filter's own
+# field names (`filter_registry.py`; sectioned filters start from their published defaults),
+# and whether passage dedup runs.
+Profile = dict[str, Any]
 
-_WEB: dict[str, Any] = {
-    "min_chars": 20,
-    "max_chars": 100_000,
-    "min_words": 3,
-    "max_non_alnum_fraction": 0.5,
-    "max_duplicate_line_fraction": 0.5,
-    "c4_lines": True,
-    "gopher_repetition": True,
-    "gopher_quality": True,
-    "c4": C4LineFilter(),
-    "repetition": GopherRepetitionFilter(),
-    "quality": GopherQualityFilter(),
+_WEB: Profile = {
+    "min_chars": {"min_chars": 20},
+    "max_chars": {"max_chars": 100_000},
+    "min_words": {"min_words": 3},
+    "c4_lines": {},
+    "gopher_repetition": {},
+    "gopher_quality": {},
+    "non_alnum_fraction": {"max_non_alnum_fraction": 0.5},
+    "duplicate_lines": {"max_duplicate_line_fraction": 0.5},
     "passage_dedup": True,
 }
 
-PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+_PROFILES: dict[str, Profile] = {
     "web": _WEB,
     "books": {
         **_WEB,
-        "max_duplicate_line_fraction": 1.0,
-        "c4_lines": False,
-        "repetition": GopherRepetitionFilter(
-            max_dup_line_fraction=0.0, max_dup_line_char_fraction=0.0
-        ),
-        "quality": GopherQualityFilter(min_words=20),
+        "duplicate_lines": {"max_duplicate_line_fraction": 1.0},
+        "c4_lines": None,
+        "gopher_repetition": {"max_dup_line_fraction": 0.0, "max_dup_line_char_fraction": 0.0},
+        "gopher_quality": {"min_words": 20},
     },
     "docs": {
         **_WEB,
-        "c4_lines": False,
-        "repetition": GopherRepetitionFilter(
-            max_dup_line_fraction=0.5,
-            max_dup_line_char_fraction=0.3,
-            max_dup_paragraph_fraction=0.5,
-            max_dup_paragraph_char_fraction=0.3,
-            ngram_min_words=50,
-        ),
-        "quality": GopherQualityFilter(
-            min_words=0,
-            max_mean_word_length=0.0,
-            max_symbol_word_ratio=0.0,
-            max_ellipsis_lines_fraction=0.5,
-            min_alpha_words_fraction=0.5,
-            min_stop_words=0,
-        ),
+        "c4_lines": None,
+        "gopher_repetition": {
+            "max_dup_line_fraction": 0.5,
+            "max_dup_line_char_fraction": 0.3,
+            "max_dup_paragraph_fraction": 0.5,
+            "max_dup_paragraph_char_fraction": 0.3,
+            "ngram_min_words": 50,
+        },
+        "gopher_quality": {
+            "min_words": 0,
+            "max_mean_word_length": 0.0,
+            "max_symbol_word_ratio": 0.0,
+            "max_ellipsis_lines_fraction": 0.5,
+            "min_alpha_words_fraction": 0.5,
+            "min_stop_words": 0,
+        },
     },
     "code": {
         **_WEB,
-        "min_words": 1,
-        "max_non_alnum_fraction": 0.7,
-        "max_duplicate_line_fraction": 1.0,
-        "c4_lines": False,
-        "gopher_quality": False,
+        "min_words": {"min_words": 1},
+        "non_alnum_fraction": {"max_non_alnum_fraction": 0.7},
+        "duplicate_lines": {"max_duplicate_line_fraction": 1.0},
+        "c4_lines": None,
+        "gopher_quality": None,
         "passage_dedup": False,
-        "repetition": GopherRepetitionFilter(
-            max_dup_line_fraction=0.0,
-            max_dup_paragraph_fraction=0.0,
-            max_dup_line_char_fraction=0.0,
-            max_dup_paragraph_char_fraction=0.0,
-            top_ngram_char_fractions=(),
-            dup_ngram_char_fractions=((10, 0.5),),
-        ),
+        "gopher_repetition": {
+            "max_dup_line_fraction": 0.0,
+            "max_dup_paragraph_fraction": 0.0,
+            "max_dup_line_char_fraction": 0.0,
+            "max_dup_paragraph_char_fraction": 0.0,
+            "top_ngram_char_fractions": (),
+            "dup_ngram_char_fractions": ((10, 0.5),),
+        },
     },
 }
 
-_SECTIONS = {
-    "c4": C4LineFilter,
-    "repetition": GopherRepetitionFilter,
-    "quality": GopherQualityFilter,
+PROFILES = tuple(_PROFILES)
+# The built-in corpus is the standard library's docstrings.
+DEFAULT_PROFILE = "docs"
+
+
+def _settings(profile: Profile) -> dict[str, Any]:
+    filters = {k: v for k, v in profile.items() if k != "passage_dedup"}
+    return {**filter_settings(filters), "passage_dedup": profile["passage_dedup"]}
+
+
+# Each profile as flat settings (`CleaningConfig`'s fields): `{"min_chars": 20, ...,
+# "c4_lines": False, "c4": C4LineFilter(), ..., "passage_dedup": True}`.
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+    name: _settings(profile) for name, profile in _PROFILES.items()
 }
-_SECTIONS_WITH_MINHASH = {**_SECTIONS, "minhash": MinHashConfig}
+
+_SECTIONS_WITH_MINHASH = {**sections(), "minhash": MinHashConfig}
 
 
 def profile_settings(profile: str) -> dict[str, Any]:
@@ -124,9 +131,9 @@ def profile_settings(profile: str) -> dict[str, Any]:
 
 
 def apply_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overlay `{"field": v}` and `{"section.field": v}` overrides (sections: c4, repetition,
-    quality, minhash); unknown keys raise a SettingsError naming the key and the nearest
-    valid one."""
+    """Overlay `{"field": v}` and `{"section.field": v}` overrides (sections: the sectioned
+    filters' — c4, repetition, quality, see `filter_registry.py` — and minhash); unknown keys
+    raise a SettingsError naming the key and the nearest valid one."""
     out = dict(settings)
     for key, value in overrides.items():
         if "." in key:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from llm_pipeline.settings import Settings, SettingsError, Stage, setting
 from llm_pipeline.text.decoding import ENCODING_POLICIES
+from llm_pipeline.text.filter_registry import switch_keys, threshold_keys
 from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
 from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -71,18 +72,9 @@ class CorpusAddSettings(Settings):
     )
 
 
-# Plain keys that override the profile when given (None: keep the profile's value).
-PROFILE_KEYS = (
-    "min_chars",
-    "max_chars",
-    "min_words",
-    "max_non_alnum_fraction",
-    "max_duplicate_line_fraction",
-    "c4_lines",
-    "gopher_repetition",
-    "gopher_quality",
-    "passage_dedup",
-)
+# Plain keys that override the profile when given (None: keep the profile's value): the
+# filters' own (text/filter_registry.py), then passage dedup's switch.
+PROFILE_KEYS = (*threshold_keys(), *switch_keys(), "passage_dedup")
 
 
 class CleanedCorpusSettings(Settings):

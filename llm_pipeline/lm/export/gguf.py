@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from llm_pipeline.atomic import atomic_path
+from llm_pipeline.lm.export.formats import EXPORT_FORMATS
 from llm_pipeline.lm.export.hf import check_output
 from llm_pipeline.lm.export.llama import (
     RMS_NORM_EPS,
@@ -33,10 +34,10 @@ from llm_pipeline.lm.export.llama import (
     read_source,
 )
 from llm_pipeline.lm.export.vocab import gguf_vocab
-from llm_pipeline.lm.export_settings import GGUF_DTYPES
 from llm_pipeline.lm.model import swiglu_hidden_size
 
 # The GPT-2 split regex, which our ByteLevel(use_regex=True) pre-tokenizer applies.
+GGUF_DTYPES = EXPORT_FORMATS["gguf"].dtypes
 PRE_TOKENIZER = "gpt-2"
 
 _NAMES = {
@@ -97,10 +98,18 @@ def _encode(gguf, array: np.ndarray, dtype: str) -> tuple[np.ndarray, object]:
     return array.astype(np.float16), None
 
 
-def export_gguf(run_dir: Path, out_dir: Path, dtype: str = "f16", force: bool = False) -> Path:
+def export_gguf(
+    run_dir: Path,
+    out_dir: Path,
+    dtype: str = "f16",
+    force: bool = False,
+    data_root: Path | None = None,
+) -> Path:
     """Write `out_dir/<corpus>.gguf` (f16, bf16 or q8_0) for the run; return the file's path.
 
     `force` replaces an existing file of that name; other files in `out_dir` are left alone.
+    `data_root` is unused (a GGUF file carries no model card): it is there so every format's
+    writer has the one signature `formats.ExportFormat.write` calls.
     """
     try:
         import gguf

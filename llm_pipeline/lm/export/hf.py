@@ -23,17 +23,17 @@ import torch
 
 from llm_pipeline.atomic import FILE_MODE, atomic_dir
 from llm_pipeline.lm.export.card import cleaning_stats, model_card
+from llm_pipeline.lm.export.formats import EXPORT_FORMATS
 from llm_pipeline.lm.export.llama import ExportError, llama_config, llama_tensors, read_source
 from llm_pipeline.lm.export.vocab import (
     hf_tokenizer_config,
     hf_tokenizer_json,
     special_tokens_map,
 )
-from llm_pipeline.lm.export_settings import HF_DTYPE_NAMES
 from llm_pipeline.lm.history import read_promotion
 
 _TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
-HF_DTYPES = {name: _TORCH_DTYPES[name] for name in HF_DTYPE_NAMES}
+HF_DTYPES = {name: _TORCH_DTYPES[name] for name in EXPORT_FORMATS["hf"].dtypes}
 HF_FILES = (
     "config.json",
     "model.safetensors",
