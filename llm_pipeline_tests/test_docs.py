@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from llm_pipeline.lm.presets import PRESETS
+
 from llm_pipeline.run_config import STAGES
 from llm_pipeline.text.profiles import PROFILE_SETTINGS
 
