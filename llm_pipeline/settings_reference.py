@@ -63,13 +63,16 @@ def stage_markdown(stage: Any) -> str:
 
 def presets_markdown() -> str:
     """The `trained_model.preset` values: which setting each one fills (explicit keys win)."""
-    from llm_pipeline.lm.presets import PRESETS
+    from llm_pipeline.lm.settings import PRESETS
 
     return _matrix(
         "## Presets",
         "`trained_model: {preset: NAME}` fills every setting below that the config does not "
         "give itself; a blank cell means the preset leaves that setting at its default.",
-        PRESETS,
+        {
+            name: preset.model_dump(include=preset.model_fields_set)
+            for name, preset in PRESETS.items()
+        },
     )
 
 

@@ -23,6 +23,7 @@ with parameters in `profiles.py` (a profile is data: filter name → parameters)
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,8 @@ class RegisteredFilter:
     # Judged again on the documents passage dedup took text out of (`survivors.py`): the cheap
     # rules on length and symbols, which a shortened document may newly fail.
     after_passage_dedup: bool = False
+    # A sectioned filter's on/off setting, described for the launchpad and the docs.
+    switch_doc: str = ""
 
     @property
     def name(self) -> str:
@@ -58,6 +61,10 @@ class RegisteredFilter:
     def parameters(self) -> tuple[dataclasses.Field, ...]:
         """The filter's thresholds (its dataclass fields, less `name`)."""
         return tuple(f for f in dataclasses.fields(self.filter) if f.name != "name")
+
+    def defaults(self) -> dict[str, Any]:
+        """The parameters a profile may leave out: those declared with a default."""
+        return {p.name: p.default for p in self.parameters if p.default is not dataclasses.MISSING}
 
     def build(self, settings: Any) -> DocumentFilter | None:
         """This filter as `settings` (a `CleaningConfig`) configures it; None when off."""
@@ -72,9 +79,13 @@ FILTERS: tuple[RegisteredFilter, ...] = (
     RegisteredFilter(MinCharsFilter, after_passage_dedup=True),
     RegisteredFilter(MaxCharsFilter, after_passage_dedup=True),
     RegisteredFilter(MinWordsFilter, after_passage_dedup=True),
-    RegisteredFilter(C4LineFilter, section="c4"),
-    RegisteredFilter(GopherRepetitionFilter, section="repetition"),
-    RegisteredFilter(GopherQualityFilter, section="quality"),
+    RegisteredFilter(C4LineFilter, section="c4", switch_doc="C4 line cleaning on/off."),
+    RegisteredFilter(
+        GopherRepetitionFilter, section="repetition", switch_doc="Gopher repetition filter on/off."
+    ),
+    RegisteredFilter(
+        GopherQualityFilter, section="quality", switch_doc="Gopher quality filter on/off."
+    ),
     RegisteredFilter(NonAlnumFractionFilter, after_passage_dedup=True),
     RegisteredFilter(DuplicateLinesFilter, after_passage_dedup=True),
 )
@@ -114,12 +125,34 @@ def filter_settings(
         params = profile.get(entry.name)
         if entry.section is None:
             names = {p.name for p in entry.parameters}
-            missing = sorted(names - set(params or {}))
+            given = {**entry.defaults(), **(params or {})}
+            missing = sorted(names - set(given))
             extra = sorted(set(params or {}) - names)
             if missing or extra:
                 raise ValueError(f"filter {entry.name!r}: missing {missing}, unknown {extra}")
-            plain.update(params or {})
+            plain.update(given)
         else:
             switches[entry.name] = params is not None
             configured[entry.section] = entry.filter(**(params or {}))
     return {**plain, **switches, **configured}
+
+
+def settings_fields(filters: tuple[RegisteredFilter, ...] = FILTERS) -> dict[str, tuple]:
+    """The `cleaned_corpus` keys the filters bring, as pydantic field definitions: each plain
+    filter's parameters (described and bounded by `parameter(...)`), then each sectioned
+    filter's switch. All default to None: a key left unset keeps the profile's value."""
+    from llm_pipeline.settings import setting
+
+    fields: dict[str, tuple] = {}
+    for entry in filters:
+        if entry.section is None:
+            hints = typing.get_type_hints(entry.filter)
+            for p in entry.parameters:
+                meta = p.metadata
+                bounds = {"ge": meta.get("ge"), "le": meta.get("le")}
+                doc = meta.get("doc", "")
+                fields[p.name] = (hints[p.name] | None, setting(None, doc, **bounds))
+    for entry in filters:
+        if entry.section is not None:
+            fields[entry.name] = (bool | None, setting(None, entry.switch_doc))
+    return fields

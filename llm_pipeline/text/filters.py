@@ -18,9 +18,10 @@ A threshold of 0 (or 1.0 for fractions) disables a filter.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 _WORDS = re.compile(r"\S+")
 
@@ -72,6 +73,13 @@ class TextTransform(DocumentFilter):
         return KEPT if result.text is not None else (False, result.reason)
 
 
+def parameter(doc: str, *, ge: float | None = None, le: float | None = None, **default: Any) -> Any:
+    """A filter threshold with its description and bounds: a plain filter's parameter is a
+    `cleaned_corpus` setting of the same name (text/filter_registry.py derives it from here).
+    Pass `default=` for a threshold that profiles need not name."""
+    return dataclasses.field(metadata={"doc": doc, "ge": ge, "le": le}, **default)
+
+
 _last_split: list = [None, None]
 
 
@@ -98,7 +106,7 @@ class EmptyFilter(DocumentFilter):
 class MinCharsFilter(DocumentFilter):
     """Drop documents shorter than `min_chars` characters (fragments carry no signal)."""
 
-    min_chars: int
+    min_chars: int = parameter("Drop shorter documents.", ge=0)
     name: str = "min_chars"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
@@ -109,7 +117,7 @@ class MinCharsFilter(DocumentFilter):
 class MaxCharsFilter(DocumentFilter):
     """Drop documents longer than `max_chars` characters (dumps, minified data)."""
 
-    max_chars: int
+    max_chars: int = parameter("Drop longer documents.", ge=0)
     name: str = "max_chars"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
@@ -122,7 +130,7 @@ class MaxCharsFilter(DocumentFilter):
 class MinWordsFilter(DocumentFilter):
     """Drop documents with fewer than `min_words` whitespace-separated words."""
 
-    min_words: int
+    min_words: int = parameter("Drop documents with fewer.", ge=0)
     name: str = "min_words"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
@@ -169,7 +177,9 @@ class NonAlnumFractionFilter(DocumentFilter):
     """Drop documents whose visible characters are mostly symbols (tables of punctuation, binary
     junk decoded as text). Code and docs sit well below the default of 0.5."""
 
-    max_non_alnum_fraction: float
+    max_non_alnum_fraction: float = parameter(
+        "Drop documents that are mostly symbols.", ge=0.0, le=1.0
+    )
     name: str = "non_alnum_fraction"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
@@ -191,7 +201,9 @@ def duplicate_line_fraction(text: str) -> float:
 class DuplicateLinesFilter(DocumentFilter):
     """Drop documents that mostly repeat themselves (boilerplate, spam, logs)."""
 
-    max_duplicate_line_fraction: float
+    max_duplicate_line_fraction: float = parameter(
+        "Drop documents with more repeated lines.", ge=0.0, le=1.0
+    )
     name: str = "duplicate_lines"
 
     def filter(self, text: str) -> tuple[bool, str | None]:

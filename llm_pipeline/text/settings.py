@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pydantic
+
 from llm_pipeline.settings import Settings, SettingsError, Stage, setting
 from llm_pipeline.text.decoding import ENCODING_POLICIES
-from llm_pipeline.text.filter_registry import switch_keys, threshold_keys
+from llm_pipeline.text.filter_registry import settings_fields, switch_keys, threshold_keys
 from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
 from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -77,7 +79,7 @@ class CorpusAddSettings(Settings):
 PROFILE_KEYS = (*threshold_keys(), *switch_keys(), "passage_dedup")
 
 
-class CleanedCorpusSettings(Settings):
+class _CleaningChoices(Settings):
     """A profile picks the filters and thresholds; any field left unset keeps the profile's value.
 
     Thresholds: 0 (or 1.0 for a fraction) turns a basic filter off. Finer thresholds of the
@@ -90,18 +92,6 @@ class CleanedCorpusSettings(Settings):
         "Filter defaults for a kind of text (docs fits the built-in corpus).",
         choices=PROFILES,
     )
-    min_chars: int | None = setting(None, "Drop shorter documents.", ge=0)
-    max_chars: int | None = setting(None, "Drop longer documents.", ge=0)
-    min_words: int | None = setting(None, "Drop documents with fewer.", ge=0)
-    max_non_alnum_fraction: float | None = setting(
-        None, "Drop documents that are mostly symbols.", ge=0.0, le=1.0
-    )
-    max_duplicate_line_fraction: float | None = setting(
-        None, "Drop documents with more repeated lines.", ge=0.0, le=1.0
-    )
-    c4_lines: bool | None = setting(None, "C4 line cleaning on/off.")
-    gopher_repetition: bool | None = setting(None, "Gopher repetition filter on/off.")
-    gopher_quality: bool | None = setting(None, "Gopher quality filter on/off.")
     thresholds: dict[str, float] = setting(
         {}, 'Filter thresholds, e.g. {"quality.min_stop_words": 1}.'
     )
@@ -180,6 +170,17 @@ class CleanedCorpusSettings(Settings):
 
     def check_rules(self) -> None:
         self.cleaning()
+
+
+# The filters' own keys (thresholds and switches) come from the filter registry, after the
+# profile: a filter added there is a setting here with no edit of this file.
+CleanedCorpusSettings = pydantic.create_model(
+    "CleanedCorpusSettings",
+    __base__=_CleaningChoices,
+    __doc__=_CleaningChoices.__doc__,
+    __module__=__name__,
+    **settings_fields(),
+)
 
 
 RAW_CORPUS = Stage("raw_corpus", RawCorpusSettings, RawCorpusSettings.__doc__ or "")
