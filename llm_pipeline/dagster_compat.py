@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetKey,
+    AssetsDefinition,
     DagsterInstance,
     DagsterInvalidDefinitionError,
     DagsterRun,
@@ -209,3 +210,16 @@ def free_pool_slots_of_run(instance: DagsterInstance, run_id: str) -> int:
     if instance.event_log_storage.supports_global_concurrency_limits:
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)
     return held
+
+
+def asset_config_class(asset: AssetsDefinition) -> type | None:
+    """The Pythonic `Config` class an asset's function takes as `config`, or None.
+
+    Dagster keeps only the config *schema* on the op; the class is read from the decorated
+    function's annotations (`DecoratedOpFunction.decorated_fn`, not a public attribute)."""
+    import typing
+
+    function = getattr(asset.op.compute_fn, "decorated_fn", None)
+    if function is None:
+        return None
+    return typing.get_type_hints(function).get("config")

@@ -2,38 +2,35 @@
 
 One check for every entry point — `llm-pipeline run`, `materialize`, `backfill`, the retrain
 schedule and the first step of a launchpad run — so each refuses the same mistakes with the
-same few lines: the file (or "launchpad"), the stage, the key and the bound. No Dagster here:
-the stages' settings are the core's (`*/settings.py`), and Dagster's `Config` classes derive
-from them (assets/_config.py).
+same few lines: the file (or "launchpad"), the stage, the key and the bound. The stages are
+the asset graph's (`stages.py`), each with the core settings (`*/settings.py`) its derived
+`Config` shows; Dagster is imported on the first check, not with this module.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
 
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.export_settings import EXPORTED_MODEL
-from llm_pipeline.lm.settings import TRAINED_MODEL
-from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.settings import SettingsError, Stage, nearest
-from llm_pipeline.text.settings import CLEANED_CORPUS, RAW_CORPUS
-from llm_pipeline.tokens.settings import TOKEN_SHARDS, TOKENIZER
 
-# Pipeline order: a bad value is reported for the earliest stage that has one.
-STAGES: dict[str, Stage] = {
-    stage.name: stage
-    for stage in (
-        RAW_CORPUS,
-        CLEANED_CORPUS,
-        TOKENIZER,
-        TOKEN_SHARDS,
-        TRAINED_MODEL,
-        EVALUATION_REPORT,
-        EXPORTED_MODEL,
-    )
-}
+
+@functools.cache
+def stages() -> dict[str, Stage]:
+    """Every stage's settings, upstream first, read from the asset graph (`stages.py`); imported
+    on first use, so checking needs no Dagster until it checks something."""
+    from llm_pipeline.stages import stage_settings
+
+    return stage_settings()
+
+
+def __getattr__(name: str) -> dict[str, Stage]:
+    if name == "STAGES":  # `from llm_pipeline.run_config import STAGES`
+        return stages()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_stages(values: dict, source: str) -> dict:
@@ -46,15 +43,15 @@ def check_stages(values: dict, source: str) -> dict:
         raise SettingsError("", "expected a mapping {stage: {key: value}}", source)
     checked = {}
     for name, given in values.items():
-        if name not in STAGES:
-            problem = f"unknown asset(s) [{name!r}] ({nearest(str(name), STAGES)})"
+        if name not in stages():
+            problem = f"unknown asset(s) [{name!r}] ({nearest(str(name), stages())})"
             raise SettingsError("", problem, source)
         if given is None:
             given = {}
         if not isinstance(given, dict):
             raise SettingsError("", f"expected a mapping of settings, got {given!r}", source, name)
         try:
-            checked[name] = STAGES[name].check(given)
+            checked[name] = stages()[name].check(given)
         except SettingsError as exc:
             raise exc.located(source, name) from None
     return checked
@@ -71,7 +68,7 @@ def from_dagster(run_config: dict) -> dict:
     return {
         name: (op or {}).get("config") or {}
         for name, op in ops.items()
-        if name in STAGES and isinstance(op, dict)
+        if name in stages() and isinstance(op, dict)
     }
 
 
