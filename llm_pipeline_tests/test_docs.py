@@ -16,8 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llm_pipeline.lm.presets import PRESETS
-
+from llm_pipeline.lm.settings import PRESETS
 from llm_pipeline.run_config import STAGES
 from llm_pipeline.text.profiles import PROFILE_SETTINGS
 
