@@ -3,10 +3,11 @@
 the data and evaluation path at 2× corpus size ÷ at 1×.
 
 Each size runs in its own child process (so its peak RSS is its own) on a generated corpus
-(`synthetic_corpus.py`): cleaning with the split (text/split.py) and the leakage measure, the
-tokenizer on the train side, the shards, `--seconds` of training of the `tiny`-sized default
-model, and the trainer's one validation score (`trainer_main.score_validation`, sized to
-`EVAL_BUDGET_SHARE` of the training budget). Printed as ratios measured side by side:
+(`synthetic_corpus.py`): the cleaning stage (`text.stages.clean_corpus`: the split and the
+leakage measure), the tokenizer on the train side, the shards, `--seconds` of training of the
+`tiny`-sized default model, and the trainer's one validation score
+(`trainer_main.score_validation`, sized to `EVAL_BUDGET_SHARE` of the training budget).
+Printed as ratios measured side by side:
 
 - eval ÷ train seconds: the goal is ≤ about 0.10 (`lm/scoring.py`);
 - peak RSS at 2S ÷ at S: ≈ 1 means memory does not grow with the corpus.
@@ -38,9 +39,8 @@ def child(mb: float, seconds: float) -> None:
     from llm_pipeline.lm.train import train
     from llm_pipeline.lm.trainer_main import score_validation
     from llm_pipeline.text.chunks import split_long_text
-    from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_document_batches
-    from llm_pipeline.text.leakage import measure_leakage
-    from llm_pipeline.text.split_file import read_split
+    from llm_pipeline.text.clean import CleaningConfig, iter_document_batches
+    from llm_pipeline.text.stages import clean_corpus
     from llm_pipeline.text.store import parquet_parts
     from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
     from llm_pipeline.tokens.shards import iter_split_batches, write_shards
@@ -57,10 +57,10 @@ def child(mb: float, seconds: float) -> None:
             cut = [(c, s) for t, s in zip(texts, sources) for c in split_long_text(t, 20_000)]
             yield [c for c, _ in cut], [s for _, s in cut]
 
-    clean_documents(sections(), cleaned, CleaningConfig.from_profile("web"), workers=1)
-    leakage = measure_leakage(parquet_parts(cleaned))
+    # The cleaning stage as cleaned_corpus runs it: the split, its leakage, split.json.
+    result = clean_corpus(sections(), cleaned, CleaningConfig.from_profile("web"), "synthetic")
     data_seconds = time.perf_counter() - started
-    split = read_split(cleaned)
+    split, leakage = result.split, result.leakage
     parts = parquet_parts(cleaned)
     texts = (t for t, _, _ in iter_split_batches(parts, side="train"))
     bpe = train_bpe(texts, 4096)

@@ -158,7 +158,7 @@ def test_shared_validation_texts_are_validation_rows_in_both_sets_within_the_bud
 
 
 def test_shared_texts_need_both_models_keys_for_their_own_sets(tmp_path: Path) -> None:
-    from llm_pipeline.assets.report import shared_texts
+    from llm_pipeline.report.comparison import shared_texts
     from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE
 
     rows = [(f"text {i} " * 10, "val" if i % 2 else "train") for i in range(20)]

@@ -245,3 +245,87 @@ def test_private_dagster_apis_only_in_the_compat_module() -> None:
         text=True,
     ).stdout.split()
     assert listed == ["llm_pipeline/dagster_compat.py"], listed
+
+
+# An asset reads its inputs, calls its stage's core function, writes and reports metadata;
+# the orchestration lives in the core, where a benchmark or a notebook can call it (issue 23).
+MAX_ASSET_BODY_LINES = 40
+ASSETS = PACKAGE / "assets"
+BENCHMARKS = REPO / "benchmarks"
+# The Dagster shell: a benchmark that imports one of these measures Dagster, not the stage.
+SHELL_MODULES = ("llm_pipeline.assets", "llm_pipeline.definitions", "llm_pipeline.automation",
+                 "llm_pipeline.checks", "llm_pipeline.cli")  # fmt: skip
+
+
+def _is_asset_decorator(decorator: ast.expr) -> bool:
+    """`@asset`, `@asset(...)`, `@dg.asset(...)` (not `@asset_check` or `@multi_asset`)."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return name == "asset"
+
+
+def asset_body_lines(path: Path) -> dict[str, int]:
+    """Each `@asset` function in `path` by name, with the lines of its body (below the
+    signature, docstring included; decorators and signature not counted)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {
+        node.name: node.end_lineno - node.body[0].lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(_is_asset_decorator(d) for d in node.decorator_list)
+    }
+
+
+def test_asset_body_counter_counts_the_body_only(tmp_path: Path) -> None:
+    source = tmp_path / "stage.py"
+    source.write_text(
+        "@asset(group_name='x')\n@clear_errors\ndef thing(\n    context,\n) -> None:\n"
+        '    """Doc."""\n    return None\n\n\n@asset_check(asset=thing)\ndef check(): pass\n'
+    )
+    assert asset_body_lines(source) == {"thing": 2}
+
+
+def test_no_asset_body_over_the_line_limit() -> None:
+    long = {
+        f"{path.relative_to(REPO)}:{name}": count
+        for path in sorted(ASSETS.glob("*.py"))
+        for name, count in asset_body_lines(path).items()
+        if count > MAX_ASSET_BODY_LINES
+    }
+    assert not long, (
+        f"asset bodies over {MAX_ASSET_BODY_LINES} lines (move the stage into a core "
+        f"function): {long}"
+    )
+
+
+def _shell_imports(path: Path, allowed: tuple[str, ...] = ()) -> list[str]:
+    """The Dagster and shell modules `path` imports (`from llm_pipeline import assets` counts as
+    `llm_pipeline.assets`), leaving out the top-level packages in `allowed`."""
+    found = set()
+    for base, names in _import_statements(path):
+        for name in [base, *(f"{base}.{n}" for n in names if base == "llm_pipeline")]:
+            top = name.split(".")[0]
+            if top in allowed:
+                continue
+            if top == "dagster" or top.startswith("dagster_"):
+                found.add(base)
+            elif any(name == shell or name.startswith(f"{shell}.") for shell in SHELL_MODULES):
+                found.add(name)
+    return sorted(found)
+
+
+# The one benchmark whose subject is the Dagster run itself (`llm-pipeline run`, started as a
+# process): it reads the run's step times back from the Dagster instance. It imports no shell
+# module.
+WHOLE_RUN_BENCHMARKS = {"run_memory.py": ("dagster",)}
+
+
+def test_benchmarks_import_only_the_core() -> None:
+    """Benchmarks measure the core stages: no Dagster, and no module of the Dagster shell, so
+    what they time is the stage a notebook would call."""
+    offenders = {
+        path.name: found
+        for path in sorted(BENCHMARKS.glob("*.py"))
+        if (found := _shell_imports(path, WHOLE_RUN_BENCHMARKS.get(path.name, ())))
+    }
+    assert not offenders, f"benchmarks importing Dagster or the shell: {offenders}"

@@ -20,10 +20,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
-from llm_pipeline.assets.cleaned import CLEANING_FILE, cleaned_corpus
+from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.dedup import KeySpill
+from llm_pipeline.text.funnel import CLEANING_FILE
 from llm_pipeline.text.normalize import CONTROL_CHARS_REGEX
 from llm_pipeline.text.store import parquet_parts
 

@@ -18,8 +18,8 @@ checkpoints record (the split rule and the hash of the documents' keys):
 - nothing shared and no `eval_files` (or a champion that predates recorded validation sets):
   there is no fair text, and the champion stays (the reason says how to fix it).
 
-Kept apart from the `evaluation_report` asset so the rule can be read and tested without
-Dagster or a model.
+Kept apart from `comparison.py`, which runs it on the checkpoints, so the rule can be read and
+tested without Dagster or a model.
 """
 
 from __future__ import annotations
