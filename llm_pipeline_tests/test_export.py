@@ -14,14 +14,20 @@ import pytest
 import torch
 
 from llm_pipeline.cli import main
-from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, save_checkpoint
+from llm_pipeline.lm.checkpoint import save_checkpoint
 from llm_pipeline.lm.export import ExportError, export_gguf, export_hf
 from llm_pipeline.lm.history import record_promotion
 from llm_pipeline.lm.model import build_model, generate, swiglu_hidden_size
 from llm_pipeline.lm.registry import CURRENT, write_pointer
 from llm_pipeline.lm.sampling import load_run
 from llm_pipeline.lm.settings import ModelConfig
-from llm_pipeline.tokens.bpe import END_OF_TEXT, end_of_text_id, save_tokenizer, train_bpe
+from llm_pipeline.tokens.bpe import (
+    END_OF_TEXT,
+    TOKENIZER_FILE,
+    end_of_text_id,
+    save_tokenizer,
+    train_bpe,
+)
 from llm_pipeline_tests.conftest import make_document
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

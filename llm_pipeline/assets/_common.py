@@ -7,12 +7,7 @@ from dagster import Failure, MetadataValue
 
 from llm_pipeline.automation.settings import executor_kind, gpus_per_pod, k8s_gpu_tags
 from llm_pipeline.errors import DiskFullError, OutputBusyError, PipelineInputError
-
-# The shared names, re-exported for the asset modules (their home is llm_pipeline/tags.py).
-from llm_pipeline.tags import GPU_POOL as GPU_POOL
 from llm_pipeline.tags import GPU_TAGS
-from llm_pipeline.tags import GROUP_DATA as GROUP_DATA
-from llm_pipeline.tags import GROUP_MODEL as GROUP_MODEL
 
 
 def training_op_tags() -> dict:

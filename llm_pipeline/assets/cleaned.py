@@ -5,14 +5,13 @@ from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
+from llm_pipeline.assets._common import check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.raw import raw_corpus
 from llm_pipeline.atomic import atomic_dir, write_bytes_atomic
@@ -20,9 +19,10 @@ from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.report.plots import funnel_plot_png
 from llm_pipeline.report.render import png_data_uri
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.text.clean import DROPPED_DIR, CleaningConfig
+from llm_pipeline.tags import GROUP_DATA
+from llm_pipeline.text.clean import DROPPED_DIR
 from llm_pipeline.text.leakage import Leakage
-from llm_pipeline.text.settings import CLEANED_CORPUS, CleanedCorpusSettings
+from llm_pipeline.text.settings import CLEANED_CORPUS
 from llm_pipeline.text.split import SplitSummary
 from llm_pipeline.text.stages import CleanedCorpus, clean_corpus, document_batches
 
@@ -92,13 +92,7 @@ def cleaned_metadata(result: CleanedCorpus, profile: str, funnel_png: bytes, out
     }
 
 
-class _CleanedCorpusMethods(Config):
-    def cleaning(self) -> CleaningConfig:
-        """The resolved core config; a SettingsError names a bad profile or threshold key."""
-        return CleanedCorpusSettings.from_dict(self.model_dump()).cleaning()
-
-
-CleanedCorpusConfig = stage_config(CLEANED_CORPUS, base=_CleanedCorpusMethods)
+CleanedCorpusConfig = stage_config(CLEANED_CORPUS)
 
 
 @asset(
@@ -127,7 +121,7 @@ def cleaned_corpus(
     corpus = corpus_key(context)
     batches, total_bytes = document_batches(storage.documents(corpus), corpus)
     try:
-        cleaning = config.cleaning()
+        cleaning = config.settings().cleaning()
     except ValueError as exc:
         raise Failure(description=f"cleaned_corpus config: {exc}") from None
     out = storage.cleaned(corpus)

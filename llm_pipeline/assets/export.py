@@ -8,7 +8,7 @@ the GGUF writer is an optional dependency, so exporting is a step a user asks fo
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from llm_pipeline.assets._common import GROUP_MODEL, check_run_config, clear_errors
+from llm_pipeline.assets._common import check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.lm.export.formats import EXPORT_FORMATS
@@ -17,7 +17,7 @@ from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
 from llm_pipeline.lm.tracking_promotion import record_export
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.tags import ON_REQUEST_TAG
+from llm_pipeline.tags import GROUP_MODEL, ON_REQUEST_TAG
 
 EXPORT_DIR = "export"  # models/<corpus>/<run_id>/export/{hf/, gguf/<corpus>.gguf}
 

@@ -5,13 +5,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from llm_pipeline.assets._common import (
-    GPU_POOL,
-    GROUP_MODEL,
-    check_run_config,
-    clear_errors,
-    training_op_tags,
-)
+from llm_pipeline.assets._common import check_run_config, clear_errors, training_op_tags
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.tokens import token_shards, tokenizer
 from llm_pipeline.automation.trainer_process import TrainerPipesClient, trainer_command
@@ -23,6 +17,7 @@ from llm_pipeline.lm.tracking import job_tracking
 from llm_pipeline.lm.tracking_promotion import end_unfinished_run
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.tags import GPU_POOL, GROUP_MODEL
 from llm_pipeline.text.funnel import read_cleaning
 from llm_pipeline.text.manifest import read_raw_manifest
 

@@ -12,16 +12,12 @@ from dagster import (
     asset,
 )
 
-from llm_pipeline.assets._common import (
-    GROUP_DATA,
-    check_run_config,
-    clear_errors,
-    problems_markdown,
-)
+from llm_pipeline.assets._common import check_run_config, clear_errors, problems_markdown
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.text.settings import RAW_CORPUS, RawCorpusSettings
+from llm_pipeline.tags import GROUP_DATA
+from llm_pipeline.text.settings import RAW_CORPUS
 from llm_pipeline.text.stages import RawCorpus, read_corpus
 
 RawCorpusConfig = stage_config(RAW_CORPUS)
@@ -66,7 +62,7 @@ def raw_corpus(
     check_run_config(context)
     corpus = corpus_key(context)
     folder, out = storage.raw(corpus), storage.documents(corpus)
-    settings = RawCorpusSettings.from_dict(config.model_dump())
+    settings = config.settings()
     result = read_corpus(folder, out, corpus, settings, emit=context.log.info)
     for problem in result.stats.problems:
         context.log.warning(problem)

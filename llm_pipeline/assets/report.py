@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from llm_pipeline.assets._common import GROUP_MODEL, check_run_config, clear_errors
+from llm_pipeline.assets._common import check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.partitions import corpus_key, corpus_partitions
@@ -12,8 +12,9 @@ from llm_pipeline.report.evaluation import (
     evaluate_run,
     publish_evaluation,
 )
-from llm_pipeline.report.settings import EVALUATION_REPORT, EvaluationReportSettings
+from llm_pipeline.report.settings import EVALUATION_REPORT
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.tags import GROUP_MODEL
 
 EvaluationReportConfig = stage_config(EVALUATION_REPORT)
 
@@ -59,7 +60,7 @@ def evaluation_report(
     The stage is `report.evaluation.evaluate_run` + `publish_evaluation`."""
     check_run_config(context)
     corpus = corpus_key(context)
-    settings = EvaluationReportSettings.from_dict(config.model_dump())
+    settings = config.settings()
     evaluation = evaluate_run(
         corpus, storage.models_root(), storage.data_root(), storage.cleaned(corpus), settings,
         warn=context.log.warning,

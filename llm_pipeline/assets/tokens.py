@@ -4,20 +4,16 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from llm_pipeline.assets._common import GROUP_DATA, check_run_config, clear_errors
+from llm_pipeline.assets._common import check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.tags import GROUP_DATA
 from llm_pipeline.tokens.settings import (
     TOKEN_SHARDS,
     TOKENIZER,
-    TokenizerSettings,
-    TokenShardsSettings,
 )
-
-# Re-exported: assets/model.py imports it from here.
-from llm_pipeline.tokens.stages import TOKENIZER_FILE as TOKENIZER_FILE
 from llm_pipeline.tokens.stages import build_tokenizer, encode_corpus
 
 TokenizerConfig = stage_config(TOKENIZER)
@@ -63,7 +59,7 @@ def tokenizer(
     """
     check_run_config(context)
     corpus = corpus_key(context)
-    settings = TokenizerSettings.from_dict(config.model_dump())
+    settings = config.settings()
     built = build_tokenizer(
         storage.cleaned(corpus), storage.tokens(corpus), corpus, settings, emit=context.log.info
     )
@@ -101,7 +97,7 @@ def token_shards(
     check_run_config(context)
     corpus = corpus_key(context)
     folder = storage.tokens(corpus)
-    settings = TokenShardsSettings.from_dict(config.model_dump())
+    settings = config.settings()
     meta = encode_corpus(storage.cleaned(corpus), folder, corpus, settings, emit=context.log.info)
     splits = meta["splits"]
     context.log.info(

@@ -14,9 +14,8 @@ from llm_pipeline.assets.tokens import token_shards
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts
-from llm_pipeline.tokens.bpe import file_sha256, load_tokenizer
+from llm_pipeline.tokens.bpe import TOKENIZER_FILE, file_sha256, load_tokenizer
 from llm_pipeline.tokens.shards import SPLITS, open_split, read_meta
-from llm_pipeline.tokens.stages import TOKENIZER_FILE
 
 CHUNK = 1 << 24
 ROUND_TRIP_SAMPLE = 200

@@ -24,10 +24,10 @@ from llm_pipeline.contracts import read_json_object
 from llm_pipeline.lm.checkpoint_config import CheckpointConfig, CheckpointError
 from llm_pipeline.lm.model import build_model
 from llm_pipeline.safe_open import UnsafeFileError, read_bytes
+from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
 METRICS_FILE = "metrics.jsonl"
 OPTIMIZER_FILE = "optimizer.safetensors"
 LEGACY_OPTIMIZER_FILE = "optimizer.pt"

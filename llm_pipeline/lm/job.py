@@ -25,9 +25,9 @@ from llm_pipeline.contracts import (
     read_json_object,
 )
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import TOKENIZER_FILE
 from llm_pipeline.lm.checkpoint_config import DataInfo, TokenizerInfo
 from llm_pipeline.lm.settings import TRAINED_MODEL, TrainedModelSettings
+from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 
 JOB_FORMAT_VERSION = 2
 WHAT = "trainer job"

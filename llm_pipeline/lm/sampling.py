@@ -15,9 +15,9 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, CheckpointConfig, load_model, read_config
+from llm_pipeline.lm.checkpoint import CheckpointConfig, load_model, read_config
 from llm_pipeline.lm.model import generate
-from llm_pipeline.tokens.bpe import load_tokenizer
+from llm_pipeline.tokens.bpe import TOKENIZER_FILE, load_tokenizer
 
 
 @dataclass

@@ -15,6 +15,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from llm_pipeline.atomic import atomic_path
 from llm_pipeline.progress import Progress
 
+# The tokenizer file, in the shard folder and in every checkpoint (HF `tokenizers` JSON).
+TOKENIZER_FILE = "tokenizer.json"
+
 END_OF_TEXT = "<|endoftext|>"
 
 

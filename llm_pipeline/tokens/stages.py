@@ -24,6 +24,7 @@ from llm_pipeline.text.validation_keys import (
     write_validation_keys,
 )
 from llm_pipeline.tokens.bpe import (
+    TOKENIZER_FILE,
     counted_texts,
     end_of_text_id,
     file_sha256,
@@ -34,7 +35,6 @@ from llm_pipeline.tokens.bpe import (
 from llm_pipeline.tokens.settings import TokenizerSettings, TokenShardsSettings
 from llm_pipeline.tokens.shards import iter_split_batches, write_shards
 
-TOKENIZER_FILE = "tokenizer.json"
 # Bytes-per-token is estimated on this many documents; enough for two significant digits.
 SAMPLE_DOCS = 2000
 # The smallest vocabulary: the 256 byte tokens, one merge and `<|endoftext|>`.

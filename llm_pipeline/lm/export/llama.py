@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, load_model, read_config
+from llm_pipeline.lm.checkpoint import WEIGHTS_FILE, load_model, read_config
 from llm_pipeline.lm.model import swiglu_hidden_size
 from llm_pipeline.lm.settings import ModelConfig
 from llm_pipeline.paths import validate_corpus_name
+from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 
 # What nn.RMSNorm(eps=None) adds to the mean square at fp32, where exports are computed.
 RMS_NORM_EPS = float(torch.finfo(torch.float32).eps)
