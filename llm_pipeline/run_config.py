@@ -9,7 +9,7 @@ the asset graph's (`stages.py`), each with the core settings (`*/settings.py`) i
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -17,24 +17,12 @@ import yaml
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.settings import SettingsError, Stage, nearest
 
-
-@functools.cache
-def stages() -> dict[str, Stage]:
-    """Every stage's settings, upstream first, read from the asset graph (`stages.py`); imported
-    on first use, so checking needs no Dagster until it checks something."""
-    from llm_pipeline.stages import stage_settings
-
-    return stage_settings()
+Stages = Mapping[str, Stage]
 
 
-def __getattr__(name: str) -> dict[str, Stage]:
-    if name == "STAGES":  # `from llm_pipeline.run_config import STAGES`
-        return stages()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def check_stages(values: dict, source: str) -> dict:
-    """`{stage: {key: value}}` checked against every stage's settings and rules.
+def check_stages(values: dict, source: str, stages: Stages) -> dict:
+    """`{stage: {key: value}}` checked against every stage's settings and rules (`stages`: each
+    stage's settings, from the asset graph: `asset_graph.stage_settings`).
 
     Returns the checked values (ints given for floats become floats); raises a SettingsError
     whose message starts with `source` (a file name, "launchpad", a schedule's variable).
@@ -43,15 +31,15 @@ def check_stages(values: dict, source: str) -> dict:
         raise SettingsError("", "expected a mapping {stage: {key: value}}", source)
     checked = {}
     for name, given in values.items():
-        if name not in stages():
-            problem = f"unknown asset(s) [{name!r}] ({nearest(str(name), stages())})"
+        if name not in stages:
+            problem = f"unknown asset(s) [{name!r}] ({nearest(str(name), stages)})"
             raise SettingsError("", problem, source)
         if given is None:
             given = {}
         if not isinstance(given, dict):
             raise SettingsError("", f"expected a mapping of settings, got {given!r}", source, name)
         try:
-            checked[name] = stages()[name].check(given)
+            checked[name] = stages[name].check(given)
         except SettingsError as exc:
             raise exc.located(source, name) from None
     return checked
@@ -62,17 +50,17 @@ def to_dagster(values: dict) -> dict:
     return {"ops": {name: {"config": given} for name, given in values.items()}}
 
 
-def from_dagster(run_config: dict) -> dict:
+def from_dagster(run_config: dict, stages: Stages) -> dict:
     """The `{stage: {key: value}}` inside a Dagster run config (other ops are not stages)."""
     ops = (run_config or {}).get("ops") or {}
     return {
         name: (op or {}).get("config") or {}
         for name, op in ops.items()
-        if name in stages() and isinstance(op, dict)
+        if name in stages and isinstance(op, dict)
     }
 
 
-def load_run_config(path: str | None) -> dict:
+def load_run_config(path: str | None, stages: Stages) -> dict:
     """Read and check a `{stage: {key: value}}` YAML file; return it as Dagster run config.
 
     Checked against the stages' rules and then against this machine (`preflight`: eval files,
@@ -90,6 +78,6 @@ def load_run_config(path: str | None) -> dict:
     if not isinstance(data, dict):
         raise PipelineInputError(f"{path}: expected a mapping {{stage: {{key: value}}}}")
     # The checked values: `3.0` given for an integer becomes 3, so Dagster's own schema agrees.
-    checked = check_stages(data, path)
+    checked = check_stages(data, path, stages)
     check_machine(checked, path)
     return to_dagster(checked)

@@ -26,9 +26,10 @@ def settings_reference_markdown() -> str:
 
     Headings start at level 2 (`##` per stage), so the page that includes it keeps its title.
     """
-    from llm_pipeline.run_config import STAGES
+    from llm_pipeline.asset_graph import stage_settings
+    from llm_pipeline.stages import ASSETS
 
-    parts = [stage_markdown(stage) for stage in STAGES.values()]
+    parts = [stage_markdown(stage) for stage in stage_settings(ASSETS).values()]
     parts.append(presets_markdown())
     parts.append(profiles_markdown())
     return "\n\n".join(parts) + "\n"

@@ -16,8 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.lm.settings import PRESETS
-from llm_pipeline.run_config import STAGES
+from llm_pipeline.stages import ASSETS
 from llm_pipeline.text.profiles import PROFILE_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +27,9 @@ DOCS = REPO / "docs"
 BIN = Path(sys.executable).parent
 README_MAX_LINES = 250
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
+
+
+STAGES = stage_settings(ASSETS)
 
 
 def checkout_env(**extra: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.report.promotion import (
     EVAL_FILES,
     NO_FAIR_TEXT,
@@ -25,6 +26,7 @@ from llm_pipeline.report.promotion import (
 from llm_pipeline.report.render import render_html, render_markdown
 from llm_pipeline.run_config import check_stages
 from llm_pipeline.settings import SettingsError
+from llm_pipeline.stages import ASSETS
 from llm_pipeline.text.split import keys_digest, split_key
 from llm_pipeline.text.validation_keys import (
     read_validation_keys,
@@ -86,11 +88,13 @@ def test_report_shows_one_validation_number_and_a_data_split_section() -> None:
 
 def test_old_split_keys_are_refused_naming_their_new_place() -> None:
     with pytest.raises(SettingsError, match="moved to cleaned_corpus.val_fraction"):
-        check_stages({"token_shards": {"val_fraction": 0.1}}, "my.yaml")
-    checked = check_stages({"cleaned_corpus": {"val_fraction": 0.1, "min_val_docs": 5}}, "x")
+        check_stages({"token_shards": {"val_fraction": 0.1}}, "my.yaml", stage_settings(ASSETS))
+    checked = check_stages(
+        {"cleaned_corpus": {"val_fraction": 0.1, "min_val_docs": 5}}, "x", stage_settings(ASSETS)
+    )
     assert checked["cleaned_corpus"]["val_fraction"] == 0.1
     with pytest.raises(SettingsError, match="val_fraction"):
-        check_stages({"cleaned_corpus": {"val_fraction": 0.6}}, "my.yaml")
+        check_stages({"cleaned_corpus": {"val_fraction": 0.6}}, "my.yaml", stage_settings(ASSETS))
 
 
 def test_a_changed_split_compares_on_the_validation_documents_both_splits_hold() -> None:

@@ -9,11 +9,13 @@ import pytest
 import yaml
 from dagster import DagsterEventType
 
+from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.preflight import PreflightError, check_machine
 from llm_pipeline.run_config import load_run_config
+from llm_pipeline.stages import ASSETS
 from llm_pipeline_tests.test_model_pipeline import make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
 
@@ -55,7 +57,7 @@ def test_cli_refuses_a_missing_eval_file_in_seconds(
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"evaluation_report": {"eval_files": ["missing.txt"]}}))
     with pytest.raises(PreflightError):
-        load_run_config(str(config))
+        load_run_config(str(config), stage_settings(ASSETS))
     started = time.monotonic()
     assert main(["run", "--corpus", "anything", "--config", str(config)]) == 2
     assert time.monotonic() - started < 10

@@ -15,10 +15,11 @@ from llm_pipeline.text.filter_registry import (
     FILTERS,
     RegisteredFilter,
     filter_settings,
+    settings_fields,
     switch_keys,
     threshold_keys,
 )
-from llm_pipeline.text.filters import DocumentFilter
+from llm_pipeline.text.filters import DocumentFilter, parameter
 from llm_pipeline.text.profiles import _PROFILES
 
 
@@ -69,21 +70,25 @@ def test_export_settings_come_from_the_registry() -> None:
 
 
 def test_stages_everywhere_are_the_asset_graph() -> None:
+    from llm_pipeline.asset_graph import stage_order as order_of
+    from llm_pipeline.asset_graph import stage_settings, upstream
     from llm_pipeline.cli.overview import on_request_stages, pipeline_stages
     from llm_pipeline.definitions import defs
-    from llm_pipeline.run_config import STAGES
-    from llm_pipeline.stages import ASSETS, stage_order, upstream
+    from llm_pipeline.stages import ASSETS
+
+    def stage_order(assets=ASSETS):
+        return order_of(assets)
 
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert set(stage_order()) == keys == {a.key.to_user_string() for a in ASSETS}
     assert (*pipeline_stages(), *on_request_stages()) == stage_order()
     assert on_request_stages() == ("exported_model",)
-    for name, inputs in upstream().items():
+    for name, inputs in upstream(ASSETS).items():
         assert set(inputs) == {k.to_user_string() for k in graph.get(name_key(name)).parent_keys}
         assert all(stage_order().index(i) < stage_order().index(name) for i in inputs)
     # The run-config check knows exactly these stages, in this order.
-    assert tuple(STAGES) == stage_order()
+    assert tuple(stage_settings(ASSETS)) == stage_order()
 
 
 def name_key(name: str):
@@ -93,14 +98,17 @@ def name_key(name: str):
 
 
 def test_stage_order_follows_deps_not_listing_order() -> None:
-    from llm_pipeline.stages import ASSETS, stage_order
+    from llm_pipeline.asset_graph import stage_order
+    from llm_pipeline.stages import ASSETS
 
-    assert stage_order(tuple(reversed(ASSETS)))[:5] == stage_order()[:5]
+    assert stage_order(tuple(reversed(ASSETS)))[:5] == stage_order(ASSETS)[:5]
 
 
 @dataclasses.dataclass(frozen=True)
 class _ShoutingFilter(DocumentFilter):
-    max_upper_fraction: float = 0.5
+    max_upper_fraction: float = parameter(
+        "Drop documents that are mostly upper case.", ge=0.0, le=1.0, default=0.5
+    )
     name: str = "shouting"
 
     def filter(self, text: str) -> tuple[bool, str | None]:
@@ -126,5 +134,12 @@ def test_filter_settings_keys_and_order_come_from_the_registry() -> None:
     flat = filter_settings({**web, "shouting": {"max_upper_fraction": 0.1}}, extended)
     rule = extended[-1].build(SimpleNamespace(**flat))
     assert rule == _ShoutingFilter(0.1) and rule.filter("HELLO there") == (False, "shouting")
-    with pytest.raises(ValueError, match="shouting"):
-        filter_settings(web, extended)  # a plain filter's thresholds have no defaults
+    # A threshold with a default needs no profile entry, and is a described, bounded setting.
+    assert filter_settings(web, extended)["max_upper_fraction"] == 0.5
+    annotation, field = settings_fields(extended)["max_upper_fraction"]
+    assert annotation == float | None and field.default is None
+    assert field.description == "Drop documents that are mostly upper case."
+    assert settings_fields()["min_chars"][1].description == "Drop shorter documents."
+    # ... while a threshold without one must be named by the profile.
+    with pytest.raises(ValueError, match="min_chars"):
+        filter_settings({k: v for k, v in web.items() if k != "min_chars"}, extended)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from dagster import DagsterEventType
 
+from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.automation.schedules import (
     RETRAIN_CONFIG_ENV,
     InvalidScheduleSetting,
@@ -21,10 +22,13 @@ from llm_pipeline.lm.checkpoint import read_config
 from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
 from llm_pipeline.lm.settings import PRESETS, TRAINED_MODEL, ModelConfig, TrainConfig
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
-from llm_pipeline.run_config import STAGES, check_stages
+from llm_pipeline.run_config import check_stages
 from llm_pipeline.settings import SettingsError
+from llm_pipeline.stages import ASSETS
 from llm_pipeline_tests.test_model_pipeline import TINY_MODEL, make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
+
+STAGES = stage_settings(ASSETS)
 
 
 def _launchpad_fields(job_name: str, stage: str) -> dict:
@@ -145,11 +149,11 @@ BAD_VALUES = [
 def test_core_check_names_stage_key_and_bound() -> None:
     for values, expected in BAD_VALUES:
         with pytest.raises(SettingsError) as refused:
-            check_stages(values, "my.yaml")
+            check_stages(values, "my.yaml", STAGES)
         message = str(refused.value)
         assert message.startswith("my.yaml: ") and expected in message, (values, message)
         assert len(message) < 300 and "\n" not in message
-    assert check_stages({"trained_model": {"beta2": 0.95, "preset": "small"}}, "ok.yaml")
+    assert check_stages({"trained_model": {"beta2": 0.95, "preset": "small"}}, "ok.yaml", STAGES)
 
 
 @pytest.mark.parametrize("command", ["run", "materialize", "backfill"])
@@ -177,7 +181,7 @@ def test_schedule_refuses_bad_values_naming_the_file(
     bad.write_text("trained_model: {max_seconds: -5}\n")
     monkeypatch.setenv(RETRAIN_CONFIG_ENV, str(bad))
     with pytest.raises(InvalidScheduleSetting, match="greater than or equal to 0, got -5") as e:
-        retrain_run_config()
+        retrain_run_config(STAGES)
     assert str(e.value).startswith(f"{bad}: trained_model: max_seconds: ")
 
 

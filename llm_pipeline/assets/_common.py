@@ -62,6 +62,7 @@ def check_run_config(context) -> None:
     rules and against this machine (`preflight`: eval files, devices, tracking server), so a
     bad value launched from the launchpad fails the run's first step with a readable message
     instead of after the data stages have rebuilt (or after training)."""
+    from llm_pipeline.asset_graph import stage_settings
     from llm_pipeline.automation.dead_runs import tag_run_host
     from llm_pipeline.preflight import check_machine
     from llm_pipeline.run_config import check_stages, from_dagster
@@ -71,7 +72,8 @@ def check_run_config(context) -> None:
     source = "launchpad run config"
     storage = getattr(context.resources, "storage", None)
     try:
-        values = check_stages(from_dagster(context.run.run_config), source)
+        stages = stage_settings(list(context.repository_def.assets_defs_by_key.values()))
+        values = check_stages(from_dagster(context.run.run_config, stages), source, stages)
         check_machine(values, source, storage.data_root() if storage is not None else None)
     except PipelineInputError as exc:
         raise Failure(description=str(exc)) from None

@@ -14,6 +14,7 @@ the same data and settings would only repeat the same run.
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,13 @@ from dagster import (
 )
 
 from llm_pipeline import paths
+from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.automation.dead_runs import clear_dead_runs
 from llm_pipeline.automation.jobs import corpus_pipeline_job
 from llm_pipeline.dagster_compat import is_valid_cron_string
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+from llm_pipeline.settings import Stage
 
 RETRAIN_CRON_ENV = "LLM_PIPELINE_RETRAIN_CRON"
 RETRAIN_CONFIG_ENV = "LLM_PIPELINE_RETRAIN_CONFIG"
@@ -152,8 +155,9 @@ def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root
     return RetrainDecision(corpus, False, f"unchanged since model {run_id}")
 
 
-def retrain_run_config(job=None) -> dict:
-    """Run config for scheduled runs: the YAML file in `LLM_PIPELINE_RETRAIN_CONFIG`, if set.
+def retrain_run_config(stages: Mapping[str, Stage]) -> dict:
+    """Run config for scheduled runs: the YAML file in `LLM_PIPELINE_RETRAIN_CONFIG`, if set,
+    checked against `stages` (each stage's settings, from the repository's asset graph).
 
     Same format as `llm-pipeline run --config`; read on every tick, so an edit takes effect on
     the next one, and a broken file fails the tick with the file's name and reason instead of
@@ -165,7 +169,7 @@ def retrain_run_config(job=None) -> dict:
     from llm_pipeline.run_config import load_run_config
 
     try:
-        return load_run_config(path)
+        return load_run_config(path, stages)
     except PipelineInputError as exc:
         raise InvalidScheduleSetting(str(exc)) from None
 
@@ -191,7 +195,8 @@ def _active_corpora(context: ScheduleEvaluationContext) -> set[str]:
 )
 def retrain_schedule(context: ScheduleEvaluationContext):
     """One run per changed corpus; a skip reason per unchanged one."""
-    run_config = retrain_run_config(context.repository_def.get_job(corpus_pipeline_job.name))
+    assets = list(context.repository_def.assets_defs_by_key.values())
+    run_config = retrain_run_config(stage_settings(assets))
     data_root, models_root = paths.data_dir(), paths.models_dir()
     active = _active_corpora(context)
     corpora = sorted(context.instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME))

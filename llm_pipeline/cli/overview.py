@@ -24,19 +24,21 @@ from llm_pipeline.errors import PipelineInputError
 def pipeline_stages() -> tuple[str, ...]:
     """The stages `corpus_pipeline_job` runs, upstream first: read from the asset graph
     (`stages.py`) and the job. Imported on call: the assets import torch."""
+    from llm_pipeline.asset_graph import stage_order
     from llm_pipeline.automation.jobs import corpus_pipeline_job
-    from llm_pipeline.stages import ASSETS, stage_order
+    from llm_pipeline.stages import ASSETS
 
     selected = {key.to_user_string() for key in corpus_pipeline_job.selection.resolve(ASSETS)}
-    return tuple(name for name in stage_order() if name in selected)
+    return tuple(name for name in stage_order(ASSETS) if name in selected)
 
 
 def on_request_stages() -> tuple[str, ...]:
     """The stages a user asks for separately (`exported_model`), shown once they exist."""
-    from llm_pipeline.stages import stage_order
+    from llm_pipeline.asset_graph import stage_order
+    from llm_pipeline.stages import ASSETS
 
     pipeline = pipeline_stages()
-    return tuple(name for name in stage_order() if name not in pipeline)
+    return tuple(name for name in stage_order(ASSETS) if name not in pipeline)
 
 
 def when(timestamp: float | None) -> str:
@@ -144,11 +146,12 @@ def _checks_of(instance: Any, run_id: str, asset: str) -> tuple[dict[str, bool],
 def stage_states(instance: Any, corpus: str, code_versions: dict[str, str | None]) -> list:
     """Each stage's `StageState`, upstream first; the on-request stages (`exported_model`)
     only once they exist."""
-    from llm_pipeline.stages import upstream
+    from llm_pipeline.asset_graph import upstream
+    from llm_pipeline.stages import ASSETS
     from llm_pipeline.text.manifest import read_raw_manifest
 
     on_request = on_request_stages()
-    inputs = upstream()
+    inputs = upstream(ASSETS)
     states: dict[str, StageState] = {}
     for asset in (*pipeline_stages(), *on_request):
         state = StageState(asset)

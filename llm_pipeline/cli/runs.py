@@ -16,6 +16,14 @@ DEFAULT_JOB = "corpus_data_job"
 PIPELINE_JOB = "corpus_pipeline_job"
 
 
+def stage_settings() -> dict:
+    """Each stage's settings, from the asset graph (imported on call: the assets import torch)."""
+    from llm_pipeline.asset_graph import stage_settings as of_assets
+    from llm_pipeline.stages import ASSETS
+
+    return of_assets(ASSETS)
+
+
 def _step_failure_message(event) -> str:
     """The user-facing reason of a failed step: a Failure's description, else the error line."""
     data = event.event_specific_data
@@ -31,7 +39,7 @@ def _step_failure_message(event) -> str:
 def materialize(args: argparse.Namespace) -> int:
     """Materialize a job's assets for one corpus in-process, through the Dagster instance."""
     name = paths.validate_corpus_name(args.corpus)
-    run_config = load_run_config(args.config)
+    run_config = load_run_config(args.config, stage_settings())
     instance = dagster_instance()
     from llm_pipeline.definitions import defs
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
@@ -150,7 +158,7 @@ def backfill(args: argparse.Namespace) -> int:
         raise PipelineInputError(
             f"unknown stage {args.stage!r}; stages: {', '.join(pipeline_assets)}"
         )
-    run_config = load_run_config(args.config)
+    run_config = load_run_config(args.config, stage_settings())
     instance = dagster_instance()
     from dagster import AssetKey, AssetSelection
 
