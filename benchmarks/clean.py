@@ -288,7 +288,7 @@ def datatrove_corpus(mb: float, seed: int, workers: int) -> tuple[Path, Path, di
     import pyarrow.parquet as pq
 
     from llm_pipeline.text.clean import iter_document_batches
-    from llm_pipeline.text.normalize import normalize_text
+    from llm_pipeline.text.filters.normalize import normalize_text
     from llm_pipeline.text.store import DOCUMENTS_SCHEMA, parquet_parts
 
     docs, info = ensure_documents(mb, seed)

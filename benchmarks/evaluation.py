@@ -36,10 +36,10 @@ from synthetic_corpus import WORK_DIR, ensure_documents  # noqa: E402
 def child(mb: float, seconds: float) -> None:
     """One size: the whole path, printing its figures as one JSON line."""
     from llm_pipeline.lm.settings import ModelConfig, TrainConfig
-    from llm_pipeline.lm.train import train
-    from llm_pipeline.lm.trainer_main import score_validation
-    from llm_pipeline.text.chunks import split_long_text
+    from llm_pipeline.lm.train.loop import train
+    from llm_pipeline.lm.train.trainer_main import score_validation
     from llm_pipeline.text.clean import CleaningConfig, iter_document_batches
+    from llm_pipeline.text.read.chunks import split_long_text
     from llm_pipeline.text.stages import clean_corpus
     from llm_pipeline.text.store import parquet_parts
     from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe

@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from llm_pipeline.lm.device import resolve_device
-from llm_pipeline.lm.model import build_model, generate
+from llm_pipeline.lm.model.networks import build_model, generate
 from llm_pipeline.lm.settings import ModelConfig, TrainedModelSettings
+from llm_pipeline.lm.train.device import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:

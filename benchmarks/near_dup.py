@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from synthetic_corpus import WORK_DIR, SyntheticCorpus
 
 from llm_pipeline.text.clean import CleaningConfig, clean_documents
-from llm_pipeline.text.minhash import shingle_jaccard
+from llm_pipeline.text.dedup.minhash import shingle_jaccard
 from llm_pipeline.text.store import parquet_parts
 
 BINS = [(0.0, 0.3), (0.3, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)]

@@ -13,7 +13,7 @@ Corpora (tokenizer and shards built here with the pipeline's `train_bpe`/`write_
 `--vocab`, 5% of documents for validation, cached under benchmarks/.work/quality/):
 
 - `builtin`: the built-in corpus, docstrings of the Python standard library
-  (`llm_pipeline.text.builtin`), exact duplicates dropped;
+  (`llm_pipeline.text.read.builtin`), exact duplicates dropped;
 - `prose`: the Python language reference's prose as shipped with every CPython
   (`pydoc_data.topics`, PSF licence), one document per paragraph.
 
@@ -74,16 +74,16 @@ import torch
 # The sibling benchmarks/train.py: where the shards are, and how busy the neighbours are.
 from train import OtherLoad, find_shards, wait_for_quiet
 
-from llm_pipeline.lm.model import build_model, count_parameters
+from llm_pipeline.lm.model.networks import build_model, count_parameters
 from llm_pipeline.lm.scoring import score_documents, token_byte_lengths, unigram_score
 from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
-from llm_pipeline.lm.train import train
-from llm_pipeline.text.split import assign_sides, split_key
+from llm_pipeline.lm.train.loop import train
+from llm_pipeline.text.split.sides import assign_sides, split_key
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline.tokens.shards import open_split, read_meta, write_shards
 
 WORK = _HERE / ".work" / "quality"
-CORPUS_VERSION = 2  # 2: the split of text/split.py, tokenizer on the train side
+CORPUS_VERSION = 2  # 2: the split of text/split/sides.py, tokenizer on the train side
 
 
 def _val_layout(shards: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +127,7 @@ def nanogpt_baseline(vocab_size: int, dtype: str) -> tuple[ModelConfig, TrainCon
 def corpus_texts(name: str) -> list[str]:
     """The documents of one benchmark corpus, in a stable order."""
     if name == "builtin":
-        from llm_pipeline.text.builtin import iter_stdlib_docstrings
+        from llm_pipeline.text.read.builtin import iter_stdlib_docstrings
 
         seen: set[str] = set()
         texts = []

@@ -54,8 +54,8 @@ from synthetic_corpus import WORK_DIR, ensure_documents
 
 from llm_pipeline.text.clean import CleaningConfig, clean_documents, iter_document_batches
 from llm_pipeline.text.funnel import PASSAGE_DUPLICATE
-from llm_pipeline.text.leakage import measure_leakage
-from llm_pipeline.text.split_file import read_split
+from llm_pipeline.text.split.leakage import measure_leakage
+from llm_pipeline.text.split.split_file import read_split
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline_tests.corpora import SHAPES, clause_corpus
 
@@ -116,7 +116,7 @@ def part_figures(docs: int | None, builtin: bool, work: Path) -> None:
             print(figures(name, texts, grown, work, dedup), flush=True)
     real: dict[str, list[str]] = {}
     if builtin:
-        from llm_pipeline.text.builtin import iter_stdlib_docstrings
+        from llm_pipeline.text.read.builtin import iter_stdlib_docstrings
 
         real["built-in"] = [r["text"] for r in iter_stdlib_docstrings()]
     copyrights = sorted(Path("/usr/share/doc").glob("*/copyright"))
@@ -182,7 +182,7 @@ def pc_bytes(part: Path) -> int:
 
 def _clause_parts(mb: float) -> Path:
     """A clause-library corpus of about `mb` MB as document parts (cached)."""
-    from llm_pipeline.text.readers import Document
+    from llm_pipeline.text.read.readers import Document
     from llm_pipeline.text.store import write_documents
 
     folder = WORK_DIR / f"clauses-{mb:g}mb-v2"

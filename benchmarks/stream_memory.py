@@ -27,8 +27,8 @@ import tempfile
 import time
 import tracemalloc
 
-from llm_pipeline.text import readers
-from llm_pipeline.text.readers import ReadStats, iter_documents
+from llm_pipeline.text.read import readers
+from llm_pipeline.text.read.readers import ReadStats, iter_documents
 
 
 def make_file(folder: Path, mb: int) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_pipeline.text.readers import Document
+from llm_pipeline.text.read.readers import Document
 from llm_pipeline.text.store import write_documents
 
 # Bump when the generator changes, so cached corpora under benchmarks/.work are not reused.

@@ -6,7 +6,7 @@ the `trained_model` asset, read from `TrainedModelSettings`: today gpt, 4 layers
 128, block 128, batch 16; the vocabulary is the shards'), each contender running the same
 number N of optimizer steps:
 
-- pipeline: `llm_pipeline.lm.train.train(...)` with `max_steps=N` and evaluation and logging
+- pipeline: `llm_pipeline.lm.train.loop.train(...)` with `max_steps=N` and evaluation and logging
   pushed out of the way. Its tokens/s is `tokens_seen / seconds` of the result with nothing
   subtracted: batch sampling, the learning-rate schedule, the loss read back once at the end
   (the loop syncs with the device only at log/eval/checkpoint steps) and the one validation
@@ -75,10 +75,10 @@ import torch
 from torch import nn
 
 from llm_pipeline import paths
-from llm_pipeline.lm.device import resolve_device, resolve_dtype
-from llm_pipeline.lm.model import build_model
+from llm_pipeline.lm.model.networks import build_model
 from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
-from llm_pipeline.lm.train import train
+from llm_pipeline.lm.train.device import resolve_device, resolve_dtype
+from llm_pipeline.lm.train.loop import train
 from llm_pipeline.tokens.shards import read_meta
 
 CORPUS = "python-stdlib-docs"

@@ -15,7 +15,7 @@ from dagster import AssetsDefinition
 from llm_pipeline.dagster_compat import asset_config_class
 
 if TYPE_CHECKING:
-    from llm_pipeline.settings import Stage
+    from llm_pipeline.settings_base import Stage
 
 
 def upstream(assets: Sequence[AssetsDefinition]) -> dict[str, tuple[str, ...]]:

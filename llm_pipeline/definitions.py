@@ -15,7 +15,7 @@ from llm_pipeline.automation.jobs import corpus_data_job, corpus_export_job, cor
 from llm_pipeline.automation.schedules import retrain_schedule
 from llm_pipeline.automation.sensors import new_corpus_sensor
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.stages import ASSETS
+from llm_pipeline.stage_assets import ASSETS
 
 defs = Definitions(
     assets=list(ASSETS),

@@ -101,9 +101,13 @@ def check_device(values: dict, preflight: Preflight) -> None:
 
 @machine_check
 def check_tracking_server(values: dict, preflight: Preflight) -> None:
-    """With `MLFLOW_TRACKING_URI` set, the tracking store answers (lm/tracking.py decides how:
-    sqlite opens, an http(s) server answers /health, a file store's folder exists)."""
-    from llm_pipeline.lm.tracking import TRACKING_URI_ENV, TrackingError, check_reachable
+    """With `MLFLOW_TRACKING_URI` set, the tracking store answers (lm/tracking/training_runs.py
+    decides how: sqlite opens, an http(s) server answers /health, a file store's folder exists)."""
+    from llm_pipeline.lm.tracking.training_runs import (
+        TRACKING_URI_ENV,
+        TrackingError,
+        check_reachable,
+    )
 
     uri = os.environ.get(TRACKING_URI_ENV, "").strip()
     if not uri:

@@ -3,7 +3,7 @@
 One check for every entry point — `llm-pipeline run`, `materialize`, `backfill`, the retrain
 schedule and the first step of a launchpad run — so each refuses the same mistakes with the
 same few lines: the file (or "launchpad"), the stage, the key and the bound. The stages are
-the asset graph's (`stages.py`), each with the core settings (`*/settings.py`) its derived
+the asset graph's (`stage_assets.py`), each with the core settings (`*/settings.py`) its derived
 `Config` shows; Dagster is imported on the first check, not with this module.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.settings import SettingsError, Stage, nearest
+from llm_pipeline.settings_base import SettingsError, Stage, nearest
 
 Stages = Mapping[str, Stage]
 

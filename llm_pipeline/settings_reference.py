@@ -27,7 +27,7 @@ def settings_reference_markdown() -> str:
     Headings start at level 2 (`##` per stage), so the page that includes it keeps its title.
     """
     from llm_pipeline.asset_graph import stage_settings
-    from llm_pipeline.stages import ASSETS
+    from llm_pipeline.stage_assets import ASSETS
 
     parts = [stage_markdown(stage) for stage in stage_settings(ASSETS).values()]
     parts.append(presets_markdown())
@@ -83,7 +83,7 @@ def profiles_markdown() -> str:
     Filter sections (the C4, Gopher repetition and Gopher quality filters' settings) are
     flattened to `section.field`, the form `cleaned_corpus.thresholds` takes.
     """
-    from llm_pipeline.text.profiles import PROFILE_SETTINGS
+    from llm_pipeline.text.filters.profiles import PROFILE_SETTINGS
 
     flat = {name: dict(_flatten(values)) for name, values in PROFILE_SETTINGS.items()}
     return _matrix(

@@ -53,7 +53,7 @@ def tiny_training_state(seed: int) -> tuple:
     """A tiny GPT after one optimizer step, its optimizer, and a checkpoint config."""
     import torch
 
-    from llm_pipeline.lm.model import build_model
+    from llm_pipeline.lm.model.networks import build_model
     from llm_pipeline.lm.settings import ModelConfig
 
     torch.manual_seed(seed)
@@ -114,9 +114,9 @@ def stage_shards(corpus: str) -> None:
 
 def stage_checkpoint(corpus: str) -> None:
 
-    from llm_pipeline.lm import checkpoint
-    from llm_pipeline.lm.checkpoint import save_checkpoint
-    from llm_pipeline.lm.registry import run_dir
+    from llm_pipeline.lm.store import checkpoint
+    from llm_pipeline.lm.store.checkpoint import save_checkpoint
+    from llm_pipeline.lm.store.folders import run_dir
 
     model, optimizer, config = tiny_training_state(seed=1)
     real = checkpoint.save_optimizer_state

@@ -23,9 +23,9 @@ import torch
 from llm_pipeline.assets._common import code_span, problems_markdown
 from llm_pipeline.atomic import atomic_dir, write_bytes_atomic
 from llm_pipeline.errors import PipelineInputError, UnsafePathError
-from llm_pipeline.lm.checkpoint import CheckpointError
-from llm_pipeline.lm.registry import LATEST, read_pointer, resolve_run, training_state_root
-from llm_pipeline.lm.resume import (
+from llm_pipeline.lm.store.checkpoint import CheckpointError
+from llm_pipeline.lm.store.folders import LATEST, read_pointer, resolve_run, training_state_root
+from llm_pipeline.lm.train.resume import (
     capture_rng,
     clear_training_state,
     load_training_state,
@@ -33,7 +33,7 @@ from llm_pipeline.lm.resume import (
 )
 from llm_pipeline.locking import output_lock
 from llm_pipeline.safe_open import UnsafeFileError, read_utf8
-from llm_pipeline.text.readers import ReadLimits, ReadStats, iter_documents
+from llm_pipeline.text.read.readers import ReadLimits, ReadStats, iter_documents
 from llm_pipeline_tests.crash_child import tiny_training_state
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,7 +197,7 @@ def test_a_racing_symlink_swap_never_gets_outside_bytes_into_a_document(
 _PARQUET_PEAK = """
 import resource, sys
 from pathlib import Path
-from llm_pipeline.text.readers import ReadStats, iter_documents
+from llm_pipeline.text.read.readers import ReadStats, iter_documents
 import pyarrow.parquet, pyarrow.compute  # imports before the baseline
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 stats = ReadStats()

@@ -16,7 +16,7 @@ from llm_pipeline.text.clean import (
     clean_documents,
     document_id,
 )
-from llm_pipeline.text.filters import (
+from llm_pipeline.text.filters.basic import (
     DuplicateLinesFilter,
     MaxCharsFilter,
     MinCharsFilter,
@@ -25,7 +25,7 @@ from llm_pipeline.text.filters import (
     duplicate_line_fraction,
     non_alnum_fraction,
 )
-from llm_pipeline.text.normalize import CONTROL_CHARS_REGEX, normalize_text
+from llm_pipeline.text.filters.normalize import CONTROL_CHARS_REGEX, normalize_text
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline_tests.conftest import make_document
 

@@ -14,7 +14,7 @@ from dagster import AssetKey
 
 from llm_pipeline.cli import main
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
-from llm_pipeline.text.builtin import iter_stdlib_docstrings
+from llm_pipeline.text.read.builtin import iter_stdlib_docstrings
 from llm_pipeline_tests.test_pipeline import make_corpus
 
 

@@ -18,7 +18,7 @@ from llm_pipeline.atomic import atomic_dir
 from llm_pipeline.errors import OutputBusyError
 from llm_pipeline.locking import LOCK_TIMEOUT_ENV, output_lock
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
-from llm_pipeline.text.readers import iter_documents
+from llm_pipeline.text.read.readers import iter_documents
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline_tests.test_crashes import start_child
 from llm_pipeline_tests.test_pipeline import DATA_ASSETS, make_corpus

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from llm_pipeline.contracts import ContractError
-from llm_pipeline.lm.checkpoint import CheckpointError, read_config
-from llm_pipeline.lm.checkpoint_config import (
+from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
+from llm_pipeline.lm.store.checkpoint import CheckpointError, read_config
+from llm_pipeline.lm.store.checkpoint_config import (
     CHECKPOINT_FORMAT_VERSION,
     CheckpointConfig,
     DataInfo,
     TokenizerInfo,
     TrainingSummary,
 )
-from llm_pipeline.lm.job import JOB_FORMAT_VERSION, TrainerJob
-from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
+from llm_pipeline.lm.train.job import JOB_FORMAT_VERSION, TrainerJob
 from llm_pipeline.report.promotion import FIRST_MODEL, decide_promotion
-from llm_pipeline.text.manifest import (
+from llm_pipeline.text.read.manifest import (
     MANIFEST_FILE,
     MANIFEST_FORMAT_VERSION,
     RawManifest,
@@ -225,7 +225,7 @@ def test_promotion_reason_names_the_text_it_was_decided_on() -> None:
 
 def test_lm_modules_import_one_another_without_a_cycle() -> None:
     """The trainer has one entry module; training and evaluation share `lm.device` instead of
-    importing each other (`python -m llm_pipeline.lm.train` used to re-import itself)."""
+    importing each other (`python -m llm_pipeline.lm.train.loop` used to re-import itself)."""
     import ast
     import graphlib
 

@@ -23,8 +23,8 @@ from dagster import DagsterInstance, materialize
 
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.assets.tokens import token_shards, tokenizer
-from llm_pipeline.lm.checkpoint import load_model, load_optimizer_state, save_checkpoint
-from llm_pipeline.lm.registry import run_dir
+from llm_pipeline.lm.store.checkpoint import load_model, load_optimizer_state, save_checkpoint
+from llm_pipeline.lm.store.folders import run_dir
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.store import parquet_parts

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from llm_pipeline.automation.trainer_process import trainer_command
-from llm_pipeline.lm.checkpoint import read_config, read_metrics
+from llm_pipeline.lm.store.checkpoint import read_config, read_metrics
 from llm_pipeline_tests.test_lm import TINY, shards  # noqa: F401  (the shards fixture)
 
 RTOL = 1e-5

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.lm.settings import PRESETS
-from llm_pipeline.stages import ASSETS
-from llm_pipeline.text.profiles import PROFILE_SETTINGS
+from llm_pipeline.stage_assets import ASSETS
+from llm_pipeline.text.filters.profiles import PROFILE_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"

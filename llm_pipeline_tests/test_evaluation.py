@@ -25,10 +25,10 @@ from llm_pipeline.report.promotion import (
 )
 from llm_pipeline.report.render import render_html, render_markdown
 from llm_pipeline.run_config import check_stages
-from llm_pipeline.settings import SettingsError
-from llm_pipeline.stages import ASSETS
-from llm_pipeline.text.split import keys_digest, split_key
-from llm_pipeline.text.validation_keys import (
+from llm_pipeline.settings_base import SettingsError
+from llm_pipeline.stage_assets import ASSETS
+from llm_pipeline.text.split.sides import keys_digest, split_key
+from llm_pipeline.text.split.validation_keys import (
     read_validation_keys,
     shared_validation_texts,
     validation_keys,
@@ -163,7 +163,7 @@ def test_shared_validation_texts_are_validation_rows_in_both_sets_within_the_bud
 
 def test_shared_texts_need_both_models_keys_for_their_own_sets(tmp_path: Path) -> None:
     from llm_pipeline.report.comparison import shared_texts
-    from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE
+    from llm_pipeline.text.split.validation_keys import VALIDATION_KEYS_FILE
 
     rows = [(f"text {i} " * 10, "val" if i % 2 else "train") for i in range(20)]
     _cleaned_part(tmp_path / "cleaned", rows)

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from llm_pipeline.cli import main
-from llm_pipeline.lm.checkpoint import save_checkpoint
 from llm_pipeline.lm.export import ExportError, export_gguf, export_hf
-from llm_pipeline.lm.history import record_promotion
-from llm_pipeline.lm.model import build_model, generate, swiglu_hidden_size
-from llm_pipeline.lm.registry import CURRENT, write_pointer
-from llm_pipeline.lm.sampling import load_run
+from llm_pipeline.lm.model.networks import build_model, generate, swiglu_hidden_size
+from llm_pipeline.lm.model.sampling import load_run
 from llm_pipeline.lm.settings import ModelConfig
+from llm_pipeline.lm.store.checkpoint import save_checkpoint
+from llm_pipeline.lm.store.folders import CURRENT, write_pointer
+from llm_pipeline.lm.store.history import record_promotion
 from llm_pipeline.tokens.bpe import (
     END_OF_TEXT,
     TOKENIZER_FILE,
@@ -350,7 +350,7 @@ def test_schedule_does_not_retrain_a_model_saved_before_the_mlp_setting(tmp_path
 
     from llm_pipeline.automation.schedules import retrain_decision
     from llm_pipeline.lm.settings import TrainConfig, TrainedModelSettings
-    from llm_pipeline.text.readers import fingerprint_files
+    from llm_pipeline.text.read.readers import fingerprint_files
 
     raw = tmp_path / "data" / "raw" / CORPUS
     raw.mkdir(parents=True)

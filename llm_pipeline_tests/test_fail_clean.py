@@ -19,8 +19,8 @@ from llm_pipeline.assets.model import trained_model
 from llm_pipeline.assets.tokens import token_shards, tokenizer
 from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.errors import DiskFullError
-from llm_pipeline.lm import checkpoint
-from llm_pipeline.lm.checkpoint import load_model, save_checkpoint
+from llm_pipeline.lm.store import checkpoint
+from llm_pipeline.lm.store.checkpoint import load_model, save_checkpoint
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tokens import shards
 from llm_pipeline.tokens.bpe import save_tokenizer, train_bpe

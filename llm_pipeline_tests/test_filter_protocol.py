@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pytest
 
 from llm_pipeline.text.clean import CleaningConfig
-from llm_pipeline.text.filter_pass import FilterPlan, filter_batch
-from llm_pipeline.text.filters import KEPT, DocumentFilter, MinCharsFilter, TextTransform
+from llm_pipeline.text.filters.basic import KEPT, DocumentFilter, MinCharsFilter, TextTransform
+from llm_pipeline.text.filters.filter_pass import FilterPlan, filter_batch
+from llm_pipeline.text.filters.profiles import PROFILES
+from llm_pipeline.text.filters.quality import C4LineFilter
 from llm_pipeline.text.funnel import NORMALIZE
-from llm_pipeline.text.profiles import PROFILES
-from llm_pipeline.text.quality import C4LineFilter
 
 BODY = ("This is a proper sentence with words. " * 6).strip()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_pipeline.lm.model import build_model, generate
+from llm_pipeline.lm.model.networks import build_model, generate
 from llm_pipeline.lm.settings import ModelConfig
 
 CONFIG = {"vocab_size": 300, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from llm_pipeline.automation.settings import GPU_RESOURCE, K8S_CONFIG_TAG
+from llm_pipeline.automation.deployment import GPU_RESOURCE, K8S_CONFIG_TAG
 
 STEP_TAGS = """
 import json

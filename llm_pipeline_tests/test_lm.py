@@ -14,24 +14,24 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from llm_pipeline.lm.checkpoint import (
-    CheckpointError,
-    load_model,
-    load_optimizer_state,
-    read_metrics,
-    save_checkpoint,
-)
 from llm_pipeline.lm.evaluate import (
     bits_per_byte,
     sum_nats,
     text_bits_per_byte,
     unigram_bits_per_byte,
 )
-from llm_pipeline.lm.model import GRULanguageModel, build_model, generate
+from llm_pipeline.lm.model.networks import GRULanguageModel, build_model, generate
 from llm_pipeline.lm.settings import ModelConfig, TrainConfig
-from llm_pipeline.lm.train import check_data_fits, learning_rate, train
+from llm_pipeline.lm.store.checkpoint import (
+    CheckpointError,
+    load_model,
+    load_optimizer_state,
+    read_metrics,
+    save_checkpoint,
+)
+from llm_pipeline.lm.train.loop import check_data_fits, learning_rate, train
 from llm_pipeline.text.clean import document_id
-from llm_pipeline.text.split import split_key
+from llm_pipeline.text.split.sides import split_key
 from llm_pipeline.text.store import CLEANED_SCHEMA
 from llm_pipeline.tokens.bpe import end_of_text_id, save_tokenizer, train_bpe
 from llm_pipeline.tokens.shards import (

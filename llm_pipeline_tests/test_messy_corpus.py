@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey
 
-from llm_pipeline.text import readers
-from llm_pipeline.text.readers import ReadStats, fingerprint_files, iter_documents
+from llm_pipeline.text.read import readers
+from llm_pipeline.text.read.readers import ReadStats, fingerprint_files, iter_documents
 
 GOOD = "A good document that must still be read, whatever its neighbours look like."
 SECRET = "outside secret: this text lives outside the corpus folder"

@@ -13,14 +13,14 @@ from dagster import AssetKey
 
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
-from llm_pipeline.lm.checkpoint import load_model, read_config
-from llm_pipeline.lm.history import model_history
-from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, training_state_root
 from llm_pipeline.lm.settings import TrainedModelSettings
-from llm_pipeline.lm.train import train
+from llm_pipeline.lm.store.checkpoint import load_model, read_config
+from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, training_state_root
+from llm_pipeline.lm.store.history import model_history
+from llm_pipeline.lm.train.loop import train
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.report.plots import history_points
-from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
+from llm_pipeline.text.split.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.test_pipeline import FAST, check_results, failures
 
@@ -261,8 +261,8 @@ def test_cli_run_and_generate(tmp_path: Path, data_root: Path, instance, capsys)
     # generate after loading, and open_split with a str path.
     import torch
 
-    from llm_pipeline.lm.registry import resolve_run
-    from llm_pipeline.lm.sampling import complete, load_run
+    from llm_pipeline.lm.model.sampling import complete, load_run
+    from llm_pipeline.lm.store.folders import resolve_run
     from llm_pipeline.tokens.shards import open_split
 
     run = load_run(resolve_run("cli"))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from llm_pipeline.atomic import write_json_atomic
 from llm_pipeline.cli.runs import failure_summary
-from llm_pipeline.lm.checkpoint_config import CheckpointConfig, DataInfo, TrainingSummary
-from llm_pipeline.lm.history import model_history, record_promotion
-from llm_pipeline.lm.registry import CURRENT, write_pointer
+from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, DataInfo, TrainingSummary
+from llm_pipeline.lm.store.folders import CURRENT, write_pointer
+from llm_pipeline.lm.store.history import model_history, record_promotion
 from llm_pipeline.report.content import HISTORY_IMAGE, history_rows
 from llm_pipeline.report.plots import history_points, model_history_png
 from llm_pipeline.report.render import render_html, render_markdown

@@ -23,7 +23,7 @@ from dagster import AssetKey, DagsterRunStatus, RunsFilter, build_schedule_conte
 from llm_pipeline.automation.schedules import _active_corpora
 from llm_pipeline.cli import main
 from llm_pipeline.dagster_compat import pool_slots_of_run
-from llm_pipeline.lm.registry import run_dir, training_state_root
+from llm_pipeline.lm.store.folders import run_dir, training_state_root
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline_tests.test_model_pipeline import TINY_MODEL, make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
@@ -76,7 +76,7 @@ def test_orchestrator_killed_mid_training(data_root: Path, instance, tmp_path: P
     try:
         wait_for(lambda: "tok/s" in log.read_text(), 240, "the first training progress line")
         descendants = psutil.Process(first.pid).children(recursive=True)
-        trainers = [p for p in descendants if "llm_pipeline.lm.trainer_main" in p.cmdline()]
+        trainers = [p for p in descendants if "llm_pipeline.lm.train.trainer_main" in p.cmdline()]
         assert trainers, "no trainer process found under the orchestrator"
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from llm_pipeline.lm.parent_watch import ParentWatch
+from llm_pipeline.lm.train.parent_watch import ParentWatch
 from llm_pipeline_tests.test_lm import TINY, shards  # noqa: F401  (the shards fixture)
 
 # A child that waits for its stop request, then records why and exits (as the trainer does).
 CHILD = """
 import sys, time
 from pathlib import Path
-from llm_pipeline.lm.parent_watch import ParentWatch
+from llm_pipeline.lm.train.parent_watch import ParentWatch
 watch = ParentWatch(log=lambda line: None).start()
 Path(sys.argv[1] + ".started").write_text("ok")
 while not watch.stop_requested():
@@ -58,7 +58,7 @@ def test_child_stops_when_its_launcher_is_killed(tmp_path: Path) -> None:
 def test_exec_wrapper_passes_the_watch_on(tmp_path: Path) -> None:
     """torchrun's launcher: `parent_watch -- CMD` keeps its pid and dies with our parent."""
     marker = tmp_path / "stopped"
-    wrapped = [sys.executable, "-m", "llm_pipeline.lm.parent_watch", "--"]
+    wrapped = [sys.executable, "-m", "llm_pipeline.lm.train.parent_watch", "--"]
     child = [*wrapped, sys.executable, "-c", CHILD, str(marker)]
     subprocess.run([sys.executable, "-c", launcher(child)], check=True, timeout=60)
     assert wait_for_file(marker)

@@ -12,15 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_pipeline.checks.split import split_cause
-from llm_pipeline.lm.batches import check_data_fits
 from llm_pipeline.lm.settings import ModelConfig
+from llm_pipeline.lm.train.batches import check_data_fits
 from llm_pipeline.text.advice import cleaning_advice
 from llm_pipeline.text.clean import PASSAGE_DUPLICATE, CleaningConfig, clean_documents
-from llm_pipeline.text.clusters import BoundedClusters
-from llm_pipeline.text.leakage import measure_leakage
-from llm_pipeline.text.passages import paragraphs, passage_keys, remove_passages
-from llm_pipeline.text.split import SplitSummary, assign_sides
-from llm_pipeline.text.split_file import read_split
+from llm_pipeline.text.dedup.passages import paragraphs, passage_keys, remove_passages
+from llm_pipeline.text.split.clusters import BoundedClusters
+from llm_pipeline.text.split.leakage import measure_leakage
+from llm_pipeline.text.split.sides import SplitSummary, assign_sides
+from llm_pipeline.text.split.split_file import read_split
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline_tests.corpora import clause_corpus, paragraph, pool_corpus
 
@@ -233,7 +233,7 @@ def test_a_passage_removed_from_many_documents_is_sampled_once(tmp_path: Path) -
 
 
 def test_pairs_of_document_numbers_spread_over_the_spill(tmp_path: Path) -> None:
-    from llm_pipeline.text.dedup import KeySpill
+    from llm_pipeline.text.dedup.exact import KeySpill
 
     codes = (np.arange(1000, dtype=np.uint64) << np.uint64(32)) | np.uint64(7)  # small numbers
     for spread, least in ((False, 1), (True, 200)):
@@ -267,8 +267,8 @@ def test_the_report_says_what_the_split_did_and_when_it_is_out_of_bounds() -> No
 def test_a_popular_gram_links_every_document_to_its_first(tmp_path: Path) -> None:
     """The clustering pairs a gram's first 16 documents with each other and every later one
     with the first (linear, not quadratic): a licence in 40 files links all 40."""
-    from llm_pipeline.text.clusters import MAX_GRAM_DOCS, gram_pair_counts
-    from llm_pipeline.text.dedup import KeySpill
+    from llm_pipeline.text.dedup.exact import KeySpill
+    from llm_pipeline.text.split.clusters import MAX_GRAM_DOCS, gram_pair_counts
 
     spill = KeySpill(tmp_path / "grams")
     docs = np.arange(40, dtype=np.uint32)

@@ -17,8 +17,8 @@ from llm_pipeline.checks.cleaned import cleaned_corpus_expectations
 from llm_pipeline.definitions import defs
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.text.split_file import read_split
-from llm_pipeline.text.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
+from llm_pipeline.text.split.split_file import read_split
+from llm_pipeline.text.split.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.shards import open_split, read_meta
 from llm_pipeline_tests.conftest import make_document
 

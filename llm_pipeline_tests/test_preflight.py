@@ -15,7 +15,7 @@ from llm_pipeline.definitions import defs
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.preflight import PreflightError, check_machine
 from llm_pipeline.run_config import load_run_config
-from llm_pipeline.stages import ASSETS
+from llm_pipeline.stage_assets import ASSETS
 from llm_pipeline_tests.test_model_pipeline import make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
 

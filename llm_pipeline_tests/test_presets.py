@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llm_pipeline.assets.model import TrainedModelConfig
-from llm_pipeline.lm.model import build_model, count_parameters
+from llm_pipeline.lm.model.networks import build_model, count_parameters
 from llm_pipeline.lm.settings import PRESETS, TrainedModelSettings
 
 

@@ -136,8 +136,8 @@ def test_raw_corpus_progress_reaches_its_total_on_jsonl_and_parquet(tmp_path: Pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from llm_pipeline.text.corpus_files import corpus_files
-    from llm_pipeline.text.readers import ReadStats, iter_documents
+    from llm_pipeline.text.read.corpus_files import corpus_files
+    from llm_pipeline.text.read.readers import ReadStats, iter_documents
     from llm_pipeline.text.stages import _file_sizes, counted_documents
 
     folder = tmp_path / "raw"

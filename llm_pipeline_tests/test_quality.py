@@ -21,10 +21,14 @@ from llm_pipeline.text.clean import (
     CleaningConfig,
     clean_documents,
 )
-from llm_pipeline.text.dedup import EXACT, KEEP, KeySpill, mark_exact_duplicates
-from llm_pipeline.text.minhash import MinHashConfig, MinHasher, shingle_jaccard
-from llm_pipeline.text.profiles import PROFILES
-from llm_pipeline.text.quality import C4LineFilter, GopherQualityFilter, GopherRepetitionFilter
+from llm_pipeline.text.dedup.exact import EXACT, KEEP, KeySpill, mark_exact_duplicates
+from llm_pipeline.text.dedup.minhash import MinHashConfig, MinHasher, shingle_jaccard
+from llm_pipeline.text.filters.profiles import PROFILES
+from llm_pipeline.text.filters.quality import (
+    C4LineFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.shards import read_meta
 from llm_pipeline_tests.conftest import WORDS, make_document

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from llm_pipeline.text.chunks import split_long_text
-from llm_pipeline.text.readers import ReadStats, fingerprint_files, iter_documents
+from llm_pipeline.text.read.chunks import split_long_text
+from llm_pipeline.text.read.readers import ReadStats, fingerprint_files, iter_documents
 
 
 def read(root: Path, **kwargs) -> tuple[list, ReadStats]:

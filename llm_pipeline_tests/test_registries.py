@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from llm_pipeline.lm.export.formats import EXPORT_FORMATS, ExportFormat, all_dtypes
-from llm_pipeline.text.filter_registry import (
+from llm_pipeline.text.filters.basic import DocumentFilter, parameter
+from llm_pipeline.text.filters.profiles import _PROFILES
+from llm_pipeline.text.filters.registry import (
     FILTERS,
     RegisteredFilter,
     filter_settings,
@@ -19,8 +21,6 @@ from llm_pipeline.text.filter_registry import (
     switch_keys,
     threshold_keys,
 )
-from llm_pipeline.text.filters import DocumentFilter, parameter
-from llm_pipeline.text.profiles import _PROFILES
 
 
 def test_run_config_check_and_export_registry_import_no_torch() -> None:
@@ -60,7 +60,7 @@ def test_cli_and_settings_read_the_export_formats(monkeypatch) -> None:
 
 
 def test_export_settings_come_from_the_registry() -> None:
-    from llm_pipeline.lm.export_settings import EXPORTED_MODEL
+    from llm_pipeline.lm.export.settings import EXPORTED_MODEL
 
     specs = {spec.name: spec for spec in EXPORTED_MODEL.specs}
     assert specs["formats"].default == list(EXPORT_FORMATS)
@@ -74,7 +74,7 @@ def test_stages_everywhere_are_the_asset_graph() -> None:
     from llm_pipeline.asset_graph import stage_settings, upstream
     from llm_pipeline.cli.overview import on_request_stages, pipeline_stages
     from llm_pipeline.definitions import defs
-    from llm_pipeline.stages import ASSETS
+    from llm_pipeline.stage_assets import ASSETS
 
     def stage_order(assets=ASSETS):
         return order_of(assets)
@@ -99,7 +99,7 @@ def name_key(name: str):
 
 def test_stage_order_follows_deps_not_listing_order() -> None:
     from llm_pipeline.asset_graph import stage_order
-    from llm_pipeline.stages import ASSETS
+    from llm_pipeline.stage_assets import ASSETS
 
     assert stage_order(tuple(reversed(ASSETS)))[:5] == stage_order(ASSETS)[:5]
 
@@ -117,7 +117,7 @@ class _ShoutingFilter(DocumentFilter):
 
 
 def test_filter_settings_keys_and_order_come_from_the_registry() -> None:
-    from llm_pipeline.text.cleaning_config import CleaningConfig
+    from llm_pipeline.text.filters.cleaning_config import CleaningConfig
     from llm_pipeline.text.settings import PROFILE_KEYS
 
     assert (*threshold_keys(), *switch_keys(), "passage_dedup") == PROFILE_KEYS

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_pipeline.lm.checkpoint import CheckpointError
-from llm_pipeline.lm.resume import STATE_FILE, load_training_state
 from llm_pipeline.lm.settings import ModelConfig, TrainConfig
-from llm_pipeline.lm.train import train
+from llm_pipeline.lm.store.checkpoint import CheckpointError
+from llm_pipeline.lm.train.loop import train
+from llm_pipeline.lm.train.resume import STATE_FILE, load_training_state
 from llm_pipeline_tests.test_lm import TINY, shards  # noqa: F401  (the shards fixture)
 
 # dropout > 0 so that resuming must also restore the global torch RNG exactly
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from llm_pipeline.lm.settings import ModelConfig
-from llm_pipeline.lm.train import train
+from llm_pipeline.lm.train.loop import train
 from llm_pipeline.lm.settings import TrainConfig
 
 shards, state_root, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])

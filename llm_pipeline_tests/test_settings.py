@@ -18,13 +18,13 @@ from llm_pipeline.automation.schedules import (
 )
 from llm_pipeline.cli import main
 from llm_pipeline.definitions import defs
-from llm_pipeline.lm.checkpoint import read_config
-from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
 from llm_pipeline.lm.settings import PRESETS, TRAINED_MODEL, ModelConfig, TrainConfig
+from llm_pipeline.lm.store.checkpoint import read_config
+from llm_pipeline.lm.store.folders import LATEST, read_pointer, run_dir
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.run_config import check_stages
-from llm_pipeline.settings import SettingsError
-from llm_pipeline.stages import ASSETS
+from llm_pipeline.settings_base import SettingsError
+from llm_pipeline.stage_assets import ASSETS
 from llm_pipeline_tests.test_model_pipeline import TINY_MODEL, make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from llm_pipeline.lm.scoring import document_ids, score_documents, token_byte_lengths
-from llm_pipeline.text.chunks import split_long_text
 from llm_pipeline.text.clean import CleaningConfig, clean_documents
-from llm_pipeline.text.leakage import MAX_LEAKED_SHARE, measure_leakage
-from llm_pipeline.text.minhash import shingle_jaccard
-from llm_pipeline.text.split import SPLIT_FILE, VAL, SplitSummary, assign_sides
-from llm_pipeline.text.split_file import (
+from llm_pipeline.text.dedup.minhash import shingle_jaccard
+from llm_pipeline.text.read.chunks import split_long_text
+from llm_pipeline.text.split.leakage import MAX_LEAKED_SHARE, measure_leakage
+from llm_pipeline.text.split.sides import SPLIT_FILE, VAL, SplitSummary, assign_sides
+from llm_pipeline.text.split.split_file import (
     SplitFile,
     SplitFileError,
     parts_sha256,

@@ -33,12 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_pipeline.text.clean import CleaningConfig, clean_documents
-from llm_pipeline.text.leakage import MAX_LEAKED_SHARE, measure_leakage
-from llm_pipeline.text.minhash import normalized_words
-from llm_pipeline.text.normalize import normalize_text
-from llm_pipeline.text.passages import passage_keys
-from llm_pipeline.text.split import SplitSummary
-from llm_pipeline.text.split_file import read_split
+from llm_pipeline.text.dedup.minhash import normalized_words
+from llm_pipeline.text.dedup.passages import passage_keys
+from llm_pipeline.text.filters.normalize import normalize_text
+from llm_pipeline.text.split.leakage import MAX_LEAKED_SHARE, measure_leakage
+from llm_pipeline.text.split.sides import SplitSummary
+from llm_pipeline.text.split.split_file import read_split
 from llm_pipeline.text.store import parquet_parts
 from llm_pipeline_tests.corpora import SHAPES, SHARED_SHAPES, paragraph
 

@@ -2,7 +2,7 @@
 
 The import graph is built statically (every `import` and `from … import` anywhere in a module,
 function bodies included), so a cycle that only bites when a function runs — the trainer started
-as `-m llm_pipeline.lm.train` importing a module that imports `train` again — still shows up.
+as `-m llm_pipeline.lm.train.loop` importing a module that imports `train` again — still shows up.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ ALLOWED_IN_CORE = ("dagster_pipes",)
 
 
 def module_name(path: Path) -> str:
-    """`llm_pipeline/lm/train.py` → `llm_pipeline.lm.train`; a package `__init__` → the package."""
+    """`llm_pipeline/lm/train/loop.py` → `llm_pipeline.lm.train.loop`; a package `__init__` →
+    the package."""
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_pipeline.text.clean import document_id
-from llm_pipeline.text.split import TRAIN, VAL, split_key
+from llm_pipeline.text.split.sides import TRAIN, VAL, split_key
 from llm_pipeline.text.store import CLEANED_SCHEMA
 from llm_pipeline.tokens.bpe import (
     END_OF_TEXT,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_pipeline.lm.checkpoint import read_config, read_metrics
-from llm_pipeline.lm.registry import CURRENT, read_pointer
-from llm_pipeline.lm.tracking import (
+from llm_pipeline.lm.store.checkpoint import read_config, read_metrics
+from llm_pipeline.lm.store.folders import CURRENT, read_pointer
+from llm_pipeline.lm.tracking.training_runs import (
     CHAMPION,
     CORPUS_TAG,
     FINGERPRINT_TAG,
@@ -105,7 +105,7 @@ def test_runs_versions_and_the_champion_alias(data_root: Path, instance, store: 
 
     import mlflow
 
-    from llm_pipeline.lm.checkpoint import load_model
+    from llm_pipeline.lm.store.checkpoint import load_model
 
     # What a serving tool does: fetch the champion by its registry URI and load it.
     mlflow.set_tracking_uri(store)
@@ -225,7 +225,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace as NS
 
-from llm_pipeline.lm.tracking import job_tracking, start_tracking
+from llm_pipeline.lm.tracking.training_runs import job_tracking, start_tracking
 
 settings = NS(to_dict=lambda: {"n_layer": 1, "max_steps": 4})
 job = NS(tracking=job_tracking("docs"), settings=settings,
@@ -285,7 +285,7 @@ def test_a_killed_trainers_mlflow_run_is_ended_with_its_dead_run(
     from mlflow import MlflowClient
 
     from llm_pipeline.automation.dead_runs import TRAINING_STEP, clear_dead_runs
-    from llm_pipeline.lm.tracking_promotion import ENDED_BY_TAG, end_unfinished_run
+    from llm_pipeline.lm.tracking.records import ENDED_BY_TAG, end_unfinished_run
     from llm_pipeline_tests.test_dead_runs import dead_pid, started_run
 
     # Two whole runs gone: one had started training, the other never got past the data stages

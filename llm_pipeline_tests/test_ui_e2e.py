@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_pipeline.lm.registry import LATEST, read_pointer
+from llm_pipeline.lm.store.folders import LATEST, read_pointer
 from llm_pipeline_tests.test_model_pipeline import REPORT, TINY_MODEL, make_structured_corpus
 from llm_pipeline_tests.test_pipeline import FAST
 from llm_pipeline_tests.ui import (

@@ -20,7 +20,7 @@ from dagster import AssetKey
 
 from llm_pipeline import paths
 from llm_pipeline.errors import UnsafePathError
-from llm_pipeline.lm.checkpoint import (
+from llm_pipeline.lm.store.checkpoint import (
     LEGACY_OPTIMIZER_FILE,
     OPTIMIZER_FILE,
     WEIGHTS_FILE,
@@ -29,7 +29,7 @@ from llm_pipeline.lm.checkpoint import (
     load_optimizer_state,
     save_checkpoint,
 )
-from llm_pipeline.lm.registry import LATEST, read_pointer, resolve_run, run_dir
+from llm_pipeline.lm.store.folders import LATEST, read_pointer, resolve_run, run_dir
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline_tests.crash_child import tiny_training_state
 from llm_pipeline_tests.test_pipeline import make_corpus
@@ -98,7 +98,7 @@ def _calls(tree: ast.AST):
 
 # The one function that may call torch.load (training states and checkpoints from before the
 # safetensors format); everything else in the package is safetensors or JSON.
-LEGACY_LOADER = ("llm_pipeline/lm/checkpoint.py", "_load_legacy_pickle")
+LEGACY_LOADER = ("llm_pipeline/lm/store/checkpoint.py", "_load_legacy_pickle")
 
 
 def _legacy_lines() -> range:

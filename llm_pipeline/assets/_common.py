@@ -5,7 +5,7 @@ import re
 
 from dagster import Failure, MetadataValue
 
-from llm_pipeline.automation.settings import executor_kind, gpus_per_pod, k8s_gpu_tags
+from llm_pipeline.automation.deployment import executor_kind, gpus_per_pod, k8s_gpu_tags
 from llm_pipeline.errors import DiskFullError, OutputBusyError, PipelineInputError
 from llm_pipeline.tags import GPU_TAGS
 

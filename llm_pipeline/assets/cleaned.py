@@ -21,9 +21,9 @@ from llm_pipeline.report.render import png_data_uri
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tags import GROUP_DATA
 from llm_pipeline.text.clean import DROPPED_DIR
-from llm_pipeline.text.leakage import Leakage
 from llm_pipeline.text.settings import CLEANED_CORPUS
-from llm_pipeline.text.split import SplitSummary
+from llm_pipeline.text.split.leakage import Leakage
+from llm_pipeline.text.split.sides import SplitSummary
 from llm_pipeline.text.stages import CleanedCorpus, clean_corpus, document_batches
 
 FUNNEL_FILE = "funnel.png"
@@ -112,7 +112,7 @@ def cleaned_corpus(
 
     Streams in two passes; output `data/cleaned/<corpus>/part-*.parquet` (zstd) with `doc_id`
     (content hash), `text`, `n_chars`, `source`, `split_key` (hash of the raw text) and `split`
-    (train/val, decided here once: text/split.py); `split.json` (sides, rule, leakage);
+    (train/val, decided here once: text/split/sides.py); `split.json` (sides, rule, leakage);
     `cleaning.json` (config and funnel counts),
     `funnel.png`, and a sample of removed documents per filter in `_dropped/<filter>.parquet`.
     The stage itself is `text.stages.clean_corpus`.

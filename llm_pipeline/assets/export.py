@@ -12,9 +12,9 @@ from llm_pipeline.assets._common import check_run_config, clear_errors
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.lm.export.formats import EXPORT_FORMATS
-from llm_pipeline.lm.export_settings import EXPORTED_MODEL
-from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
-from llm_pipeline.lm.tracking_promotion import record_export
+from llm_pipeline.lm.export.settings import EXPORTED_MODEL
+from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, run_dir
+from llm_pipeline.lm.tracking.records import record_export
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tags import GROUP_MODEL, ON_REQUEST_TAG

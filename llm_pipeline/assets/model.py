@@ -9,17 +9,17 @@ from llm_pipeline.assets._common import check_run_config, clear_errors, training
 from llm_pipeline.assets._config import stage_config
 from llm_pipeline.assets.tokens import token_shards, tokenizer
 from llm_pipeline.automation.trainer_process import TrainerPipesClient, trainer_command
-from llm_pipeline.lm.checkpoint import read_config
-from llm_pipeline.lm.job import trainer_job
-from llm_pipeline.lm.registry import LATEST, run_dir, training_state_root, write_pointer
 from llm_pipeline.lm.settings import TRAINED_MODEL
-from llm_pipeline.lm.tracking import job_tracking
-from llm_pipeline.lm.tracking_promotion import end_unfinished_run
+from llm_pipeline.lm.store.checkpoint import read_config
+from llm_pipeline.lm.store.folders import LATEST, run_dir, training_state_root, write_pointer
+from llm_pipeline.lm.tracking.records import end_unfinished_run
+from llm_pipeline.lm.tracking.training_runs import job_tracking
+from llm_pipeline.lm.train.job import trainer_job
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.tags import GPU_POOL, GROUP_MODEL
 from llm_pipeline.text.funnel import read_cleaning
-from llm_pipeline.text.manifest import read_raw_manifest
+from llm_pipeline.text.read.manifest import read_raw_manifest
 
 
 def cleaning_profile(cleaned: Path) -> str | None:
@@ -49,9 +49,10 @@ def trained_model(
 ) -> MaterializeResult:
     """A language model trained on `train.bin`, checkpointed in `models/<corpus>/<run_id>/`.
 
-    This step writes the job file (`lm/job.py`) and launches the trainer as its own process
-    (`python -m llm_pipeline.lm.trainer_main`, or torchrun) through Dagster Pipes: its progress
-    lines stream into the run log and its figures become this materialization's metadata."""
+    This step writes the job file (`lm/train/job.py`) and launches the trainer as its own
+    process (`python -m llm_pipeline.lm.train.trainer_main`, or torchrun) through Dagster Pipes:
+    its progress lines stream into the run log and its figures become this materialization's
+    metadata."""
     check_run_config(context)
     corpus = corpus_key(context)
     manifest = read_raw_manifest(storage.documents(corpus))

@@ -34,7 +34,7 @@ import psutil
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from llm_pipeline.dagster_compat import free_pool_slots_of_run, mark_run_failed
-from llm_pipeline.lm.tracking_promotion import end_unfinished_run
+from llm_pipeline.lm.tracking.records import end_unfinished_run
 
 HOST_TAG = "llm_pipeline/host"
 PARTITION_TAG = "dagster/partition"

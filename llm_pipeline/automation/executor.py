@@ -32,7 +32,7 @@ from dagster import (
 )
 
 from llm_pipeline.automation.dead_runs import clear_dead_runs
-from llm_pipeline.automation.settings import (
+from llm_pipeline.automation.deployment import (
     EXECUTOR_ENV,
     GPU_SLOTS_ENV,
     executor_kind,

@@ -35,7 +35,7 @@ from llm_pipeline.automation.jobs import corpus_pipeline_job
 from llm_pipeline.dagster_compat import is_valid_cron_string
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
-from llm_pipeline.settings import Stage
+from llm_pipeline.settings_base import Stage
 
 RETRAIN_CRON_ENV = "LLM_PIPELINE_RETRAIN_CRON"
 RETRAIN_CONFIG_ENV = "LLM_PIPELINE_RETRAIN_CONFIG"
@@ -124,9 +124,9 @@ def settings_change(saved: dict, run_config: dict, vocab_size: int) -> str | Non
 
 def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root: Path):
     """Compare a corpus's newest model with its raw files and the settings a run would use now."""
-    from llm_pipeline.lm.checkpoint import CheckpointError, read_config
-    from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
-    from llm_pipeline.text.readers import corpus_files, fingerprint_files
+    from llm_pipeline.lm.store.checkpoint import CheckpointError, read_config
+    from llm_pipeline.lm.store.folders import LATEST, read_pointer, run_dir
+    from llm_pipeline.text.read.readers import corpus_files, fingerprint_files
 
     try:
         folder = paths.raw_dir(corpus, data_root)

@@ -65,7 +65,7 @@ def _read_cursor(cursor: str | None) -> set[str]:
 )
 def new_corpus_sensor(context: SensorEvaluationContext):
     """Register and run each new corpus folder once; report invalid names once."""
-    from llm_pipeline.text.readers import corpus_files
+    from llm_pipeline.text.read.readers import corpus_files
 
     raw_root = paths.data_dir() / "raw"
     seen = _read_cursor(context.cursor)

@@ -9,7 +9,7 @@ error when the trainer exits non-zero.
 
 Its own process group also means a `kill -9` of the step's group does not reach the trainer;
 so the trainer (and torchrun's launcher, through `lm.parent_watch`) is told this process's pid
-and dies with it (see `llm_pipeline/lm/parent_watch.py`).
+and dies with it (see `llm_pipeline/lm/train/parent_watch.py`).
 """
 
 import contextlib
@@ -30,7 +30,7 @@ from dagster import (
     open_pipes_session,
 )
 
-from llm_pipeline.lm.parent_watch import PARENT_PID_ENV
+from llm_pipeline.lm.train.parent_watch import PARENT_PID_ENV
 
 TAIL_LINES = 20
 # After SIGTERM, how long the trainer group gets to exit before SIGKILL.
@@ -47,13 +47,13 @@ def available_devices(device: str) -> tuple[int, str]:
 
 
 def trainer_command(job_file: str, nproc_per_node: int) -> list[str]:
-    """`python -m llm_pipeline.lm.trainer_main`, or the same module under torchrun for DDP."""
-    module = ["-m", "llm_pipeline.lm.trainer_main", "--job", job_file]
+    """`python -m llm_pipeline.lm.train.trainer_main`, or the same module under torchrun for DDP."""
+    module = ["-m", "llm_pipeline.lm.train.trainer_main", "--job", job_file]
     if nproc_per_node <= 1:
         return [sys.executable, *module]
     # `python -m torch.distributed.run` is torchrun, found without relying on PATH; started
     # through parent_watch so torchrun's own process dies with the step too (its ranks watch it).
-    watched = [sys.executable, "-m", "llm_pipeline.lm.parent_watch", "--"]
+    watched = [sys.executable, "-m", "llm_pipeline.lm.train.parent_watch", "--"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return [*watched, *torchrun, "--nproc-per-node", str(nproc_per_node), *module]
 

@@ -23,9 +23,9 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue,
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.text.dedup import KeySpill
+from llm_pipeline.text.dedup.exact import KeySpill
+from llm_pipeline.text.filters.normalize import CONTROL_CHARS_REGEX
 from llm_pipeline.text.funnel import CLEANING_FILE
-from llm_pipeline.text.normalize import CONTROL_CHARS_REGEX
 from llm_pipeline.text.store import parquet_parts
 
 REQUIRED_COLUMNS = ["doc_id", "text", "n_chars", "source"]

@@ -7,10 +7,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import read_config, read_metrics
-from llm_pipeline.lm.checkpoint_config import TrainingSummary
-from llm_pipeline.lm.registry import LATEST, read_pointer, run_dir
-from llm_pipeline.lm.sampling import complete, load_run
+from llm_pipeline.lm.model.sampling import complete, load_run
+from llm_pipeline.lm.store.checkpoint import read_config, read_metrics
+from llm_pipeline.lm.store.checkpoint_config import TrainingSummary
+from llm_pipeline.lm.store.folders import LATEST, read_pointer, run_dir
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
 from llm_pipeline.text.funnel import read_cleaning

@@ -7,13 +7,13 @@
   split made by an older rule, parts changed after cleaning) and what to do.
 - `split_leakage` (blocking) bounds the share of validation bytes in documents with at least half
   of their word 8-grams inside one training document at 1%, counted on every gram
-  (text/leakage.py), and reports the share of validation 13-grams seen in training.
+  (text/split/leakage.py), and reports the share of validation 13-grams seen in training.
 - `split_ngram_overlap` (a warning, not blocking) fails when more than 5% of validation word
   13-grams occur in training text (GPT-3's contamination measure): shared passages that no
   single training document holds, which passage dedup takes out.
 
 The figures `cleaned_corpus` measured are taken when the parts are byte-identical to what it
-measured (text/split_file.py), so a cleaning measures them once; edited parts are measured
+measured (text/split/split_file.py), so a cleaning measures them once; edited parts are measured
 again."""
 
 import os
@@ -32,7 +32,7 @@ from dagster import (
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.partitions import corpus_key
 from llm_pipeline.resources import StorageResource
-from llm_pipeline.text.leakage import (
+from llm_pipeline.text.split.leakage import (
     LEAK_CONTAINMENT,
     MAX_LEAKED_SHARE,
     MAX_OVERLAP_SHARE,
@@ -40,8 +40,8 @@ from llm_pipeline.text.leakage import (
     Leakage,
     measure_leakage,
 )
-from llm_pipeline.text.split import SPLIT_FILE, SPLIT_RULE_VERSION, TRAIN, VAL, SplitSummary
-from llm_pipeline.text.split_file import SplitFileError, read_split, read_split_file
+from llm_pipeline.text.split.sides import SPLIT_FILE, SPLIT_RULE_VERSION, TRAIN, VAL, SplitSummary
+from llm_pipeline.text.split.split_file import SplitFileError, read_split, read_split_file
 from llm_pipeline.text.store import parquet_parts
 
 

@@ -24,7 +24,7 @@ from llm_pipeline import paths
 from llm_pipeline.atomic import atomic_path
 from llm_pipeline.cli.common import dagster_instance, format_bytes
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.text.builtin import BUILTIN_CORPUS, write_builtin_corpus
+from llm_pipeline.text.read.builtin import BUILTIN_CORPUS, write_builtin_corpus
 from llm_pipeline.text.settings import CorpusAddSettings
 
 

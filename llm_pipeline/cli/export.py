@@ -34,7 +34,7 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
 
 def export_model(args: argparse.Namespace) -> int:
     """Export one run; errors are PipelineInputErrors, shown by `main` as one line."""
-    from llm_pipeline.lm.registry import resolve_run
+    from llm_pipeline.lm.store.folders import resolve_run
 
     name = paths.validate_corpus_name(args.corpus)
     run = resolve_run(name, args.run)

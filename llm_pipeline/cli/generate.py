@@ -15,8 +15,8 @@ def generate_text(args: argparse.Namespace) -> int:
     """Sample from the promoted (or a named) model of a corpus."""
     import torch
 
-    from llm_pipeline.lm.registry import choose_run
-    from llm_pipeline.lm.sampling import complete, load_run
+    from llm_pipeline.lm.model.sampling import complete, load_run
+    from llm_pipeline.lm.store.folders import choose_run
 
     name = paths.validate_corpus_name(args.corpus)
     folder, why = choose_run(name, args.run)

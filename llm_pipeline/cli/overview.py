@@ -23,10 +23,10 @@ from llm_pipeline.errors import PipelineInputError
 
 def pipeline_stages() -> tuple[str, ...]:
     """The stages `corpus_pipeline_job` runs, upstream first: read from the asset graph
-    (`stages.py`) and the job. Imported on call: the assets import torch."""
+    (`stage_assets.py`) and the job. Imported on call: the assets import torch."""
     from llm_pipeline.asset_graph import stage_order
     from llm_pipeline.automation.jobs import corpus_pipeline_job
-    from llm_pipeline.stages import ASSETS
+    from llm_pipeline.stage_assets import ASSETS
 
     selected = {key.to_user_string() for key in corpus_pipeline_job.selection.resolve(ASSETS)}
     return tuple(name for name in stage_order(ASSETS) if name in selected)
@@ -35,7 +35,7 @@ def pipeline_stages() -> tuple[str, ...]:
 def on_request_stages() -> tuple[str, ...]:
     """The stages a user asks for separately (`exported_model`), shown once they exist."""
     from llm_pipeline.asset_graph import stage_order
-    from llm_pipeline.stages import ASSETS
+    from llm_pipeline.stage_assets import ASSETS
 
     pipeline = pipeline_stages()
     return tuple(name for name in stage_order(ASSETS) if name not in pipeline)
@@ -72,7 +72,7 @@ class Champion:
 
 def current_raw_fingerprint(corpus: str) -> str | None:
     """The fingerprint `raw_corpus` would record now, or None when the folder has no files."""
-    from llm_pipeline.text.readers import corpus_files, fingerprint_files
+    from llm_pipeline.text.read.readers import corpus_files, fingerprint_files
 
     folder = paths.raw_dir(corpus)
     if not folder.is_dir():
@@ -83,8 +83,8 @@ def current_raw_fingerprint(corpus: str) -> str | None:
 
 def read_champion(corpus: str, fingerprint: str | None = None) -> Champion | None:
     """The corpus's champion (`models/<corpus>/current`), or None when it has none."""
-    from llm_pipeline.lm.checkpoint import CONFIG_FILE, read_config
-    from llm_pipeline.lm.registry import CURRENT, read_pointer, run_dir
+    from llm_pipeline.lm.store.checkpoint import CONFIG_FILE, read_config
+    from llm_pipeline.lm.store.folders import CURRENT, read_pointer, run_dir
 
     run_id = read_pointer(corpus, CURRENT)
     if run_id is None:
@@ -147,8 +147,8 @@ def stage_states(instance: Any, corpus: str, code_versions: dict[str, str | None
     """Each stage's `StageState`, upstream first; the on-request stages (`exported_model`)
     only once they exist."""
     from llm_pipeline.asset_graph import upstream
-    from llm_pipeline.stages import ASSETS
-    from llm_pipeline.text.manifest import read_raw_manifest
+    from llm_pipeline.stage_assets import ASSETS
+    from llm_pipeline.text.read.manifest import read_raw_manifest
 
     on_request = on_request_stages()
     inputs = upstream(ASSETS)

@@ -19,7 +19,7 @@ PIPELINE_JOB = "corpus_pipeline_job"
 def stage_settings() -> dict:
     """Each stage's settings, from the asset graph (imported on call: the assets import torch)."""
     from llm_pipeline.asset_graph import stage_settings as of_assets
-    from llm_pipeline.stages import ASSETS
+    from llm_pipeline.stage_assets import ASSETS
 
     return of_assets(ASSETS)
 
@@ -118,8 +118,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     status = materialize(args)
     if status != 0:
         return status
-    from llm_pipeline.lm.checkpoint import read_config
-    from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir
+    from llm_pipeline.lm.store.checkpoint import read_config
+    from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, run_dir
 
     name = args.corpus
     run_id = read_pointer(name, LATEST)

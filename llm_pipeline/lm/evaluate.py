@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
-from llm_pipeline.lm.device import autocast_context
 from llm_pipeline.lm.scoring import (
     EVAL_BUDGET_SHARE,
     Score,
@@ -28,6 +27,7 @@ from llm_pipeline.lm.scoring import (
     score_documents,
     token_byte_lengths,
 )
+from llm_pipeline.lm.train.device import autocast_context
 
 __all__ = [
     "EVAL_BUDGET_SHARE",

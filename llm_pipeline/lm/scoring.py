@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
-from llm_pipeline.lm.device import autocast_context
+from llm_pipeline.lm.train.device import autocast_context
 
 LN2 = math.log(2.0)
 EVAL_STRIDE = 0.5  # stride as a fraction of block_size

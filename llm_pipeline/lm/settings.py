@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from typing import Self
 
-from llm_pipeline.settings import Settings, SettingsError, Stage, setting
+from llm_pipeline.settings_base import Settings, SettingsError, Stage, setting
 
 ARCHITECTURES = ("gpt", "gru")
 POSITIONS = ("rope", "learned")

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import read_config
-from llm_pipeline.lm.checkpoint_config import TrainingSummary
 from llm_pipeline.lm.evaluate import texts_bits_per_byte
-from llm_pipeline.lm.registry import run_dir
-from llm_pipeline.lm.sampling import load_run
+from llm_pipeline.lm.model.sampling import load_run
+from llm_pipeline.lm.store.checkpoint import read_config
+from llm_pipeline.lm.store.checkpoint_config import TrainingSummary
+from llm_pipeline.lm.store.folders import run_dir
 from llm_pipeline.report.promotion import (
     NO_FAIR_TEXT,
     RESCORE,
@@ -34,12 +34,12 @@ from llm_pipeline.report.promotion import (
     plan_comparison,
     same_validation_set,
 )
-from llm_pipeline.text.store import parquet_parts
-from llm_pipeline.text.validation_keys import (
+from llm_pipeline.text.split.validation_keys import (
     VALIDATION_KEYS_FILE,
     read_validation_keys,
     shared_validation_texts,
 )
+from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.shards import iter_split_batches
 
 Warn = Callable[[str], None]

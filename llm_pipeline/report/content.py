@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_pipeline.text.split import SplitSummary
+from llm_pipeline.text.split.sides import SplitSummary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +53,7 @@ class ReportInputs:
     cleaning: dict[str, Any] | None = None
     # The cleaned corpus's `split.json` (sides, rule, leakage), if known.
     split: dict[str, Any] | None = None
-    # Every model of the corpus (`lm/history.py` records as dicts), oldest first.
+    # Every model of the corpus (`lm/store/history.py` records as dicts), oldest first.
     models: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import read_metrics
-from llm_pipeline.lm.checkpoint_config import CheckpointConfig, TrainingSummary
 from llm_pipeline.lm.evaluate import text_bits_per_byte
-from llm_pipeline.lm.history import model_history, record_promotion
-from llm_pipeline.lm.registry import CURRENT, LATEST, read_pointer, run_dir, write_pointer
-from llm_pipeline.lm.sampling import LoadedRun, complete, load_run
-from llm_pipeline.lm.tracking_promotion import record_report
+from llm_pipeline.lm.model.sampling import LoadedRun, complete, load_run
+from llm_pipeline.lm.store.checkpoint import read_metrics
+from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, TrainingSummary
+from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, run_dir, write_pointer
+from llm_pipeline.lm.store.history import model_history, record_promotion
+from llm_pipeline.lm.tracking.records import record_report
 from llm_pipeline.paths import within_root
 from llm_pipeline.report.comparison import compare_with_champion, scored_run
 from llm_pipeline.report.content import HISTORY_IMAGE
@@ -36,7 +36,7 @@ from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EvaluationReportSettings
 from llm_pipeline.safe_open import UnsafeFileError, read_utf8
 from llm_pipeline.text.funnel import read_cleaning
-from llm_pipeline.text.split_file import SplitFileError, read_split_file
+from llm_pipeline.text.split.split_file import SplitFileError, read_split_file
 
 Warn = Callable[[str], None]
 

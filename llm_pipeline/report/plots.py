@@ -140,7 +140,7 @@ def model_history_png(models: Sequence[dict[str, Any]], this_run: str | None = N
     glance whether the corpus's models are getting better and where this one stands.
 
     `models` rows are `{"run_id", "trained_at" (epoch s), "val_bits_per_byte", "champion"}`
-    (see `lm/history.py`). Bits per byte of models trained on different text are still
+    (see `lm/store/history.py`). Bits per byte of models trained on different text are still
     comparable per byte, though not like for like.
     """
     from datetime import datetime, timezone

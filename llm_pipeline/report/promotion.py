@@ -11,8 +11,8 @@ checkpoints record (the split rule and the hash of the documents' keys):
   documents both scored (the first ones, in table order);
 - the split changed (the corpus grew, `val_fraction` or the cleaning changed): the champion may
   have trained on this validation text, so the comparison is on the validation documents both
-  splits hold (their keys are kept with each checkpoint, text/validation_keys.py): text neither
-  model trained on, as much as the challenger's own score covered. When those hold less than
+  splits hold (their keys are kept with each checkpoint, text/split/validation_keys.py): text
+  neither model trained on, as much as the challenger's own score covered. When those hold less than
   `MIN_SHARED_SHARE` of that, `eval_files` are preferred if configured, and the few shared
   documents used otherwise;
 - nothing shared and no `eval_files` (or a champion that predates recorded validation sets):

@@ -1,8 +1,8 @@
-"""The `evaluation_report` settings, defined once (see llm_pipeline/settings.py)."""
+"""The `evaluation_report` settings, defined once (see llm_pipeline/settings_base.py)."""
 
 from __future__ import annotations
 
-from llm_pipeline.settings import Settings, Stage, setting
+from llm_pipeline.settings_base import Settings, Stage, setting
 
 DEFAULT_PROMPTS = ["The", "Return the", "This module provides", "If the"]
 

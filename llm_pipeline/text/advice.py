@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from llm_pipeline.text.clean import CleaningConfig
-from llm_pipeline.text.filter_pass import FilterPlan, filter_batch
+from llm_pipeline.text.filters.filter_pass import FilterPlan, filter_batch
+from llm_pipeline.text.filters.profiles import PROFILES
 from llm_pipeline.text.funnel import (
     EXACT_DUPLICATE,
     NEAR_DUPLICATE,
@@ -22,7 +23,6 @@ from llm_pipeline.text.funnel import (
     PASSAGE_DUPLICATE,
     CleaningStats,
 )
-from llm_pipeline.text.profiles import PROFILES
 
 # Warn when cleaning removes more than this share of the input bytes.
 HEAVY_LOSS_FRACTION = 0.5

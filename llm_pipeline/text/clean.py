@@ -43,14 +43,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_pipeline.progress import Emit, Progress
-from llm_pipeline.text.cleaning_config import CleaningConfig
-from llm_pipeline.text.dedup import (
+from llm_pipeline.text.dedup.exact import (
     KEEP,
     KeySpill,
     mark_exact_duplicates,
     mark_near_duplicates,
 )
-from llm_pipeline.text.filter_pass import (
+from llm_pipeline.text.dedup.passages import Repeats, resolve_repeats
+from llm_pipeline.text.dedup.survivors import kept_batches, repeated_survivors, write_survivors
+from llm_pipeline.text.filters.cleaning_config import CleaningConfig
+from llm_pipeline.text.filters.filter_pass import (
     BatchResult,
     FilterPlan,
     content_digest,
@@ -66,11 +68,9 @@ from llm_pipeline.text.funnel import (
     DroppedSample,
     Tally,
 )
-from llm_pipeline.text.passages import Repeats, resolve_repeats
-from llm_pipeline.text.split import TRAIN, VAL, decide_split
-from llm_pipeline.text.split_file import SplitFile, write_split_file
+from llm_pipeline.text.split.sides import TRAIN, VAL, decide_split
+from llm_pipeline.text.split.split_file import SplitFile, write_split_file
 from llm_pipeline.text.store import CLEANED_SCHEMA, STAGING_SCHEMA, PartWriter
-from llm_pipeline.text.survivors import kept_batches, repeated_survivors, write_survivors
 
 # The cleaning stage's public names; the step names come from `funnel.py`.
 __all__ = [

@@ -1,4 +1,4 @@
-"""The `raw_corpus` and `cleaned_corpus` settings, defined once (see llm_pipeline/settings.py).
+"""The `raw_corpus` and `cleaned_corpus` settings, defined once (see llm_pipeline/settings_base.py).
 
 `CleanedCorpusSettings` are the keys users write (flat names, `thresholds` as "section.field");
 `cleaning()` resolves them with the profile into the core `CleaningConfig` the cleaner runs.
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import pydantic
 
-from llm_pipeline.settings import Settings, SettingsError, Stage, setting
-from llm_pipeline.text.decoding import ENCODING_POLICIES
-from llm_pipeline.text.filter_registry import settings_fields, switch_keys, threshold_keys
-from llm_pipeline.text.passages import DEFAULT_PASSAGE_MIN_WORDS
-from llm_pipeline.text.profiles import DEFAULT_PROFILE, PROFILES
+from llm_pipeline.settings_base import Settings, SettingsError, Stage, setting
+from llm_pipeline.text.dedup.passages import DEFAULT_PASSAGE_MIN_WORDS
+from llm_pipeline.text.filters.profiles import DEFAULT_PROFILE, PROFILES
+from llm_pipeline.text.filters.registry import settings_fields, switch_keys, threshold_keys
+from llm_pipeline.text.read.decoding import ENCODING_POLICIES
 
 if TYPE_CHECKING:
     from llm_pipeline.text.clean import CleaningConfig
@@ -75,7 +75,7 @@ class CorpusAddSettings(Settings):
 
 
 # Plain keys that override the profile when given (None: keep the profile's value): the
-# filters' own (text/filter_registry.py), then passage dedup's switch.
+# filters' own (text/filters/registry.py), then passage dedup's switch.
 PROFILE_KEYS = (*threshold_keys(), *switch_keys(), "passage_dedup")
 
 
@@ -84,7 +84,7 @@ class _CleaningChoices(Settings):
 
     Thresholds: 0 (or 1.0 for a fraction) turns a basic filter off. Finer thresholds of the
     Gopher/C4 filters go in `thresholds` as `{"quality.min_words": 20, "c4.min_sentences": 3}`
-    (sections `quality`, `repetition`, `c4`; see llm_pipeline/text/quality.py).
+    (sections `quality`, `repetition`, `c4`; see llm_pipeline/text/filters/quality.py).
     """
 
     profile: str = setting(
@@ -116,7 +116,7 @@ class _CleaningChoices(Settings):
     dropped_sample_size: int = setting(100, "Removed documents kept per filter in _dropped/.", ge=0)
     val_fraction: float = setting(
         0.05,
-        "Share of the cleaned bytes for validation (never above twice this; text/split.py).",
+        "Share of the cleaned bytes for validation (never above twice this; text/split/sides.py).",
         gt=0.0,
         lt=0.5,
     )

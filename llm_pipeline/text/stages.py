@@ -29,11 +29,10 @@ from llm_pipeline.text.clean import (
     clean_documents,
     iter_document_batches,
 )
+from llm_pipeline.text.filters.profiles import PROFILES
 from llm_pipeline.text.funnel import CLEANING_FILE
-from llm_pipeline.text.leakage import Leakage, measure_leakage
-from llm_pipeline.text.manifest import RawManifest, read_raw_manifest
-from llm_pipeline.text.profiles import PROFILES
-from llm_pipeline.text.readers import (
+from llm_pipeline.text.read.manifest import RawManifest, read_raw_manifest
+from llm_pipeline.text.read.readers import (
     SUPPORTED_DESCRIPTION,
     Document,
     ReadLimits,
@@ -43,8 +42,9 @@ from llm_pipeline.text.readers import (
     iter_documents,
 )
 from llm_pipeline.text.settings import RawCorpusSettings
-from llm_pipeline.text.split import SplitSummary
-from llm_pipeline.text.split_file import SplitFile, parts_sha256, read_split, write_split_file
+from llm_pipeline.text.split.leakage import Leakage, measure_leakage
+from llm_pipeline.text.split.sides import SplitSummary
+from llm_pipeline.text.split.split_file import SplitFile, parts_sha256, read_split, write_split_file
 from llm_pipeline.text.store import parquet_parts, write_documents
 
 # Documents per cleaning batch (the core's default); small corpora get smaller batches.

@@ -20,7 +20,7 @@ CLEANED_SCHEMA = pa.schema(
         ("n_chars", pa.int64()),
         ("source", pa.string()),
         ("split_key", pa.uint64()),  # hash of the raw text: what the side depends on
-        ("split", pa.string()),  # "train" or "val", decided once in cleaning (text/split.py)
+        ("split", pa.string()),  # "train" or "val", decided once in cleaning (text/split/sides.py)
     ]
 )
 # Cleaning's scratch copies: pass 1's kept documents (no side yet, their UTF-8 bytes), and the

@@ -1,8 +1,8 @@
-"""The `tokenizer` and `token_shards` settings, defined once (see llm_pipeline/settings.py)."""
+"""The `tokenizer` and `token_shards` settings, defined once (see llm_pipeline/settings_base.py)."""
 
 from __future__ import annotations
 
-from llm_pipeline.settings import Settings, Stage, setting
+from llm_pipeline.settings_base import Settings, Stage, setting
 
 
 class TokenizerSettings(Settings):
@@ -24,7 +24,7 @@ class TokenShardsSettings(Settings):
 
 
 TOKENIZER = Stage("tokenizer", TokenizerSettings, TokenizerSettings.__doc__ or "")
-# The split is decided in cleaned_corpus now (text/split.py); the old keys are refused with
+# The split is decided in cleaned_corpus now (text/split/sides.py); the old keys are refused with
 # where they went rather than silently ignored (a silent alias would hide a changed split).
 MOVED_KEYS = {
     "val_fraction": "cleaned_corpus.val_fraction",

@@ -15,14 +15,14 @@ from pathlib import Path
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.progress import Emit, Progress, batch_size_for
 from llm_pipeline.text.funnel import read_cleaning
-from llm_pipeline.text.split import SplitSummary, keys_digest
-from llm_pipeline.text.split_file import read_split
-from llm_pipeline.text.store import parquet_parts
-from llm_pipeline.text.validation_keys import (
+from llm_pipeline.text.split.sides import SplitSummary, keys_digest
+from llm_pipeline.text.split.split_file import read_split
+from llm_pipeline.text.split.validation_keys import (
     VALIDATION_KEYS_FILE,
     validation_keys,
     write_validation_keys,
 )
+from llm_pipeline.text.store import parquet_parts
 from llm_pipeline.tokens.bpe import (
     TOKENIZER_FILE,
     counted_texts,

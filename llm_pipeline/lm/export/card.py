@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_pipeline.lm.export.llama import ExportSource
-from llm_pipeline.lm.model import swiglu_hidden_size
+from llm_pipeline.lm.model.networks import swiglu_hidden_size
 from llm_pipeline.paths import cleaned_dir
 from llm_pipeline.text.funnel import read_cleaning
 

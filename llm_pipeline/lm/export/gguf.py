@@ -34,7 +34,7 @@ from llm_pipeline.lm.export.llama import (
     read_source,
 )
 from llm_pipeline.lm.export.vocab import gguf_vocab
-from llm_pipeline.lm.model import swiglu_hidden_size
+from llm_pipeline.lm.model.networks import swiglu_hidden_size
 
 # The GPT-2 split regex, which our ByteLevel(use_regex=True) pre-tokenizer applies.
 GGUF_DTYPES = EXPORT_FORMATS["gguf"].dtypes

@@ -30,7 +30,7 @@ from llm_pipeline.lm.export.vocab import (
     hf_tokenizer_json,
     special_tokens_map,
 )
-from llm_pipeline.lm.history import read_promotion
+from llm_pipeline.lm.store.history import read_promotion
 
 _TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 HF_DTYPES = {name: _TORCH_DTYPES[name] for name in EXPORT_FORMATS["hf"].dtypes}

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from llm_pipeline.errors import PipelineInputError
-from llm_pipeline.lm.checkpoint import WEIGHTS_FILE, load_model, read_config
-from llm_pipeline.lm.model import swiglu_hidden_size
+from llm_pipeline.lm.model.networks import swiglu_hidden_size
 from llm_pipeline.lm.settings import ModelConfig
+from llm_pipeline.lm.store.checkpoint import WEIGHTS_FILE, load_model, read_config
 from llm_pipeline.paths import validate_corpus_name
 from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 

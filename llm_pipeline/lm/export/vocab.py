@@ -3,7 +3,7 @@
 Two behaviours of ours must survive the trip, because the model was trained with them:
 
 - every document starts after `<|endoftext|>` (the shards put one between documents, and
-  `lm/sampling.py` puts one before a prompt), so the exports declare it as BOS and ask for it
+  `lm/model/sampling.py` puts one before a prompt), so the exports declare it as BOS and ask for it
   to be added: `tokenizer("text").input_ids == [eot, *ours.encode("text")]`, and with
   `add_special_tokens=False` the ids are exactly ours;
 - the *text* "<|endoftext|>" inside a document is ordinary bytes, never the special id (see

@@ -1,0 +1,1 @@
+"""The language models (GPT, GRU) and sampling from them."""

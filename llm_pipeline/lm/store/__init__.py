@@ -1,0 +1,1 @@
+"""Trained runs on disk: checkpoints, their config, the run folders and pointers, history."""

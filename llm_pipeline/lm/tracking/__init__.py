@@ -1,0 +1,1 @@
+"""Experiment tracking in MLflow, on only when MLFLOW_TRACKING_URI is set."""

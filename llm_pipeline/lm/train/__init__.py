@@ -1,0 +1,1 @@
+"""Training: the loop, batches, budgets, devices, DDP, resumable state and the trainer process."""

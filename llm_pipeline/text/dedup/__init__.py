@@ -1,0 +1,1 @@
+"""Deduplication: exact (spilled keys), near (MinHash), passages, and the survivors' pass."""

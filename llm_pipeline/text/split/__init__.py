@@ -1,0 +1,3 @@
+"""The train/validation split: split keys, clusters of related documents, leakage measures,
+split.json.
+"""
