@@ -10,7 +10,8 @@ Two mechanisms, because neither covers every case alone:
   the parent goes. It is kept across `exec`, so
   `python -m llm_pipeline.lm.train.parent_watch -- CMD` gives it to a command we do not control
   (torchrun's launcher). Caveat: it fires when the parent *thread* that forked exits, so a
-  launcher that forks from a short-lived worker thread would trigger it early; Dagster's Pipes client forks from the step's own (main) thread.
+  launcher that forks from a short-lived worker thread would trigger it early; Dagster's Pipes
+  client forks from the step's own (main) thread.
 - A watchdog thread polling `os.getppid()` against the expected parent (`LLM_PIPELINE_PARENT_PID`,
   set by the launcher): portable (macOS has no PDEATHSIG), and it catches a parent that died
   before the signal was armed.
