@@ -1,7 +1,7 @@
 """Settings defined once: each stage's settings are one pydantic model in the core.
 
 A field's default, bounds or choices and one-line description are written once, with
-`setting(...)`, on the stage's model (text/, tokens/, lm/, report/ `settings_base.py`). Everything
+`setting(...)`, on the stage's model (text/, tokens/, lm/, report/ `settings.py`). Everything
 else derives from that model: the Dagster `Config` the launchpad shows (assets/_config.py), the
 `--config` YAML check (run_config.py), the trainer's job file (the model's JSON, read back into
 the same model), the checkpoint's `config.json`, the schedule's comparison and the generated

@@ -1,6 +1,6 @@
 """Dagster `Config` classes derived from the core's settings models, so they cannot drift apart.
 
-A field added to a stage's settings model (text/, tokens/, lm/, report/ `settings_base.py`) shows up
+A field added to a stage's settings model (text/, tokens/, lm/, report/ `settings.py`) shows up
 here — in the launchpad, with its default and description — with no other edit. Bounds and
 cross-field rules are the model's: they are checked at a run's first step for every stage
 (run_config.check_stages, with the readable message), and `settings()` turns a launchpad config
