@@ -223,3 +223,13 @@ def asset_config_class(asset: AssetsDefinition) -> type | None:
     if function is None:
         return None
     return typing.get_type_hints(function).get("config")
+
+
+def run_assets(context: Any) -> list[AssetsDefinition]:
+    """The assets a running step can see: its repository's, or (a job executed on its own, with
+    no repository) its job's. `JobDefinition.asset_layer` is not a documented attribute."""
+    try:
+        return list(context.repository_def.assets_defs_by_key.values())
+    except Exception:
+        graph = context.job_def.asset_layer.asset_graph
+        return [assets for assets in graph.assets_defs if assets.keys]

@@ -64,6 +64,7 @@ def check_run_config(context) -> None:
     instead of after the data stages have rebuilt (or after training)."""
     from llm_pipeline.asset_graph import stage_settings
     from llm_pipeline.automation.dead_runs import tag_run_host
+    from llm_pipeline.dagster_compat import run_assets
     from llm_pipeline.preflight import check_machine
     from llm_pipeline.run_config import check_stages, from_dagster
 
@@ -72,7 +73,7 @@ def check_run_config(context) -> None:
     source = "launchpad run config"
     storage = getattr(context.resources, "storage", None)
     try:
-        stages = stage_settings(list(context.repository_def.assets_defs_by_key.values()))
+        stages = stage_settings(run_assets(context))
         values = check_stages(from_dagster(context.run.run_config, stages), source, stages)
         check_machine(values, source, storage.data_root() if storage is not None else None)
     except PipelineInputError as exc:
