@@ -219,6 +219,8 @@ def asset_config_class(asset: AssetsDefinition) -> type | None:
     function's annotations (`DecoratedOpFunction.decorated_fn`, not a public attribute)."""
     import typing
 
+    if not asset.is_executable:  # an external or source asset: no function, no config
+        return None
     function = getattr(asset.op.compute_fn, "decorated_fn", None)
     if function is None:
         return None

@@ -296,9 +296,9 @@ def test_a_fifo_eval_file_is_refused_in_seconds(tmp_path: Path) -> None:
     if reader.is_alive():  # unblock the hung reader so the test process can exit
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     assert result and "FIFO" in str(result[0])
-    # The asset reads eval files only this way.
-    source = (REPO / "llm_pipeline" / "assets" / "report.py").read_text()
-    assert "read_utf8(file, storage.data_root())" in source
+    # The evaluation stage reads eval files only this way.
+    source = (REPO / "llm_pipeline" / "report" / "evaluation.py").read_text()
+    assert "read_utf8(file, data_root)" in source and "read_text(" not in source
 
 
 # --- Markdown injection -----------------------------------------------------------------------
