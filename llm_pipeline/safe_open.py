@@ -179,6 +179,8 @@ def refuse_links_below(path: Path | str, root: Path | str) -> None:
     (the root itself is the user's choice and may be one): for output folders that a writer
     would otherwise follow out of the root (`models/<c>/<run>/export -> /elsewhere`)."""
     path, root = Path(path), Path(root)
+    if path == root:
+        return
     current = root
     for part in _relative_parts(path, root):
         current = current / part
