@@ -8,7 +8,9 @@ never leave a stale lock behind.
 
 Lock names are predictable, so the lock file is opened without following a symlink and must be
 a regular file (`safe_open.open_fd`): a planted `.c1.lock -> ~/victim.txt` is refused with a
-clear error instead of having its target truncated and overwritten.
+clear error instead of having its target truncated and overwritten. That holds on every attempt:
+a waiter that finds the lock file gone or replaced after the holder released reopens it the
+same way, and judges "still the lock file" on the name itself (`lstat`), not on a link's target.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _still_linked(fd: int, path: Path) -> bool:
     """Whether `path` still names the file `fd` holds: a holder that removed the lock file on
     release leaves waiters a lock on an unlinked file, which guards nothing."""
     try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
     except FileNotFoundError:
         return False
 
@@ -86,8 +88,9 @@ def output_lock(
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if _still_linked(fd, path):
                     break
-                os.close(fd)  # the holder removed it: lock the file now at the path
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                os.close(fd)  # removed or replaced: lock the file now at the path (no-follow)
+                fd = -1
+                fd = open_fd(path, os.O_RDWR | os.O_CREAT, 0o666)
                 continue
             except BlockingIOError:
                 waited = time.monotonic() - started
@@ -110,4 +113,5 @@ def output_lock(
                 path.unlink(missing_ok=True)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)

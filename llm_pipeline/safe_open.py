@@ -18,8 +18,10 @@ import codecs
 import contextlib
 import errno
 import os
+import shutil
 import stat
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -87,9 +89,107 @@ def open_fd(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o666, *, di
     return _checked(fd, path)
 
 
-def create_exclusive(path: Path | str, mode: int = 0o600) -> int:
+def create_exclusive(path: Path | str, mode: int = 0o600, *, dir_fd=None) -> int:
     """A new file opened for writing: `O_CREAT|O_EXCL|O_NOFOLLOW`, never an existing one."""
-    return open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+    return open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
+
+
+def open_dir(path: Path | str, *, dir_fd=None, follow: bool = False) -> int:
+    """A folder's descriptor (`O_DIRECTORY`, and `O_NOFOLLOW` unless `follow`): what later
+    opens and renames go relative to, so a folder swapped after this cannot redirect them."""
+    flags = os.O_RDONLY | _DIRECTORY | _CLOEXEC | (0 if follow else _NOFOLLOW)
+    try:
+        return os.open(path, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _refusal(exc, path) from None
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats are of one file (device and inode)."""
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def fd_path(fd: int, fallback: Path) -> Path:
+    """A path that names what `fd` holds for as long as it is open (Linux's `/proc/self/fd/N`),
+    for libraries that only take paths (pyarrow, safetensors, torch): whatever is renamed or
+    swapped by name meanwhile, they write into the folder this process created. `fallback`
+    (the folder's name) where there is no /proc."""
+    magic = Path(f"/proc/self/fd/{fd}")
+    return magic if os.path.isdir(magic) else Path(fallback)
+
+
+def regular_files(folder: Path | str) -> list[Path]:
+    """The regular files directly in `folder`, sorted, judged without following a link: a
+    symlink named like an artifact (`loss.png -> ~/.ssh/id_rsa`), a FIFO or a device is left
+    out. Open what it returns with `open_fd` (a swap after the listing is refused there)."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [Path(folder) / name for name in sorted(names)]
+
+
+def is_regular_file(path: Path | str) -> bool:
+    """Whether `path` itself (not a link's target) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def copy_file(source: Path | str, dest: Path | str) -> None:
+    """Copy regular file `source` (read through a no-follow descriptor) to a new file `dest`."""
+    with open_binary(source) as src, open(dest, "xb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+@contextlib.contextmanager
+def pinned(files: Iterable[Path | str]) -> Iterator[list[Path]]:
+    """For libraries that take paths and open them later (MLflow's `log_artifact`): one path
+    per regular file of `files`, with the same name, in a new private folder, that stays the
+    file opened now — a link to `/proc/self/fd/N` of a no-follow descriptor (a copy where there
+    is no /proc). A file that is a link, a special file or gone is left out, so a swap after
+    the listing never ships another file (`loss.png -> ~/.ssh/id_rsa`)."""
+    fds: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="llm-pipeline-pinned-") as folder:
+        try:
+            paths = []
+            for file in files:
+                try:
+                    fd = open_fd(file)
+                except (UnsafeFileError, FileNotFoundError):
+                    continue
+                fds.append(fd)
+                dest = Path(folder) / Path(file).name
+                if os.path.exists(f"/proc/self/fd/{fd}"):
+                    os.symlink(f"/proc/self/fd/{fd}", dest)
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as src, open(dest, "xb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                paths.append(dest)
+            yield paths
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def refuse_links_below(path: Path | str, root: Path | str) -> None:
+    """Raise `UnsafeFileError` if any existing component of `path` below `root` is a symlink
+    (the root itself is the user's choice and may be one): for output folders that a writer
+    would otherwise follow out of the root (`models/<c>/<run>/export -> /elsewhere`)."""
+    path, root = Path(path), Path(root)
+    if path == root:
+        return
+    current = root
+    for part in _relative_parts(path, root):
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise UnsafeFileError(current, "is a symbolic link (not followed)")
 
 
 def _relative_parts(path: Path, root: Path) -> list[str]:

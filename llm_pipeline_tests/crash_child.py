@@ -139,9 +139,10 @@ def stage_swap(corpus: str) -> None:
     atomic.USE_EXCHANGE = False
     real = os.replace
 
-    def replace_first(src, dst):
-        real(src, dst)
-        if Path(dst).parent.name.endswith(".old"):
+    def replace_first(src, dst, **fds):
+        real(src, dst, **fds)
+        into = os.readlink(f"/proc/self/fd/{fds['dst_dir_fd']}") if fds else str(Path(dst).parent)
+        if into.endswith(".old"):
             pause("swap: old folder moved aside, new one not yet in place")
 
     atomic.os.replace = replace_first
@@ -152,8 +153,8 @@ def stage_shards_publish(corpus: str) -> None:
     """token_shards killed while renaming its finished files into place."""
     real = os.replace
 
-    def replace(source, target):
-        real(source, target)
+    def replace(source, target, **fds):
+        real(source, target, **fds)
         if Path(target).name == "train.bin":
             pause("token shards: train.bin renamed, val.bin and meta.json not yet")
 

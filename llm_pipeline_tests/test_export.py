@@ -394,3 +394,38 @@ def test_schedule_compares_resolved_settings_not_raw_config_files() -> None:
     change = settings_change(old_default, run_config, 300)
     assert change is not None and change.startswith("learning_rate (")
     assert "; a default changed: weight_decay" in change
+
+
+def test_exported_model_never_follows_a_planted_export_link(
+    runs: dict[str, Path], instance, data_root: Path, tmp_path: Path
+) -> None:
+    """Issue 25, finding 4: `<run>/export -> elsewhere` (an earlier export there, so the
+    replace-only-an-export check passes) must not have `elsewhere/hf` replaced wholesale."""
+    from dagster import materialize
+
+    from llm_pipeline.assets.export import exported_model
+    from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
+    from llm_pipeline.resources import StorageResource
+
+    models = runs["models"]
+    shape = dict(vocab_size=320, block_size=64, n_layer=2, n_head=4, n_embd=64)
+    tokenizer = runs["swiglu"] / TOKENIZER_FILE
+    shape["vocab_size"] = load_run_tokenizer(tokenizer).get_vocab_size()
+    run = _save_run(models, "run-linked", ModelConfig(mlp="swiglu", **shape), tokenizer)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "hf").mkdir(parents=True)
+    (elsewhere / "hf" / "config.json").write_text("{}")
+    (elsewhere / "hf" / "precious.txt").write_text("keep me")
+    (run / "export").symlink_to(elsewhere, target_is_directory=True)
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, [CORPUS])
+    result = materialize(
+        [exported_model],
+        partition_key=CORPUS,
+        instance=instance,
+        resources={"storage": StorageResource(models_dir=str(models))},
+        run_config={"ops": {"exported_model": {"config": {"run": "run-linked"}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert sorted(p.name for p in (elsewhere / "hf").iterdir()) == ["config.json", "precious.txt"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["hf"]

@@ -17,6 +17,7 @@ from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, run_dir
 from llm_pipeline.lm.tracking.records import record_export
 from llm_pipeline.partitions import corpus_key, corpus_partitions
 from llm_pipeline.resources import StorageResource
+from llm_pipeline.safe_open import refuse_links_below
 from llm_pipeline.tags import GROUP_MODEL, ON_REQUEST_TAG
 
 EXPORT_DIR = "export"  # models/<corpus>/<run_id>/export/{hf/, gguf/<corpus>.gguf}
@@ -56,6 +57,9 @@ def exported_model(
         if fmt.name not in config.formats:
             continue
         dtype = getattr(config, f"{fmt.name}_dtype")
+        # `export/` and `export/<fmt>/` are names anyone who writes into models/ can plant as
+        # links to a folder elsewhere, which the writer would then replace: refused.
+        refuse_links_below(out / fmt.name, models_root)
         written = fmt.write(
             source, out / fmt.name, dtype=dtype, force=True, data_root=storage.data_root()
         )

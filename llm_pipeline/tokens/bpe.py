@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from llm_pipeline.atomic import atomic_path
 from llm_pipeline.progress import Progress
+from llm_pipeline.safe_open import open_binary, read_bytes
 
 # The tokenizer file, in the shard folder and in every checkpoint (HF `tokenizers` JSON).
 TOKENIZER_FILE = "tokenizer.json"
@@ -76,15 +77,22 @@ def load_tokenizer(path: Path) -> Tokenizer:
     "<|endoftext|>" inside a user's document is then encoded as ordinary text, so only the
     pipeline itself ever writes the end-of-text id and documents cannot forge boundaries.
     """
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = Tokenizer.from_str(read_tokenizer_json(path))
     tokenizer.encode_special_tokens = True
     return tokenizer
 
 
+def read_tokenizer_json(path: Path) -> str:
+    """The text of a `tokenizer.json`, read through one no-follow descriptor: a FIFO, device or
+    link planted in its place is refused at once (`UnsafeFileError`) instead of hanging the
+    step or reading a file elsewhere (`Tokenizer.from_file` opens the name)."""
+    return read_bytes(path).decode("utf-8")
+
+
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
+    """SHA-256 of a regular file, streamed through one no-follow descriptor."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         while block := fh.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()

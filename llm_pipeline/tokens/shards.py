@@ -8,8 +8,10 @@ needs the bytes), the dtype, and the hash of the tokenizer that produced the ids
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,18 +26,22 @@ from tokenizers import Tokenizer
 
 from llm_pipeline.atomic import (
     FILE_MODE,
+    PrivateDir,
+    clear_leftovers,
     disk_full_guard,
-    leftovers,
-    temp_file_for,
+    private_dir,
     write_json_atomic,
 )
 from llm_pipeline.errors import OutputBusyError
 from llm_pipeline.locking import output_lock
 from llm_pipeline.progress import Progress
+from llm_pipeline.safe_open import UnsafeFileError, create_exclusive, open_dir, open_fd, read_bytes
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
 JOURNAL_FILE = ".publish.json"
+# The private folder the three files are written in: `.shards.<host>-<pid>.<random>.tmp`.
+STAGING = "shards"
 
 
 def shard_dtype(vocab_size: int) -> np.dtype:
@@ -121,7 +127,9 @@ def write_shards(
     """Encode (texts, byte_lengths, is_val) batches (`iter_split_batches`) into `train.bin` /
     `val.bin` + `meta.json`.
 
-    All three files are written under temporary names first. A failure while encoding, a full
+    All three files are written in a private temporary folder first, through descriptors (so
+    nobody who can write into the token folder can swap one for a symlink and have it chmod'ed,
+    emptied or published). A failure while encoding, a full
     disk (`DiskFullError`) or a kill while encoding leaves the previous set byte-identical. Then
     they are published as a set: a journal naming the three renames is written, the old
     `meta.json` is removed (a reader finds no shards, never ids that meta.json does not
@@ -132,16 +140,16 @@ def write_shards(
     out_dir.mkdir(parents=True, exist_ok=True)
     with _shards_lock(out_dir), disk_full_guard(out_dir):
         finish_publish(out_dir)
-        for split in (*SPLITS, "meta"):
-            for stale in leftovers(out_dir / (META_FILE if split == "meta" else f"{split}.bin")):
-                stale.unlink(missing_ok=True)
-        return _write_shards(tokenizer, batches, out_dir, eot_id, extra_meta, progress)
+        for name in (STAGING, *(f"{split}.bin" for split in SPLITS), META_FILE):
+            clear_leftovers(out_dir / name)  # (older versions left files, not a folder)
+        with private_dir(out_dir / STAGING) as staging:
+            return _write_shards(tokenizer, batches, staging, eot_id, extra_meta, progress)
 
 
 def _write_shards(
     tokenizer: Tokenizer,
     batches: Iterable[tuple],
-    out_dir: Path,
+    staging: PrivateDir,
     eot_id: int,
     extra_meta: dict | None,
     progress: Progress | None = None,
@@ -150,36 +158,29 @@ def _write_shards(
     dtype = shard_dtype(vocab_size)
     counts = {split: SplitCounts() for split in SPLITS}
     started = time.perf_counter()
-    tmp = {split: temp_file_for(out_dir / f"{split}.bin") for split in SPLITS}
-    try:
-        with open(tmp["train"], "wb") as train_fh, open(tmp["val"], "wb") as val_fh:
-            handles = {"train": train_fh, "val": val_fh}
-            for texts, byte_lengths, is_val in _prefetch(iter(batches)):
-                if not texts:
+    fds = {split: create_exclusive(f"{split}.bin", dir_fd=staging.fd) for split in SPLITS}
+    with os.fdopen(fds["train"], "wb") as train_fh, os.fdopen(fds["val"], "wb") as val_fh:
+        handles = {"train": train_fh, "val": val_fh}
+        for texts, byte_lengths, is_val in _prefetch(iter(batches)):
+            if not texts:
+                continue
+            flat, lengths = encode_ids(tokenizer, texts, eot_id, dtype)
+            is_val = np.asarray(is_val, dtype=bool)
+            ends = np.cumsum(lengths)
+            starts = ends - lengths
+            for split, mask in (("train", ~is_val), ("val", is_val)):
+                if not mask.any():
                     continue
-                flat, lengths = encode_ids(tokenizer, texts, eot_id, dtype)
-                is_val = np.asarray(is_val, dtype=bool)
-                ends = np.cumsum(lengths)
-                starts = ends - lengths
-                for split, mask in (("train", ~is_val), ("val", is_val)):
-                    if not mask.any():
-                        continue
-                    if mask.all():
-                        chunk = flat
-                    else:
-                        chunk = np.concatenate(
-                            [flat[s:e] for s, e in zip(starts[mask], ends[mask])]
-                        )
-                    handles[split].write(chunk.tobytes())
-                    counts[split].tokens += len(chunk)
-                    counts[split].documents += int(mask.sum())
-                    counts[split].bytes += int(np.asarray(byte_lengths)[mask].sum())
-                if progress is not None:
-                    progress.advance(len(texts), int(np.asarray(byte_lengths).sum()))
-    except BaseException:
-        for path in tmp.values():
-            path.unlink(missing_ok=True)
-        raise
+                if mask.all():
+                    chunk = flat
+                else:
+                    chunk = np.concatenate([flat[s:e] for s, e in zip(starts[mask], ends[mask])])
+                handles[split].write(chunk.tobytes())
+                counts[split].tokens += len(chunk)
+                counts[split].documents += int(mask.sum())
+                counts[split].bytes += int(np.asarray(byte_lengths)[mask].sum())
+            if progress is not None:
+                progress.advance(len(texts), int(np.asarray(byte_lengths).sum()))
     seconds = time.perf_counter() - started
     meta = {
         "dtype": dtype.name,
@@ -189,7 +190,7 @@ def _write_shards(
         "encode_seconds": round(seconds, 3),
         **(extra_meta or {}),
     }
-    _publish(out_dir, tmp, meta)
+    _publish(staging, meta)
     return meta
 
 
@@ -198,48 +199,76 @@ def _shards_lock(out_dir: Path, timeout: float | None = None):
     return output_lock(out_dir.parent, f"{out_dir.name}.shards", timeout)
 
 
-def _publish(out_dir: Path, tmp: dict[str, Path], meta: dict) -> None:
-    """Rename the finished temporary files into place as one set (see `write_shards`)."""
-    meta_tmp = temp_file_for(out_dir / META_FILE)
-    staged = [*tmp.values(), meta_tmp]
-    try:
-        meta_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        for path in staged:
-            os.chmod(path, FILE_MODE)
-            with open(path, "rb+") as fh:
-                os.fsync(fh.fileno())
-        moves = [[tmp[split].name, f"{split}.bin"] for split in SPLITS]
-        moves.append([meta_tmp.name, META_FILE])
-        write_json_atomic(out_dir / JOURNAL_FILE, {"moves": moves})
-    except BaseException:
-        for path in staged:
-            path.unlink(missing_ok=True)
-        raise
-    finish_publish(out_dir)
+def _publish(staging: PrivateDir, meta: dict) -> None:
+    """Rename the finished files into place as one set (see `write_shards`), through the
+    descriptors of the private folder and of the token folder."""
+    with os.fdopen(create_exclusive(META_FILE, dir_fd=staging.fd), "w") as fh:
+        fh.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    names = [*(f"{split}.bin" for split in SPLITS), META_FILE]
+    for name in names:
+        fd = open_fd(name, dir_fd=staging.fd)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    out_dir = staging.final.parent
+    moves = [[f"{staging.name}/{name}", name] for name in names]
+    write_json_atomic(out_dir / JOURNAL_FILE, {"moves": moves})
+    finish_publish(out_dir, staging)
 
 
-def finish_publish(out_dir: Path) -> bool:
+def finish_publish(out_dir: Path, staging: PrivateDir | None = None) -> bool:
     """Complete a publish that a killed writer left half done; True if there was one.
 
-    Only the journal's own renames run: a temporary name (hidden) onto one of the three shard
-    files, so a tampered journal cannot move anything else.
+    Only the journal's own renames run: a regular file (never a link) in a hidden folder of
+    the token folder onto one of the three shard files, so a tampered journal cannot move
+    anything else. `staging`: the writer's own folder, used by its descriptor.
     """
     journal = out_dir / JOURNAL_FILE
     if not journal.is_file():
         return False
     try:
-        moves = json.loads(journal.read_text())["moves"]
-    except (OSError, ValueError, KeyError, TypeError):
+        moves = json.loads(read_bytes(journal))["moves"]
+    except (OSError, ValueError, KeyError, TypeError):  # UnsafeFileError is a ValueError
         moves = []
-    (out_dir / META_FILE).unlink(missing_ok=True)
-    allowed = {f"{split}.bin" for split in SPLITS} | {META_FILE}
-    for source, target in moves:
-        if "/" in source or not source.startswith(".") or target not in allowed:
-            continue
-        if (out_dir / source).exists():
-            os.replace(out_dir / source, out_dir / target)
+    out_fd = open_dir(out_dir, follow=True)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(META_FILE, dir_fd=out_fd)
+        for move in moves if isinstance(moves, list) else []:
+            if isinstance(move, list) and len(move) == 2 and all(isinstance(m, str) for m in move):
+                _journal_move(*move, out_fd, staging)
+    finally:
+        os.close(out_fd)
     journal.unlink(missing_ok=True)
     return True
+
+
+def _journal_move(source: str, target: str, out_fd: int, staging: PrivateDir | None) -> None:
+    folder, _, name = source.rpartition("/")
+    if target not in {f"{split}.bin" for split in SPLITS} | {META_FILE} or "/" in folder:
+        return
+    if not (folder or name).startswith(".") or (folder and name != target):
+        return
+    if staging is not None and folder == staging.name:
+        source_fd = staging.fd
+    elif folder:
+        try:
+            source_fd = open_dir(folder, dir_fd=out_fd)
+        except (UnsafeFileError, OSError):
+            return
+    else:
+        source_fd = out_fd  # a journal of an older version: hidden files beside the shards
+    try:
+        found = os.stat(name, dir_fd=source_fd, follow_symlinks=False)
+        if stat.S_ISREG(found.st_mode):
+            os.replace(name, target, src_dir_fd=source_fd, dst_dir_fd=out_fd)
+    except FileNotFoundError:
+        pass
+    finally:
+        if source_fd not in (out_fd, getattr(staging, "fd", None)):
+            os.close(source_fd)
 
 
 def read_meta(shard_dir: Path) -> dict:
@@ -250,7 +279,8 @@ def read_meta(shard_dir: Path) -> dict:
                 finish_publish(shard_dir)
         except (OutputBusyError, OSError):
             pass  # a live writer is publishing and will finish it
-    return json.loads((shard_dir / META_FILE).read_text())
+    # One no-follow descriptor: a FIFO or a link planted as meta.json is refused at once.
+    return json.loads(read_bytes(shard_dir / META_FILE))
 
 
 def open_split(shard_dir: Path | str, split: str) -> np.memmap:
@@ -259,7 +289,9 @@ def open_split(shard_dir: Path | str, split: str) -> np.memmap:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     meta = read_meta(shard_dir)
-    path = shard_dir / f"{split}.bin"
-    if path.stat().st_size == 0:
-        return np.zeros(0, dtype=meta["dtype"])  # memmap cannot map an empty file
-    return np.memmap(path, dtype=meta["dtype"], mode="r")
+    # Mapped from a no-follow descriptor checked to be a regular file (np.memmap would open the
+    # name, following a link planted there); the mapping outlives the descriptor.
+    with os.fdopen(open_fd(shard_dir / f"{split}.bin"), "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return np.zeros(0, dtype=meta["dtype"])  # memmap cannot map an empty file
+        return np.memmap(fh, dtype=meta["dtype"], mode="r")

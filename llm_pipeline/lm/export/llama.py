@@ -25,6 +25,7 @@ from llm_pipeline.lm.model.networks import swiglu_hidden_size
 from llm_pipeline.lm.settings import ModelConfig
 from llm_pipeline.lm.store.checkpoint import WEIGHTS_FILE, load_model, read_config
 from llm_pipeline.paths import validate_corpus_name
+from llm_pipeline.safe_open import is_regular_file
 from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 
 # What nn.RMSNorm(eps=None) adds to the mean square at fp32, where exports are computed.
@@ -94,8 +95,10 @@ def read_source(run_dir: Path) -> ExportSource:
         raise ExportError(f"{run_dir / 'config.json'}: invalid model settings ({exc})") from None
     check_exportable(model_config, run_dir)
     for name in (WEIGHTS_FILE, TOKENIZER_FILE):
-        if not (run_dir / name).is_file():
-            raise ExportError(f"{run_dir / name}: missing (incomplete checkpoint)")
+        if not is_regular_file(run_dir / name):  # a link is not followed
+            raise ExportError(
+                f"{run_dir / name}: missing or not a regular file (incomplete checkpoint)"
+            )
     eot_id = checkpoint.require_tokenizer(run_dir / "config.json").eot_id
     # The model card reads lineage and figures from the checkpoint's JSON form.
     config = checkpoint.to_dict()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, processors
 
-from llm_pipeline.tokens.bpe import END_OF_TEXT
+from llm_pipeline.tokens.bpe import END_OF_TEXT, read_tokenizer_json
 
 # llama.cpp's token types (gguf.TokenType), kept here so this module needs no gguf import.
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5
@@ -26,7 +26,7 @@ TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5
 
 def hf_tokenizer_json(path: Path, eot_id: int) -> str:
     """Our `tokenizer.json` with a post-processor that puts `<|endoftext|>` first."""
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = Tokenizer.from_str(read_tokenizer_json(path))
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{END_OF_TEXT}:0 $A:0",
         pair=f"{END_OF_TEXT}:0 $A:0 {END_OF_TEXT}:1 $B:1",
@@ -62,7 +62,7 @@ def gguf_vocab(path: Path, vocab_size: int) -> tuple[list[str], list[int], list[
     Ids the tokenizer does not use (a model vocabulary larger than the tokenizer's) become
     `[PAD<id>]` tokens of type unused, as llama.cpp's converter writes them.
     """
-    data = json.loads(Path(path).read_text())
+    data = json.loads(read_tokenizer_json(path))
     by_id = {token_id: token for token, token_id in data["model"]["vocab"].items()}
     special = set()
     for added in data.get("added_tokens", []):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import safetensors
@@ -23,7 +22,7 @@ from llm_pipeline.atomic import FILE_MODE, atomic_dir
 from llm_pipeline.contracts import read_json_object
 from llm_pipeline.lm.model.networks import build_model
 from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, CheckpointError
-from llm_pipeline.safe_open import UnsafeFileError, read_bytes
+from llm_pipeline.safe_open import UnsafeFileError, copy_file, read_bytes
 from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 
 WEIGHTS_FILE = "model.safetensors"
@@ -61,9 +60,10 @@ def save_checkpoint(
         (tmp / CONFIG_FILE).write_text(
             json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
         )
-        shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        # Read without following links: a planted `tokenizer.json -> secret` is refused.
+        copy_file(tokenizer_path, tmp / TOKENIZER_FILE)
         for name, source in (extra_files or {}).items():
-            shutil.copyfile(source, tmp / name)
+            copy_file(source, tmp / name)
         with open(tmp / METRICS_FILE, "w") as fh:
             for row in history:
                 fh.write(json.dumps(row) + "\n")

@@ -22,6 +22,7 @@ from llm_pipeline.lm.tracking.training_runs import (
     registered_model_name,
     tracking_uri,
 )
+from llm_pipeline.safe_open import is_regular_file, pinned, regular_files
 
 
 def find_run(client, corpus: str, run_id: str) -> str | None:
@@ -38,7 +39,9 @@ def find_run(client, corpus: str, run_id: str) -> str | None:
 def report_files(checkpoint: Path) -> list[Path]:
     """The evaluation report in a checkpoint folder: `report.md`, `report.html`, the plots."""
     files = [Path(checkpoint) / "report.md", Path(checkpoint) / "report.html"]
-    return [f for f in files if f.is_file()] + sorted(Path(checkpoint).glob("*.png"))
+    # Judged without following links: a `loss.png -> ~/.ssh/id_rsa` is not a plot.
+    plots = [f for f in regular_files(checkpoint) if f.suffix == ".png"]
+    return [f for f in files if is_regular_file(f)] + plots
 
 
 def record_report(
@@ -64,8 +67,9 @@ def record_report(
                 "mlflow_warning": f"run {run_id} has no MLflow run in {experiment_name(corpus)}"
                 f" (trained with tracking off?); the alias {CHAMPION!r} was removed"
             }
-        for file in report_files(checkpoint):
-            client.log_artifact(mlflow_run, str(file), REPORT_ARTIFACTS)
+        with pinned(report_files(checkpoint)) as files:  # a swap after the listing: left out
+            for file in files:
+                client.log_artifact(mlflow_run, str(file), REPORT_ARTIFACTS)
         for name, value in metrics.items():
             client.log_metric(mlflow_run, name, float(value))
         metadata: dict[str, Any] = {"mlflow_run_id": mlflow_run}

@@ -28,6 +28,13 @@ from urllib.parse import unquote, urlparse
 
 from llm_pipeline import __version__
 from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.safe_open import (
+    UnsafeFileError,
+    is_regular_file,
+    pinned,
+    refuse_links_below,
+    regular_files,
+)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable
 # Where experiments created here keep their artifacts; by default, next to a sqlite store.
@@ -265,9 +272,10 @@ class RunTracker:
             if value is not None:
                 self.client.log_metric(self.run_id, name, float(value), step=summary.steps)
         self.client.set_tag(self.run_id, "llm_pipeline/stop_reason", summary.stop_reason)
-        for name in ("config.json", "tokenizer.json", "metrics.jsonl"):
-            if (checkpoint / name).is_file():
-                self.client.log_artifact(self.run_id, str(checkpoint / name))
+        names = ("config.json", "tokenizer.json", "metrics.jsonl")
+        with pinned(checkpoint / name for name in names) as files:  # no link is followed
+            for file in files:
+                self.client.log_artifact(self.run_id, str(file))
         version = register_version(
             self.client, self.corpus, summary.run_id, self.run_id, checkpoint
         )
@@ -317,7 +325,11 @@ def start_tracking(job: Any, log: Callable[[str], None]) -> Tracker:
 def model_folder(checkpoint: Path) -> Path:
     """What a version registers: the exported Hugging Face folder when there is one."""
     hf = Path(checkpoint) / HF_EXPORT
-    return hf if (hf / "config.json").is_file() else Path(checkpoint)
+    try:
+        refuse_links_below(hf, checkpoint)  # `export -> elsewhere` is not the run's export
+    except UnsafeFileError:
+        return Path(checkpoint)
+    return hf if is_regular_file(hf / "config.json") else Path(checkpoint)
 
 
 def register_version(
@@ -336,8 +348,12 @@ def register_version(
     checkpoint = Path(checkpoint)
     folder = checkpoint / HF_EXPORT if export else model_folder(checkpoint)
     kind, artifacts = ("checkpoint", MODEL_ARTIFACTS) if folder == checkpoint else ("hf", "hf")
-    for file in sorted(folder.iterdir()):
-        if file.is_file() and (kind == "hf" or file.name in MODEL_FILES):
+    refuse_links_below(folder, checkpoint)  # the export folder must be the run's own
+    # Regular files only, judged and read without following a link (a planted
+    # `model.safetensors -> ~/.ssh/id_rsa` would otherwise ship the key to the store).
+    selected = [f for f in regular_files(folder) if kind == "hf" or f.name in MODEL_FILES]
+    with pinned(selected) as files:
+        for file in files:
             client.log_artifact(mlflow_run_id, str(file), artifacts)
     if found:
         return found[-1].version
