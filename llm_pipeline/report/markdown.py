@@ -36,6 +36,11 @@ def _md(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def markdown_text(text: Any) -> str:
+    """Inline Markdown for quoted text elsewhere (the export's model card), escaped as here."""
+    return _md(text)
+
+
 def _md_table(header: list[str], rows: list[tuple[str, ...]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]

@@ -81,6 +81,14 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return tokenizer
 
 
+def tokenizer_from_json(text: str) -> Tokenizer:
+    """A tokenizer from the text of a `tokenizer.json` already read (and checked) by the caller,
+    switched to encode special tokens as text like `load_tokenizer`."""
+    tokenizer = Tokenizer.from_str(text)
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, streamed."""
     digest = hashlib.sha256()
