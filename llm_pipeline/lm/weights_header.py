@@ -33,6 +33,10 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
                 "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
 
 
+def _corrupt(weights: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{weights}: corrupt or incompatible weights ({why})")
+
+
 def read_header(weights: Path) -> tuple[dict[str, dict], int]:
     """The tensor entries of a safetensors file's header and the size of its data section,
     read without following links and refused by name when malformed or inconsistent."""
@@ -48,14 +52,14 @@ def read_header(weights: Path) -> tuple[dict[str, dict], int]:
         prefix = fh.read(8)
         length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
         if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(f"{weights}: not a safetensors file (header size out of range)")
+            raise _corrupt(weights, "header size out of range")
         raw = fh.read(length)
     try:
         header = json.loads(raw)
     except ValueError as exc:
-        raise CheckpointError(f"{weights}: not a safetensors file (header: {exc})") from None
+        raise _corrupt(weights, f"header: {exc}") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{weights}: not a safetensors file (header is not an object)")
+        raise _corrupt(weights, "header is not an object")
     header.pop("__metadata__", None)
     data_bytes = size - 8 - length
     for name, entry in header.items():
@@ -71,7 +75,7 @@ def _check_entry(weights: Path, name: str, entry: object, data_bytes: int) -> No
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok or not begin <= end <= data_bytes or (end - begin) != math.prod(shape) * width:
-        raise CheckpointError(f"{weights}: tensor {name!r} has an invalid header entry")
+        raise _corrupt(weights, f"tensor {name!r}: invalid header entry")
 
 
 def check_weights_header(config: ModelConfig, weights: Path, config_file: Path) -> None:

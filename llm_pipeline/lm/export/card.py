@@ -5,9 +5,9 @@ summary) and, when the cleaned corpus is still there, its `cleaning.json` funnel
 piece is said to be unknown rather than left out silently.
 
 Every value quoted from those files (eval-file names, run ids, devices, fingerprints, funnel
-step names) is escaped as the report escapes it (`report/markdown.py`): the card is rendered as
-Markdown and HTML on a model hub, where a planted name must stay text, never an image fetched
-from elsewhere, an `<img onerror>` or a heading of its own.
+step names) is escaped as the report escapes it (`markdown_escape.py`: escaped text, or a code
+span it cannot close): the card is rendered as Markdown and HTML on a model hub, where a planted
+name must stay text, never an image fetched from elsewhere, an `<img onerror>` or a heading.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from llm_pipeline.lm.export.llama import ExportSource
 from llm_pipeline.lm.model import swiglu_hidden_size
+from llm_pipeline.markdown_escape import markdown_code, markdown_text
 from llm_pipeline.paths import cleaned_dir
-from llm_pipeline.report.markdown import markdown_text
 from llm_pipeline.text.funnel import read_cleaning
 
 
@@ -75,11 +75,12 @@ def model_card(
         f"# {_fmt(source.corpus)} — run {_fmt(source.run_id)}",
         "",
         f"A small Llama-architecture language model trained from scratch by llm-pipeline on "
-        f"the corpus {_fmt(source.corpus)}. Exported as {_fmt(formats)}.",
+        f"the corpus {markdown_code(source.corpus)}. Exported as {_fmt(formats)}.",
         "",
         "## Data lineage",
         "",
-        f"- Corpus: {_fmt(source.corpus)}; raw fingerprint {_fmt(data.get('raw_fingerprint'))}.",
+        f"- Corpus: {markdown_code(source.corpus)}; raw fingerprint "
+        f"{markdown_code(data.get('raw_fingerprint') or 'unknown')}.",
         *_cleaning_lines(cleaning),
         *(
             f"- {_fmt(name)} split: {_fmt(split.get('tokens'))} tokens, "
@@ -88,7 +89,8 @@ def model_card(
             if isinstance(split, dict)
         ),
         f"- Tokenizer: byte-level BPE trained on the train split, {m.vocab_size:,} tokens, "
-        f"sha256 {_fmt(tokenizer.get('sha256'))}; `<|endoftext|>` (id {_fmt(source.eot_id)}) "
+        f"sha256 {markdown_code(tokenizer.get('sha256') or 'unknown')}; `<|endoftext|>` "
+        f"(id {_fmt(source.eot_id)}) "
         "separates documents and is both BOS and EOS.",
         "",
         "## Metrics",
