@@ -102,7 +102,7 @@ def model_card(
         f"- unigram baseline bits per byte: {_fmt(summary.get('unigram_bits_per_byte'))}",
         f"- validation loss (nats/token): {_fmt(summary.get('val_loss'))}",
         *(
-            f"- eval file {_fmt(name)}: {_fmt(bpb)} bits per byte"
+            f"- eval file {markdown_code(name)}: {_fmt(bpb)} bits per byte"
             for name, bpb in eval_files.items()
         ),
         "",
