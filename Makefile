@@ -40,13 +40,15 @@ test: install browser
 # The Dagster UI and daemon on http://127.0.0.1:3000, state in .dagster_home/ (git-ignored).
 # The daemon runs queued runs, backfills, retrain_schedule and new_corpus_sensor; the schedule
 # and the sensor start switched off: turn them on under Automation.
-# `dg dev` is Dagster's recommended command; it loads the project from pyproject.toml's
-# [tool.dg] (`dagster dev -w workspace.yaml` still works and loads the same definitions).
+# `llm-pipeline ui` runs the same webserver and daemon as `dg dev` (which still works and loads
+# the same definitions), with the webserver behind a loopback guard (llm_pipeline/ui_guard.py):
+# GraphQL mutations over GET and requests whose Host or Origin is not this address are refused,
+# so a web page open in the browser cannot launch runs.
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || $(BIN)/python -c 'from llm_pipeline.cli.common import DAGSTER_YAML; print(DAGSTER_YAML, end="")' > $(DAGSTER_HOME)/dagster.yaml
 	$(if $(MLFLOW_TRACKING_URI),mkdir -p $(MLFLOW_DIR))
-	$(BIN)/dg dev -h 127.0.0.1 -p 3000
+	$(BIN)/llm-pipeline ui --host 127.0.0.1 -p 3000
 
 # The MLflow UI on http://127.0.0.1:5000 over the store runs log to (.mlflow/, git-ignored).
 # The UI is the full `mlflow` package, in its own venv at the client's pinned version (same

@@ -235,3 +235,20 @@ def run_assets(context: Any) -> list[AssetsDefinition]:
     except Exception:
         graph = context.job_def.asset_layer.asset_graph
         return [assets for assets in graph.assets_defs if assets.keys]
+
+
+def workspace_process_context(instance: DagsterInstance, workspace_file: str) -> Any:
+    """The webserver's workspace context for `workspace.yaml` (a context manager), what
+    `dagster-webserver -w workspace.yaml` builds before serving its app.
+
+    Missing public API (1.13.27): `dagster_webserver` publishes the app factory
+    (`create_app_from_workspace_process_context`) but not a way to build its argument; the
+    `llm-pipeline ui` command needs both to put its loopback guard (ui_guard.py) in front.
+    """
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_webserver.version import __version__
+
+    return WorkspaceProcessContext(
+        instance, version=__version__, workspace_load_target=WorkspaceFileTarget([workspace_file])
+    )

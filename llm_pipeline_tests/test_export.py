@@ -25,6 +25,7 @@ from llm_pipeline.tokens.bpe import (
     END_OF_TEXT,
     TOKENIZER_FILE,
     end_of_text_id,
+    file_sha256,
     save_tokenizer,
     train_bpe,
 )
@@ -65,7 +66,11 @@ def _save_run(
         {
             "model": config.to_dict(),
             "training": {"learning_rate": 2e-3, "batch_size": 8, "seed": 1337},
-            "tokenizer": {"sha256": "test", "eot_id": eot, "file": TOKENIZER_FILE},
+            "tokenizer": {
+                "sha256": file_sha256(tokenizer_path),
+                "eot_id": eot,
+                "file": TOKENIZER_FILE,
+            },
             "data": {"corpus": CORPUS, "raw_fingerprint": "fingerprint-123", "shards": {}},
             "summary": {
                 "run_id": run_id,

@@ -218,7 +218,9 @@ def test_webserver_binds_loopback_only() -> None:
     dry_run = subprocess.run(
         ["make", "-n", "ui"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    (command,) = [line for line in dry_run.splitlines() if re.search(r"\bdg dev\b", line)]
+    (command,) = [
+        line for line in dry_run.splitlines() if re.search(r"\b(dg dev|llm-pipeline ui)\b", line)
+    ]
     assert re.search(r"(-h|--host)[ =]127\.0\.0\.1\b", command), command
     every_interface = ".".join(["0"] * 4)  # spelled so this file does not match itself
     tracked = subprocess.run(
@@ -233,5 +235,7 @@ def test_webserver_binds_loopback_only() -> None:
         for line in text.splitlines():
             # A webserver command line that picks its port must pick the loopback host too
             # (prose that merely names `dg dev` or `dagster dev` is not a command line).
-            if re.search(r"(dagster(-webserver| dev)|\bdg dev)\b.*\s(-p|--port)[ =]", line):
+            if re.search(
+                r"(dagster(-webserver| dev)|\bdg dev|llm-pipeline ui)\b.*\s(-p|--port)[ =]", line
+            ):
                 assert re.search(r"(-h|--host)[ =]127\.0\.0\.1\b", line), f"{name}: {line}"

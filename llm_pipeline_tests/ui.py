@@ -1,4 +1,4 @@
-"""Drive the real `dagster dev` (webserver + daemon) and the system Chromium, for UI tests/docs.
+"""Drive the real UI `make ui` serves (webserver + daemon) and the system Chromium, for UI tests.
 
 Used by `test_ui_e2e.py`, which also takes the docs' screenshot (`docs/asset-graph.png`: run
 it with `LLM_PIPELINE_TEST_ARTIFACTS=some/folder` and copy `asset-graph.png`). Nothing here mocks
@@ -99,7 +99,8 @@ def _wait_until_loaded(dev: DagsterDev, deadline: float) -> None:
 def dagster_dev(
     home: Path, env: dict[str, str], startup_timeout: float = 300
 ) -> Iterator[DagsterDev]:
-    """Start `dagster dev -w workspace.yaml` on a free loopback port; stop its process group after.
+    """Start `llm-pipeline ui` (what `make ui` runs) on a free loopback port; stop its process
+    group after.
 
     The test starts the group, so it ends that group (by its id) and nothing else.
     """
@@ -109,8 +110,9 @@ def dagster_dev(
         settings.write_text("telemetry:\n  enabled: false\n")
     port = free_port()
     log = home / "dagster-dev.log"
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    # What `make ui` runs: Dagster's webserver and daemon, the webserver behind the loopback guard.
+    cli = Path(sys.executable).with_name("llm-pipeline")
+    command = [str(cli), "ui", "--host", "127.0.0.1", "-p", str(port)]
     full_env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -18,6 +18,12 @@ materialize`) report no health, so this module decides from what the run itself 
   orchestrator wrote `RUN_START`, each step process its `STEP_START`. When none of them is
   alive (or a pid now belongs to a process started later), the run is dead.
 
+A pid only means something inside the PID namespace that recorded it: `doctor` run in a container
+or under `unshare --pid` sees other processes under the same numbers, or none. The first step
+also tags the run with its PID namespace; a run from another namespace, or a process the caller
+may not inspect (`AccessDenied`), is *unknown*, never dead: it is listed as such and never
+cleared. (A run tagged before namespaces were recorded is judged by its pids, as before.)
+
 A dead run is marked FAILURE with the reason and its pool slots are freed (and, with tracking
 on, an MLflow run its trainer left RUNNING is marked KILLED); this happens when a
 new run starts (`ensure_gpu_pool`), at each `retrain_schedule` tick and with
@@ -26,6 +32,7 @@ new run starts (`ensure_gpu_pool`), at each `retrain_schedule` tick and with
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +44,7 @@ from llm_pipeline.dagster_compat import free_pool_slots_of_run, mark_run_failed
 from llm_pipeline.lm.tracking.records import end_unfinished_run
 
 HOST_TAG = "llm_pipeline/host"
+PID_NAMESPACE_TAG = "llm_pipeline/pid_namespace"
 PARTITION_TAG = "dagster/partition"
 # Statuses in which a run's own process is supposed to be alive. STARTING belongs to the
 # launcher and to Dagster's `start_timeout_seconds`; QUEUED runs have no process yet.
@@ -48,26 +56,38 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+def this_pid_namespace() -> str | None:
+    """This process's PID namespace (`pid:[4026531836]`), or None where it cannot be read."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class DeadRun:
-    """A run whose worker is gone, and why we say so."""
+    """A run whose worker is gone (or, `unknown`, cannot be seen from here), and why."""
 
     run_id: str
     job_name: str
     corpus: str | None
     status: str
     reason: str
+    unknown: bool = False
 
 
-def _process_alive(pid: int, since: float) -> bool:
-    """Whether `pid` is a live process that already existed at `since` (no reused pid)."""
+def _process_state(pid: int, since: float) -> str:
+    """`alive` (a live process that already existed at `since`: no reused pid), `gone`, or
+    `unknown` when the process table will not say (no permission to inspect it)."""
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return process.create_time() <= since + _CLOCK_SLACK_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
+            return "gone"
+        return "alive" if process.create_time() <= since + _CLOCK_SLACK_S else "gone"
+    except psutil.AccessDenied:
+        return "unknown"
+    except (psutil.NoSuchProcess, ValueError):
+        return "gone"
 
 
 def run_processes(instance: DagsterInstance, run_id: str) -> dict[int, float]:
@@ -81,41 +101,68 @@ def run_processes(instance: DagsterInstance, run_id: str) -> dict[int, float]:
     return pids
 
 
-def why_dead(instance: DagsterInstance, run: DagsterRun) -> str | None:
-    """The reason `run` is dead, or None when it may be alive (or cannot be judged here)."""
+def judge_run(instance: DagsterInstance, run: DagsterRun) -> tuple[str, str | None]:
+    """(`alive` | `dead` | `unknown`, reason): whether `run`'s processes are gone, as far as
+    this process can see. Another machine's or another PID namespace's run, or a process that
+    may not be inspected, is `unknown`: only what is seen to be gone is called dead."""
     host = run.tags.get(HOST_TAG)
     if host is not None and host != this_host():
-        return None  # another machine's run: only Dagster's run monitoring can judge it there
+        return "alive", None  # another machine's run: only Dagster's run monitoring can judge
+    recorded, ours = run.tags.get(PID_NAMESPACE_TAG), this_pid_namespace()
+    if recorded is not None and recorded != ours:
+        return "unknown", (
+            f"its processes are in PID namespace {recorded}, this command runs in "
+            f"{ours or 'an unknown one'}: their pids cannot be checked from here; left as it is"
+        )
     pids = run_processes(instance, run.run_id)
     if not pids:
-        return None  # no process recorded yet: the launcher's (start_timeout_seconds)
-    if any(_process_alive(pid, since) for pid, since in pids.items()):
-        return None
+        return "alive", None  # no process recorded yet: the launcher's (start_timeout_seconds)
+    states = {pid: _process_state(pid, since) for pid, since in pids.items()}
+    if "alive" in states.values():
+        return "alive", None
     listed = ", ".join(str(pid) for pid in sorted(pids))
-    return (
+    if "unknown" in states.values():
+        hidden = ", ".join(str(pid) for pid, state in sorted(states.items()) if state == "unknown")
+        return "unknown", f"no permission to inspect pid {hidden}; left as it is"
+    return "dead", (
         f"run worker gone: no process of this run is alive (pid {listed} on {host or this_host()}"
         "); it was killed, ran out of memory or the machine restarted. Marked failed by "
         "llm-pipeline; rerun it (training resumes from its last saved state)"
     )
 
 
-def find_dead_runs(instance: DagsterInstance, corpus: str | None = None) -> list[DeadRun]:
-    """Runs the instance calls running whose processes are all gone (of `corpus`, if given)."""
+def why_dead(instance: DagsterInstance, run: DagsterRun) -> str | None:
+    """The reason `run` is dead, or None when it may be alive (or cannot be judged here)."""
+    state, reason = judge_run(instance, run)
+    return reason if state == "dead" else None
+
+
+def survey_runs(
+    instance: DagsterInstance, corpus: str | None = None
+) -> tuple[list[DeadRun], list[DeadRun]]:
+    """(dead, unknown): the running runs (of `corpus`, if given) seen to be dead, and those
+    whose processes cannot be seen from here."""
     tags = {PARTITION_TAG: corpus} if corpus else None
-    dead = []
+    found: dict[str, list[DeadRun]] = {"dead": [], "unknown": []}
     for run in instance.get_runs(RunsFilter(statuses=RUNNING_STATUSES, tags=tags)):
-        reason = why_dead(instance, run)
-        if reason is not None:
-            dead.append(
+        state, reason = judge_run(instance, run)
+        if state in found and reason is not None:
+            found[state].append(
                 DeadRun(
                     run.run_id,
                     run.job_name,
                     run.tags.get(PARTITION_TAG),
                     run.status.value,
                     reason,
+                    unknown=state == "unknown",
                 )
             )
-    return dead
+    return found["dead"], found["unknown"]
+
+
+def find_dead_runs(instance: DagsterInstance, corpus: str | None = None) -> list[DeadRun]:
+    """Runs the instance calls running whose processes are all seen to be gone."""
+    return survey_runs(instance, corpus)[0]
 
 
 TRAINING_STEP = "trained_model"
@@ -153,6 +200,11 @@ def clear_dead_runs(
 
 
 def tag_run_host(instance: DagsterInstance, run: DagsterRun) -> None:
-    """Record the machine a run's steps execute on (once), so liveness can be judged."""
+    """Record the machine and PID namespace a run's steps execute in (once), so liveness can
+    be judged."""
     if HOST_TAG not in run.tags:  # the first step's machine (k8s step pods differ)
-        instance.add_run_tags(run.run_id, {HOST_TAG: this_host()})
+        tags = {HOST_TAG: this_host()}
+        namespace = this_pid_namespace()
+        if namespace is not None:  # pids mean something only inside their namespace
+            tags[PID_NAMESPACE_TAG] = namespace
+        instance.add_run_tags(run.run_id, tags)

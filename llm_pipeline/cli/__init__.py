@@ -20,7 +20,9 @@ from llm_pipeline.cli.runs import (
     run_pipeline,
 )
 from llm_pipeline.cli.status import corpus_status
+from llm_pipeline.cli.ui import add_ui_parser
 from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.terminal import escaped_output
 
 __all__ = ["build_parser", "main", "place_sources"]
 
@@ -89,17 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(commands)
     add_doctor_parser(commands)
+    add_ui_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `llm-pipeline` console script."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except PipelineInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # Names, reasons and generated text come from files and servers: escaped on the way out.
+    with escaped_output():
+        try:
+            return args.func(args)
+        except PipelineInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

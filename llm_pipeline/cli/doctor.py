@@ -23,13 +23,17 @@ def add_doctor_parser(commands) -> None:
 
 def doctor_command(args: argparse.Namespace) -> int:
     """List dead runs and (unless --dry-run) clear them; exit 0 either way."""
-    from llm_pipeline.automation.dead_runs import clear_dead_runs, find_dead_runs
+    from llm_pipeline.automation.dead_runs import clear_dead_runs, survey_runs
     from llm_pipeline.dagster_compat import pool_slots_of_run
 
     instance = dagster_instance()
-    dead = find_dead_runs(instance, args.corpus)
+    dead, unknown = survey_runs(instance, args.corpus)
+    for run in unknown:  # never cleared: this command cannot see their processes
+        print(f"unknown run {run.run_id} [{run.corpus or '-'}] {run.job_name} ({run.status})")
+        print(f"  {run.reason}")
     if not dead:
-        print("no dead runs: every run the instance calls running has a live process")
+        print("no dead runs: every run the instance calls running has a live process"
+              + (" or cannot be seen from here" if unknown else ""))  # fmt: skip
         return 0
     for run in dead:
         slots = pool_slots_of_run(instance, run.run_id)

@@ -15,6 +15,7 @@ import threading
 from typing import IO, Any
 
 from llm_pipeline.progress import parse_line
+from llm_pipeline.terminal import escape_controls, unescaped
 
 POLL_SECONDS = 0.5
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
@@ -45,7 +46,9 @@ class LiveDisplay:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn
 
-        self.console = Console(file=stream or sys.stderr)
+        # rich draws with escapes of its own: it writes to the terminal itself, and every text
+        # it shows is escaped here (`message`).
+        self.console = Console(file=unescaped(stream or sys.stderr))
         self.progress = Progress(
             TextColumn("{task.description:<24}"),
             BarColumn(),
@@ -64,6 +67,7 @@ class LiveDisplay:
         self.progress.stop()
 
     def message(self, step: str | None, level: int, text: str) -> None:
+        text, step = escape_controls(text), step and escape_controls(step)
         line = parse_line(text)
         if line is None:
             style = "" if level <= 20 else ("yellow" if level == 30 else "red")

@@ -49,11 +49,15 @@ class ModelConfig(Settings):
     architecture: str = setting(
         "gpt", "gpt (transformer) or gru (classic embedding → GRU → linear).", choices=ARCHITECTURES
     )
-    vocab_size: int = setting(4096, "Token ids; taken from the corpus's tokenizer.", ge=1)
-    block_size: int = setting(128, "Context length in tokens.", ge=1)
-    n_layer: int = setting(2, "Transformer blocks / GRU layers.", ge=1)
-    n_head: int = setting(4, "Attention heads (gpt); must divide n_embd.", ge=1)
-    n_embd: int = setting(128, "Width of embeddings and hidden state.", ge=1)
+    # Upper bounds keep a planted checkpoint config from describing an absurd model (the loader
+    # also checks every size against the weights file: lm/store/weights_header.py).
+    vocab_size: int = setting(
+        4096, "Token ids; taken from the corpus's tokenizer.", ge=1, le=1 << 24
+    )
+    block_size: int = setting(128, "Context length in tokens.", ge=1, le=1 << 20)
+    n_layer: int = setting(2, "Transformer blocks / GRU layers.", ge=1, le=1024)
+    n_head: int = setting(4, "Attention heads (gpt); must divide n_embd.", ge=1, le=1024)
+    n_embd: int = setting(128, "Width of embeddings and hidden state.", ge=1, le=1 << 16)
     dropout: float = setting(0.0, "Dropout probability in training.", ge=0.0, lt=1.0)
     rope_base: float = setting(10_000.0, "Rotary embedding base (position: rope).", gt=0.0)
     position: str = setting(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
+from llm_pipeline.markdown_escape import markdown_text
 from llm_pipeline.report.content import (
     FUNNEL_HEADER,
     HISTORY_HEADER,
@@ -28,12 +28,7 @@ from llm_pipeline.report.content import (
     split_sentences,
 )
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
-
-
-def _md(text: Any) -> str:
-    """Inline Markdown text: punctuation backslash-escaped (no emphasis, links or raw HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+_md = markdown_text  # inline text: no emphasis, links or raw HTML (llm_pipeline/markdown_escape)
 
 
 def _md_table(header: list[str], rows: list[tuple[str, ...]]) -> list[str]:

@@ -89,6 +89,14 @@ def read_tokenizer_json(path: Path) -> str:
     return read_bytes(path).decode("utf-8")
 
 
+def tokenizer_from_json(text: str) -> Tokenizer:
+    """A tokenizer from the text of a `tokenizer.json` already read (and checked) by the caller,
+    switched to encode special tokens as text like `load_tokenizer`."""
+    tokenizer = Tokenizer.from_str(text)
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a regular file, streamed through one no-follow descriptor."""
     digest = hashlib.sha256()

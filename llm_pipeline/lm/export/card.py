@@ -3,6 +3,11 @@
 Everything comes from the checkpoint's own `config.json` (model, training, data lineage,
 summary) and, when the cleaned corpus is still there, its `cleaning.json` funnel; a missing
 piece is said to be unknown rather than left out silently.
+
+Every value quoted from those files (eval-file names, run ids, devices, fingerprints, funnel
+step names) is escaped as the report escapes it (`markdown_escape.py`: escaped text, or a code
+span it cannot close): the card is rendered as Markdown and HTML on a model hub, where a planted
+name must stay text, never an image fetched from elsewhere, an `<img onerror>` or a heading.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from pathlib import Path
 
 from llm_pipeline.lm.export.llama import ExportSource
 from llm_pipeline.lm.model.networks import swiglu_hidden_size
+from llm_pipeline.markdown_escape import markdown_code, markdown_text
 from llm_pipeline.paths import cleaned_dir
 from llm_pipeline.text.funnel import read_cleaning
 
@@ -22,13 +28,14 @@ def cleaning_stats(corpus: str, data_root: Path | None) -> dict | None:
 
 
 def _fmt(value: object, digits: int = 4) -> str:
+    """A quoted value as inline Markdown text: numbers formatted, anything else escaped."""
     if value is None:
         return "unknown"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return str(value)
+    return markdown_text(value)
 
 
 def _cleaning_lines(stats: dict | None) -> list[str]:
@@ -41,7 +48,7 @@ def _cleaning_lines(stats: dict | None) -> list[str]:
     ]
     for step in stats.get("funnel") or []:
         lines.append(
-            f"  - {step.get('step')}: removed {_fmt(step.get('docs_removed'))} documents, "
+            f"  - {_fmt(step.get('step'))}: removed {_fmt(step.get('docs_removed'))} documents, "
             f"{_fmt(step.get('bytes_removed'))} bytes; {_fmt(step.get('docs_left'))} left"
         )
     return lines
@@ -65,22 +72,25 @@ def model_card(
         "",
     ]
     body = [
-        f"# {source.corpus} — run {source.run_id}",
+        f"# {_fmt(source.corpus)} — run {_fmt(source.run_id)}",
         "",
         f"A small Llama-architecture language model trained from scratch by llm-pipeline on "
-        f"the corpus `{source.corpus}`. Exported as {formats}.",
+        f"the corpus {markdown_code(source.corpus)}. Exported as {_fmt(formats)}.",
         "",
         "## Data lineage",
         "",
-        f"- Corpus: `{source.corpus}`; raw fingerprint `{_fmt(data.get('raw_fingerprint'))}`.",
+        f"- Corpus: {markdown_code(source.corpus)}; raw fingerprint "
+        f"{markdown_code(data.get('raw_fingerprint') or 'unknown')}.",
         *_cleaning_lines(cleaning),
         *(
-            f"- {name} split: {_fmt(split.get('tokens'))} tokens, {_fmt(split.get('bytes'))} bytes"
+            f"- {_fmt(name)} split: {_fmt(split.get('tokens'))} tokens, "
+            f"{_fmt(split.get('bytes'))} bytes"
             for name, split in splits.items()
             if isinstance(split, dict)
         ),
         f"- Tokenizer: byte-level BPE trained on the train split, {m.vocab_size:,} tokens, "
-        f"sha256 `{_fmt(tokenizer.get('sha256'))}`; `<|endoftext|>` (id {source.eot_id}) "
+        f"sha256 {markdown_code(tokenizer.get('sha256') or 'unknown')}; `<|endoftext|>` "
+        f"(id {_fmt(source.eot_id)}) "
         "separates documents and is both BOS and EOS.",
         "",
         "## Metrics",
@@ -91,7 +101,10 @@ def model_card(
         f"- validation bits per byte: {_fmt(summary.get('val_bits_per_byte'))}",
         f"- unigram baseline bits per byte: {_fmt(summary.get('unigram_bits_per_byte'))}",
         f"- validation loss (nats/token): {_fmt(summary.get('val_loss'))}",
-        *(f"- eval file `{name}`: {_fmt(bpb)} bits per byte" for name, bpb in eval_files.items()),
+        *(
+            f"- eval file {markdown_code(name)}: {_fmt(bpb)} bits per byte"
+            for name, bpb in eval_files.items()
+        ),
         "",
         "## Model and training",
         "",

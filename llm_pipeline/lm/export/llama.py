@@ -23,7 +23,12 @@ import torch
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.model.networks import swiglu_hidden_size
 from llm_pipeline.lm.settings import ModelConfig
-from llm_pipeline.lm.store.checkpoint import WEIGHTS_FILE, load_model, read_config
+from llm_pipeline.lm.store.checkpoint import (
+    WEIGHTS_FILE,
+    load_model,
+    read_config,
+    read_tokenizer_json,
+)
 from llm_pipeline.paths import validate_corpus_name
 from llm_pipeline.safe_open import is_regular_file
 from llm_pipeline.tokens.bpe import TOKENIZER_FILE
@@ -100,6 +105,7 @@ def read_source(run_dir: Path) -> ExportSource:
                 f"{run_dir / name}: missing or not a regular file (incomplete checkpoint)"
             )
     eot_id = checkpoint.require_tokenizer(run_dir / "config.json").eot_id
+    read_tokenizer_json(run_dir, checkpoint)  # refuses a tokenizer swapped in after training
     # The model card reads lineage and figures from the checkpoint's JSON form.
     config = checkpoint.to_dict()
     model = load_model(run_dir)

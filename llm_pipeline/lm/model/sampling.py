@@ -16,8 +16,13 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from llm_pipeline.lm.model.networks import generate
-from llm_pipeline.lm.store.checkpoint import CheckpointConfig, load_model, read_config
-from llm_pipeline.tokens.bpe import TOKENIZER_FILE, load_tokenizer
+from llm_pipeline.lm.store.checkpoint import (
+    CheckpointConfig,
+    load_model,
+    read_config,
+    read_tokenizer_json,
+)
+from llm_pipeline.tokens.bpe import tokenizer_from_json
 
 
 @dataclass
@@ -32,14 +37,16 @@ class LoadedRun:
 
 
 def load_run(path: Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load model (safetensors), tokenizer and settings of one checkpoint folder."""
+    """Load model (safetensors), tokenizer (checked against its recorded sha256) and settings
+    of one checkpoint folder."""
     path = Path(path)
     config = read_config(path)
+    tokenizer = tokenizer_from_json(read_tokenizer_json(path, config))
     model = load_model(path, device)
     return LoadedRun(
         path,
         model,
-        load_tokenizer(path / TOKENIZER_FILE),
+        tokenizer,
         config.require_tokenizer(path).eot_id,
         config,
     )

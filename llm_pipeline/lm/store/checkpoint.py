@@ -8,6 +8,7 @@ legacy function `_load_legacy_pickle` (`torch.load(weights_only=True)`, torch �
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from llm_pipeline.atomic import FILE_MODE, atomic_dir
 from llm_pipeline.contracts import read_json_object
 from llm_pipeline.lm.model.networks import build_model
 from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, CheckpointError
+from llm_pipeline.lm.store.weights_header import MAX_HEADER_BYTES, check_weights_header
 from llm_pipeline.safe_open import UnsafeFileError, copy_file, read_bytes
 from llm_pipeline.tokens.bpe import TOKENIZER_FILE
 
@@ -31,10 +33,15 @@ METRICS_FILE = "metrics.jsonl"
 OPTIMIZER_FILE = "optimizer.safetensors"
 LEGACY_OPTIMIZER_FILE = "optimizer.pt"
 _OPTIMIZER_FORMAT = "llm-pipeline-optimizer-1"
-# A safetensors header larger than this is not one of ours (ours: a few KB per parameter).
-_MAX_HEADER_BYTES = 64 << 20
 
-__all__ = ["CheckpointConfig", "CheckpointError", "load_model", "read_config", "read_metrics"]
+__all__ = [
+    "CheckpointConfig",
+    "CheckpointError",
+    "load_model",
+    "read_config",
+    "read_metrics",
+    "read_tokenizer_json",
+]
 
 
 def save_checkpoint(
@@ -82,19 +89,50 @@ def read_config(path: Path) -> CheckpointConfig:
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model from `config.json` and load `model.safetensors`; ready to generate."""
+    """Rebuild the model from `config.json` and load `model.safetensors`; ready to generate.
+
+    Nothing is allocated before the sizes in `config.json` (bounded by `ModelConfig`) agree with
+    the weights file's header (`check_weights_header`): a planted `vocab_size: 1e12` is refused
+    by name instead of allocating, or failing to allocate, the model it describes.
+    """
     path = Path(path)
     config = read_config(path)
     try:
         model_config = config.model_config()
-        model = build_model(model_config)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model settings ({exc})") from None
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing (incomplete checkpoint)")
+    check_weights_header(model_config, weights, path / CONFIG_FILE)
+    model = build_model(model_config)
     load_weights_file(model, weights)
     return model.to(device).eval()
+
+
+def read_tokenizer_json(path: Path, config: CheckpointConfig | None = None) -> str:
+    """The checkpoint's `tokenizer.json`, read through one no-follow descriptor and checked
+    against the sha256 its `config.json` records, so a tokenizer planted next to the weights
+    (one that decodes ids to terminal escapes, or to other words) is refused before use.
+
+    A config that records no hash (written before hashes were) cannot be checked; it is read as
+    is. A consistent rewrite of both files is not caught: whoever can do that owns the model.
+    """
+    path = Path(path)
+    config = config or read_config(path)
+    recorded = config.require_tokenizer(path / CONFIG_FILE).sha256
+    file = path / TOKENIZER_FILE
+    data = _read_file(file)
+    actual = hashlib.sha256(data).hexdigest()
+    if recorded is not None and actual != recorded:
+        raise CheckpointError(
+            f"{file}: sha256 {actual[:12]}… differs from the {recorded[:12]}… that "
+            f"{CONFIG_FILE} records (a replaced tokenizer); not used"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{file}: not a tokenizer (not UTF-8 JSON)") from None
 
 
 def load_weights_file(model: nn.Module, weights: Path) -> None:
@@ -158,7 +196,7 @@ def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     data = _read_file(file)
     try:
         size = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or size > min(_MAX_HEADER_BYTES, len(data) - 8):
+        if len(data) < 8 or size > min(MAX_HEADER_BYTES, len(data) - 8):
             raise ValueError("header size out of range")
         header = json.loads(data[8 : 8 + size])
         metadata = (header.get("__metadata__") or {}) if isinstance(header, dict) else None

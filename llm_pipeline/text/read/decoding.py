@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO
 
@@ -40,40 +41,56 @@ class CountingUtf8Decoder:
     """An incremental UTF-8 decoder that replaces invalid bytes with U+FFFD and counts them.
 
     Python's own `errors="replace"` cannot say how many bytes it replaced or where; this one keeps
-    the count of replaced bytes and the file offset of the first.
+    the count of replaced bytes and the file offset of the first. It is linear in its input: the
+    codec calls `_count_and_replace` for each invalid span and goes on in place (restarting a
+    strict decoder on the rest of the block after each bad byte copied that rest every time, so
+    a block of invalid bytes cost its length squared: 1 MB of 0xFF took minutes).
     """
 
     def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        self._base = 0  # file offset of the first byte fed to the current decoder
-        self._fed = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors=_COUNTING_ERRORS)
+        self._fed = 0  # bytes fed so far
+        self._at_start = True  # a byte-order mark may still come
+        self._call_base = 0  # file offset of the first byte the codec sees in this call
         self.replaced_bytes = 0
         self.replacements = 0  # spans replaced, one U+FFFD each
         self.first_offset: int | None = None
 
     def decode(self, data: bytes, final: bool = False) -> str:
-        out = []
-        while True:
-            try:
-                out.append(self._decoder.decode(data, final=final))
-                self._fed += len(data)
-                return "".join(out)
-            except UnicodeDecodeError as exc:
-                held = len(exc.object) - len(data)  # bytes the decoder kept from earlier blocks
-                start = self._base + self._fed - held
-                prefix = bytes(exc.object[: exc.start]).decode("utf-8")
-                if start == 0 and prefix.startswith("\ufeff"):
-                    prefix = prefix[1:]
-                out.append(prefix + "\ufffd")
-                bad = exc.end - exc.start
-                if self.first_offset is None:
-                    self.first_offset = start + exc.start
-                self.replaced_bytes += bad
-                self.replacements += 1
-                self._base = start + exc.end
-                self._fed = 0
-                self._decoder = codecs.getincrementaldecoder("utf-8")()
-                data = bytes(exc.object[exc.end :])
+        self._call_base = self._fed - len(self._decoder.getstate()[0])
+        token = _ACTIVE.set(self)
+        try:
+            text = self._decoder.decode(data, final=final)
+        finally:
+            _ACTIVE.reset(token)
+        self._fed += len(data)
+        if self._at_start and text:
+            self._at_start = False
+            if text.startswith("\ufeff"):  # the BOM of a UTF-8 file, not text
+                text = text[1:]
+        return text
+
+    def _record(self, exc: UnicodeDecodeError) -> None:
+        if self.first_offset is None:
+            self.first_offset = self._call_base + exc.start
+        self.replaced_bytes += exc.end - exc.start
+        self.replacements += 1
+
+
+# The decoder whose codec call is running (decoding is synchronous: one per thread/context).
+_ACTIVE: ContextVar[CountingUtf8Decoder] = ContextVar("counting_utf8_decoder")
+_COUNTING_ERRORS = "llm_pipeline.counting_replace"
+
+
+def _count_and_replace(exc: UnicodeError) -> tuple[str, int]:
+    """The codec error handler: count the span on the running decoder, replace it, go on."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _ACTIVE.get()._record(exc)
+    return "\ufffd", exc.end
+
+
+codecs.register_error(_COUNTING_ERRORS, _count_and_replace)
 
 
 @dataclass

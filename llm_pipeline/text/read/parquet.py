@@ -1,8 +1,11 @@
 """Parquet corpus files: the text column streamed in batches, each value measured first.
 
 A value's byte length comes from the column's offsets buffer (`pyarrow.compute.binary_length`),
-so a value over `max_document_bytes` is skipped before it becomes a Python string; a 3.7 KB file
-holding one 100 MB value no longer costs memory for it beyond pyarrow's own page buffers.
+so a value over `max_document_bytes` is skipped before it becomes a Python string. pyarrow
+decodes a page whole, though, at about four times its size (a 4 KB file holding one 100 MB value
+cost 400 MB), so each row group's text pages are measured first from their headers
+(`parquet_pages.py`): a row group with a page larger than `max_document_bytes` is skipped
+unread, with its rows and the reason, and nothing larger than that cap is ever decompressed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from llm_pipeline.text.read.caps import BLOCK, OpenFile, ReadLimits, SkipFile, open_pass
+from llm_pipeline.text.read.parquet_pages import MalformedPageHeader, largest_page
 
 
 class ReadStats(Protocol):
@@ -56,17 +60,17 @@ def read_parquet(
         except (pa.ArrowException, OSError) as exc:
             raise SkipFile(f"not a readable Parquet file ({exc})") from None
         with parquet:
-            values = _parquet_values(parquet, src.limits, source, text_field, stats)
+            values = _parquet_values(parquet, fh, src.limits, source, text_field, stats)
             yield from _decoded(values, source, stats, encoding_errors)
 
 
 def _parquet_values(
-    parquet, limits: ReadLimits, source: str, text_field: str, stats: ReadStats
+    parquet, fh, limits: ReadLimits, source: str, text_field: str, stats: ReadStats
 ) -> Iterator[tuple[int, str | bytes]]:
     """The text column's values, each measured from the column's offsets before it becomes a
-    Python string, so a huge value is skipped without being decoded."""
+    Python string, so a huge value is skipped without being decoded; a row group whose pages
+    are too large to decode in bounded memory is skipped before any of it is read."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     field_index = parquet.schema_arrow.get_field_index(text_field)
     if field_index == -1:
@@ -75,30 +79,56 @@ def _parquet_values(
     if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
         raise SkipFile(f"column {text_field!r} is {column_type}, not a string")
     cap = limits.max_document_bytes
+    leaf = parquet.schema.names.index(text_field)  # a flat string column: one leaf, one value a row
     row = 0
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
-        column = batch.column(0)
-        lengths = pc.binary_length(column).to_pylist()  # from the offsets buffer
-        values = None
-        if all(n is None or n <= cap for n in lengths):
-            try:
-                values = column.to_pylist()
-            except UnicodeDecodeError:  # a value is not valid UTF-8: decode row by row
-                values = None
-        binary = column.view(pa.large_binary() if pa.types.is_large_string(column.type)
-                             else pa.binary())  # fmt: skip
-        for i, length in enumerate(lengths):
-            row += 1
-            if length is None:
-                stats.skip_line(source, row, f"row has a null {text_field!r}")
-                continue
-            if length > cap:
-                stats.skip_line(
-                    source, row, f"value of {length} bytes, larger than {cap} (max_document_bytes)"
-                )
-                continue
-            yield row, values[i] if values is not None else binary[i].as_py()
-        del column, values, binary
+    for group in range(parquet.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        try:
+            largest = largest_page(fh, parquet.metadata.row_group(group).column(leaf))
+        except MalformedPageHeader as exc:
+            raise SkipFile(f"not a readable Parquet file (row group {group}: {exc})") from None
+        if largest > cap:
+            stats.skip_line(
+                source,
+                row + 1,
+                f"rows {row + 1}-{row + rows} skipped unread: their {text_field!r} column has a "
+                f"page of {largest} bytes, larger than {cap} (max_document_bytes)",
+            )
+            row += rows
+            continue
+        for batch in parquet.iter_batches(columns=[text_field], batch_size=4096,
+                                          row_groups=[group]):  # fmt: skip
+            yield from _batch_values(batch.column(0), cap, row, source, text_field, stats)
+            row += batch.num_rows
+
+
+def _batch_values(
+    column, cap: int, row: int, source: str, text_field: str, stats: ReadStats
+) -> Iterator[tuple[int, str | bytes]]:
+    """(row, value) of one batch; a null or a value over `cap` is skipped with its reason."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.binary_length(column).to_pylist()  # from the offsets buffer
+    values = None
+    if all(n is None or n <= cap for n in lengths):
+        try:
+            values = column.to_pylist()
+        except UnicodeDecodeError:  # a value is not valid UTF-8: decode row by row
+            values = None
+    binary = column.view(pa.large_binary() if pa.types.is_large_string(column.type)
+                         else pa.binary())  # fmt: skip
+    for i, length in enumerate(lengths):
+        row += 1
+        if length is None:
+            stats.skip_line(source, row, f"row has a null {text_field!r}")
+            continue
+        if length > cap:
+            stats.skip_line(
+                source, row, f"value of {length} bytes, larger than {cap} (max_document_bytes)"
+            )
+            continue
+        yield row, values[i] if values is not None else binary[i].as_py()
 
 
 def _decoded(
