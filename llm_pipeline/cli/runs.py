@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from llm_pipeline import paths
-from llm_pipeline.cli.common import dagster_instance, unknown_corpus
+from llm_pipeline.cli.common import dagster_instance, did_you_mean, unknown_corpus
 from llm_pipeline.cli.failures import failed_run_lines, failure_summary, step_failure_message
 from llm_pipeline.cli.live import RunFollower, make_display
 from llm_pipeline.errors import PipelineInputError
@@ -82,9 +82,11 @@ def execute(
             evaluation = event.event_specific_data
             status = "passed" if evaluation.passed else "FAILED"
             detail = ""
-            if not evaluation.passed:
+            if not evaluation.passed and evaluation.description:
+                detail = f" ({evaluation.description})"
+            if not evaluation.passed and evaluation.severity.value == "ERROR":
+                # A warning (split_ngram_overlap) is shown but fails nothing.
                 outcome.failed_checks[evaluation.check_name] = evaluation.description or ""
-                detail = f" ({evaluation.description})" if evaluation.description else ""
             print(f"  check {evaluation.check_name}: {status}{detail}")
         elif event.event_type_value == "STEP_FAILURE":
             failed_steps.append((event.step_key, step_failure_message(event)))
@@ -192,8 +194,12 @@ def backfill(args: argparse.Namespace) -> int:
         corpora = [paths.validate_corpus_name(n.strip()) for n in args.corpus.split(",")]
         unknown = [name for name in corpora if name not in registered]
         if unknown:
-            error = unknown_corpus(unknown[0], registered)
-            raise PipelineInputError(f"{error}; nothing was submitted")
+            known = ", ".join(sorted(registered)) or "none"
+            hints = "".join(did_you_mean(name, registered) for name in unknown)
+            raise PipelineInputError(
+                f"unknown corpus {', '.join(map(repr, unknown))} (registered: {known}){hints}; "
+                "add it with `llm-pipeline corpus add NAME SOURCE...`; nothing was submitted"
+            )
         corpora = list(dict.fromkeys(corpora))
     asset_graph = defs.resolve_asset_graph()
     selected = AssetSelection.assets(args.stage).downstream().resolve(asset_graph) & {
