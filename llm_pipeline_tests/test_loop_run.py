@@ -93,7 +93,29 @@ def test_run_redoes_only_what_is_stale_and_reports_a_model_that_failed_its_check
     top = (folder / "report.md").read_text().split("## Headline metrics")[0]
     assert "failed its checks and was not promoted" in top and "Try:" in top
     assert read_config(folder).summary is not None
-    # The next plain run retries training (its checks failed last time), not the data.
+    # The same settings would train the same model: a plain run redoes nothing; a data stage
+    # whose blocking check failed would be made again (test_plan_redoes_a_refused_stage).
     plan = plan_run(instance, "loop", load_run_config(weak))
-    assert "failed last time" in plan.run["trained_model"]
-    assert all(stage in plan.skip for stage in DATA_STAGES)
+    assert not plan.run, plan.run
+
+
+def test_plan_redoes_a_stage_whose_blocking_check_failed(
+    tmp_path: Path, data_root: Path, instance, monkeypatch
+) -> None:
+    """Only making it again runs the check that keeps what comes after from using it."""
+    from llm_pipeline.cli import overview, plan
+
+    states = [
+        overview.StageState("raw_corpus", 1.0, "r1"),
+        overview.StageState("cleaned_corpus", 2.0, "r1", checks={"split_leakage": False}),
+        overview.StageState("tokenizer", None, stale_because="never materialized"),
+        overview.StageState("token_shards", None, stale_because="never materialized"),
+        overview.StageState("trained_model", 3.0, "r0", checks={"beats_unigram_baseline": False}),
+        overview.StageState("evaluation_report", 4.0, "r0"),
+    ]
+    monkeypatch.setattr(overview, "stage_states", lambda *args: states)
+    monkeypatch.setattr(plan, "_last_config", lambda *args: {})
+    result = plan_run(instance, "loop", {})
+    assert result.run["cleaned_corpus"] == "check split_leakage failed last time"
+    assert "raw_corpus" in result.skip
+    assert result.run["trained_model"] == "tokenizer, token_shards will be redone"

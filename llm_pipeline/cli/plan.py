@@ -8,7 +8,10 @@ materialized since, raw files changed) plus two things only this module knows ab
   its Dagster run) against the one this run would use, both resolved through the stage's
   settings model, so a default written out is no change. Machine settings (threads, device,
   workers, ...: `IGNORED_KEYS`) change how a stage runs, not what it makes, and are ignored;
-- one of its checks failed last time: what it made was refused, so it is made again.
+- one of its blocking checks failed last time: what it made was refused, and only making it
+  again runs the check that keeps the stages after it from using it. A model whose
+  (non-blocking) checks failed is not retrained for that alone: the same settings would train
+  the same model; its report says what to change.
 
 Dagster's own stale status (`CachingStaleStatusResolver`) sees code versions and upstream
 materializations, which `stage_states` mirrors; it sees neither the run config nor files outside
@@ -70,6 +73,17 @@ def settings_change(stage: str, before: dict, now: dict) -> str | None:
     return "settings changed: " + ", ".join(f"{k} ({old.get(k)!r} → {new[k]!r})" for k in changed)
 
 
+def blocking(asset: str, check: str) -> bool:
+    """Whether a check stops what is downstream of its asset when it fails."""
+    from dagster import AssetCheckKey, AssetKey
+
+    from llm_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    key = AssetCheckKey(AssetKey(asset), check)
+    return key in graph.asset_check_keys and graph.get_check_spec(key).blocking
+
+
 def _last_config(instance: Any, run_id: str | None, stage: str) -> dict:
     from llm_pipeline.run_config import from_dagster
 
@@ -111,9 +125,9 @@ def plan_run(
         if why is None:
             before = _last_config(instance, state.run_id, state.name)
             why = settings_change(state.name, before, wanted.get(state.name, {}))
-        if why is None and not all(state.checks.values()):
-            failed = ", ".join(sorted(name for name, ok in state.checks.items() if not ok))
-            why = f"check {failed} failed last time"
+        failed = sorted(n for n, ok in state.checks.items() if not ok and blocking(state.name, n))
+        if why is None and failed:
+            why = f"check {', '.join(failed)} failed last time"
         if why is None:
             redone = [u for u in inputs.get(state.name, ()) if reasons.get(u)]
             if redone:
