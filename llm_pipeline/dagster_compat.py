@@ -252,3 +252,54 @@ def workspace_process_context(instance: DagsterInstance, workspace_file: str) ->
     return WorkspaceProcessContext(
         instance, version=__version__, workspace_load_target=WorkspaceFileTarget([workspace_file])
     )
+
+
+def set_instigator_running(
+    instance: DagsterInstance,
+    module_name: str,
+    location_name: str,
+    instigator: str,
+    running: bool,
+    working_directory: str | None = None,
+) -> bool:
+    """Turn a schedule or sensor on or off, as `dagster schedule start` / `sensor start` would,
+    and return whether it was running before.
+
+    Missing public API (1.13.27): the instance's `start_schedule`/`start_sensor` take a
+    `RemoteSchedule`/`RemoteSensor`, which only a loaded code location hands out; the `dagster`
+    CLI loads one through a gRPC server process (~18 s here). This loads it in-process
+    (`InProcessCodeLocationOrigin`) under the workspace's `location_name`, so the stored state
+    has the selector id (location, repository, name) the daemon and the UI look it up by.
+    """
+    import sys
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.scheduler.instigation import InstigatorStatus
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable,
+            module_name=module_name,
+            working_directory=working_directory,
+        ),
+        location_name=location_name,
+    )
+    with origin.create_location(instance) as location:
+        [repository] = location.get_repositories().values()
+        if repository.has_schedule(instigator):
+            remote: Any = repository.get_schedule(instigator)
+            start, stop = instance.start_schedule, instance.stop_schedule
+        else:
+            remote = repository.get_sensor(instigator)
+            start, stop = instance.start_sensor, instance.stop_sensor
+        state = instance.get_instigator_state(remote.get_remote_origin_id(), remote.selector_id)
+        status = state.status if state is not None else None
+        was_running = status == InstigatorStatus.RUNNING or (
+            status is None and remote.default_status.value == "RUNNING"
+        )
+        if running and not was_running:
+            start(remote)
+        elif not running and was_running:
+            stop(remote.get_remote_origin_id(), remote.selector_id, remote)
+    return was_running

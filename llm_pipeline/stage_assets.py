@@ -13,14 +13,20 @@ core's `*/settings.py`), its asset module under `assets/` (`deps=[...]` names it
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dagster import AssetsDefinition
 
+from llm_pipeline.asset_graph import stage_settings
 from llm_pipeline.assets.cleaned import cleaned_corpus
 from llm_pipeline.assets.export import exported_model
 from llm_pipeline.assets.model import trained_model
 from llm_pipeline.assets.raw import raw_corpus
 from llm_pipeline.assets.report import evaluation_report
 from llm_pipeline.assets.tokens import token_shards, tokenizer
+
+if TYPE_CHECKING:
+    from llm_pipeline.settings_base import Stage
 
 # One line per stage; the order only breaks ties between stages the graph leaves unordered.
 ASSETS: tuple[AssetsDefinition, ...] = (
@@ -32,3 +38,8 @@ ASSETS: tuple[AssetsDefinition, ...] = (
     evaluation_report,
     exported_model,
 )
+
+
+def registered_settings() -> dict[str, Stage]:
+    """Each registered stage's settings, upstream first: what the CLI checks a run config with."""
+    return stage_settings(ASSETS)

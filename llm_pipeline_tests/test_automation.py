@@ -113,10 +113,18 @@ def test_schedule_runs_exactly_the_corpora_whose_data_or_config_changed(
     )
     quiet = tick(instance)
     assert not quiet.run_requests
-    assert "alpha: unchanged since model" in quiet.skip_message
-    assert "beta: unchanged since model" in quiet.skip_message
+    assert "alpha: unchanged since champion" in quiet.skip_message
+    assert "beta: unchanged since champion" in quiet.skip_message
     assert "gamma: a pipeline run is already queued or running" in quiet.skip_message
-    assert f"delta: no raw files in {data_root / 'raw' / 'delta'}" in quiet.skip_message
+    raw_delta = data_root / "raw" / "delta"
+    assert f"delta: nothing to train on: no raw folder {raw_delta}" in quiet.skip_message
+
+    # Issue 26: a machine setting (threads, device) is no training change.
+    settings["trained_model"] = {**TINY_MODEL, "num_threads": 1, "device": "cpu"}
+    retrain_config.write_text(yaml.safe_dump(settings))
+    assert "alpha: unchanged since champion" in tick(instance).skip_message
+    settings["trained_model"] = TINY_MODEL
+    retrain_config.write_text(yaml.safe_dump(settings))
 
     # New bytes in beta's raw folder: only beta is retrained.
     with open(data_root / "raw" / "beta" / "more.txt", "w") as fh:

@@ -144,6 +144,8 @@ def test_hf_folder_has_llama_files(hf_dir: Path) -> None:
 
     config = json.loads((hf_dir / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
+    # Issue 26: no max_length, which transformers warns about next to a caller's max_new_tokens.
+    assert "max_length" not in json.loads((hf_dir / "generation_config.json").read_text())
     assert config["tie_word_embeddings"] is True
     assert config["intermediate_size"] == swiglu_hidden_size(64)
     card = (hf_dir / "README.md").read_text()
@@ -251,6 +253,8 @@ def test_export_never_replaces_a_folder_that_is_not_an_export(
     first = export_hf(runs["swiglu"], tmp_path / "hf")
     assert export_hf(runs["swiglu"], first, dtype="bf16", force=True) == first
     assert '"torch_dtype": "bfloat16"' in (first / "config.json").read_text()
+    # Issue 26: an export leaves no lock file behind in the user's folder.
+    assert not list(tmp_path.glob(".*.lock"))
 
 
 def test_checkpoints_saved_before_the_mlp_setting_load_as_gelu(

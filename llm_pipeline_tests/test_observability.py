@@ -13,6 +13,7 @@ from llm_pipeline.cli.runs import failure_summary
 from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, DataInfo, TrainingSummary
 from llm_pipeline.lm.store.folders import CURRENT, write_pointer
 from llm_pipeline.lm.store.history import model_history, record_promotion
+from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 from llm_pipeline.report.content import HISTORY_IMAGE, history_rows
 from llm_pipeline.report.plots import history_points, model_history_png
 from llm_pipeline.report.render import render_html, render_markdown
@@ -141,13 +142,18 @@ def test_a_failed_run_ends_with_the_step_and_its_reason(
 ) -> None:
     from llm_pipeline.cli import main
 
-    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")
-    assert main(["corpus", "add", "bad", str(tmp_path / "photo.jpg")]) == 0
-    capsys.readouterr()
+    # `corpus add` refuses such a folder now (issue 26); one made by hand still fails the run.
+    (data_root / "raw" / "bad").mkdir(parents=True)
+    (data_root / "raw" / "bad" / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    instance.add_dynamic_partitions(CORPUS_PARTITIONS_NAME, ["bad"])
     assert main(["materialize", "--corpus", "bad"]) == 1
     captured = capsys.readouterr()
-    last = captured.err.strip().splitlines()[-1]
-    assert last.startswith("FAILED raw_corpus: corpus 'bad': no usable documents in 1 file(s)")
+    # The root cause first, one line of advice, then what was skipped (one line, not one a step).
+    cause, advice, skipped = captured.err.strip().splitlines()[-3:]
+    assert cause.startswith("FAILED raw_corpus: corpus 'bad': no usable documents in 1 file(s)")
+    assert advice.startswith("try: add readable files") and "corpus add bad" in advice
+    assert skipped.startswith("skipped because of it: cleaned_corpus, tokenizer, token_shards")
+    assert "Dependencies for step" not in captured.err
     assert "Traceback" not in captured.err and "Traceback" not in captured.out
     # The run's log came through live, as plain lines (pytest's stderr is not a terminal).
     assert "[raw_corpus] progress raw_corpus: done, 0 docs" in captured.err

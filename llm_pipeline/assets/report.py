@@ -36,6 +36,8 @@ def report_metadata(evaluation: Evaluation, published: PublishedReport) -> dict:
         "challenger_bits_per_byte": round(decision.challenger_bpb, 4),
         "compared_on": decision.compared_on,
         "like_for_like": decision.like_for_like,
+        "failed_checks": ", ".join(evaluation.inputs.failed_checks) or "none",
+        "comparison_notes": " ".join(decision.notes) or "none",
         **{f"eval_bpb_{name}": round(v, 4) for name, v in evaluation.eval_files.items()},
         **published.tracked,
         "report": MetadataValue.md(published.written["metadata_markdown"]),

@@ -1,14 +1,18 @@
 """`retrain_schedule`: retrain every corpus whose raw data or training config changed.
 
-Each tick compares, per registered corpus, what the newest trained model was trained on (its
-checkpoint `config.json`: the raw files' fingerprint and the model/training settings) with what a
-run would use now. Only corpora that differ get a run; every other corpus is listed with the
-reason it was skipped, in the tick's log and, when nothing runs, in the tick's skip message — both
-visible on the schedule's page in the UI.
+Each tick compares, per registered corpus, what the champion (`current`, the promoted model) was
+trained on (its checkpoint `config.json`: the raw files' fingerprint and the model/training
+settings) with what a run would use now. Only corpora that differ get a run; every other corpus
+is listed with the reason it was skipped, in the tick's log and, when nothing runs, in the tick's
+skip message — both visible on the schedule's page in the UI.
 
-The newest model (`latest`), not the promoted one (`current`), is the reference: a retrained model
-that lost to the champion was still trained on today's data, so retraining it again next week on
-the same data and settings would only repeat the same run.
+- A corpus with no usable file (none of a supported type, or none readable) is skipped, saying
+  so: a run could only fail on it.
+- The champion is the reference: it is the model in use, and "is it out of date" is the question.
+  When a newer model already tried today's data and settings and lost (or failed its checks),
+  training the same again would repeat it, so the corpus is skipped, naming that model.
+- Machine settings (`lm/settings.py` NOT_COMPARED: threads, device, compile, measure_mfu, how
+  often to log or save) change how a run goes, not what it trains, and never trigger one.
 """
 
 import hashlib
@@ -80,12 +84,12 @@ class RetrainDecision:
 
 def _compared(settings: object) -> dict:
     """The settings a checkpoint records (its `model` and `training` blocks), less the
-    vocabulary (the tokenizer's, not the training config's)."""
-    from llm_pipeline.lm.settings import ModelConfig, TrainConfig
+    vocabulary (the tokenizer's, not the training config's) and the machine settings."""
+    from llm_pipeline.lm.settings import NOT_COMPARED, ModelConfig, TrainConfig
 
     values = {**ModelConfig.fields_of(settings), **TrainConfig.fields_of(settings)}
     values.pop("vocab_size")
-    return values
+    return {k: v for k, v in values.items() if k not in NOT_COMPARED}
 
 
 def settings_change(saved: dict, run_config: dict, vocab_size: int) -> str | None:
@@ -122,37 +126,67 @@ def settings_change(saved: dict, run_config: dict, vocab_size: int) -> str | Non
     return "; ".join(parts)
 
 
-def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root: Path):
-    """Compare a corpus's newest model with its raw files and the settings a run would use now."""
+def usable_files_problem(folder: Path) -> str | None:
+    """Why a corpus folder has nothing a run could read, or None when it has a usable file."""
+    from llm_pipeline.text.read.corpus_files import corpus_files, unusable_reason
+
+    if not folder.is_dir():
+        return f"no raw folder {folder}"
+    return unusable_reason(folder, corpus_files(folder))
+
+
+def _change_since(corpus: str, run_id: str, run_config: dict, fingerprint: str, models_root):
+    """What differs between model `run_id` and a run now, or None (an unreadable model: "")."""
     from llm_pipeline.lm.store.checkpoint import CheckpointError, read_config
-    from llm_pipeline.lm.store.folders import LATEST, read_pointer, run_dir
+    from llm_pipeline.lm.store.folders import run_dir
+
+    try:
+        saved = read_config(run_dir(corpus, run_id, models_root))
+    except CheckpointError as exc:
+        return f"model {run_id} unreadable ({exc})"
+    if (saved.data.raw_fingerprint if saved.data else None) != fingerprint:
+        return f"raw data changed since model {run_id}"
+    change = settings_change(
+        {**saved.model, **saved.training}, run_config, saved.model.get("vocab_size", 0)
+    )
+    return f"training config changed since model {run_id}: {change}" if change else None
+
+
+def retrain_decision(corpus: str, run_config: dict, data_root: Path, models_root: Path):
+    """Compare a corpus's champion with its raw files and the settings a run would use now."""
+    from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer
     from llm_pipeline.text.read.readers import corpus_files, fingerprint_files
 
     try:
         folder = paths.raw_dir(corpus, data_root)
     except PipelineInputError:
         return RetrainDecision(corpus, False, "invalid corpus name (delete this partition)")
-    if not folder.is_dir() or not corpus_files(folder):
-        return RetrainDecision(corpus, False, f"no raw files in {folder}")
-    run_id = read_pointer(corpus, LATEST, models_root)
-    if run_id is None:
-        return RetrainDecision(corpus, True, "no trained model yet")
-    try:
-        saved = read_config(run_dir(corpus, run_id, models_root))
-    except CheckpointError as exc:
-        return RetrainDecision(corpus, True, f"model {run_id} unreadable ({exc})")
+    problem = usable_files_problem(folder)
+    if problem:
+        return RetrainDecision(corpus, False, f"nothing to train on: {problem}")
     # The same fingerprint raw_corpus records, so "changed" means exactly what makes it stale.
-    fingerprint = fingerprint_files(folder)
-    if (saved.data.raw_fingerprint if saved.data else None) != fingerprint:
-        return RetrainDecision(corpus, True, f"raw data changed since model {run_id}")
-    change = settings_change(
-        {**saved.model, **saved.training}, run_config, saved.model.get("vocab_size", 0)
+    fingerprint = fingerprint_files(folder, corpus_files(folder))
+    champion, latest = (
+        read_pointer(corpus, CURRENT, models_root),
+        read_pointer(corpus, LATEST, models_root),
     )
-    if change:
+    if champion is not None:
+        change = _change_since(corpus, champion, run_config, fingerprint, models_root)
+        if change is None:
+            return RetrainDecision(corpus, False, f"unchanged since champion {champion}")
+    else:
+        change = "no champion yet"
+    tried = latest is not None and latest != champion
+    if tried and _change_since(corpus, latest, run_config, fingerprint, models_root) is None:
         return RetrainDecision(
-            corpus, True, f"training config changed since model {run_id}: {change}"
+            corpus,
+            False,
+            f"{change}, but model {latest} was already trained on this data and these "
+            "settings and not promoted; change the data or settings to retrain",
         )
-    return RetrainDecision(corpus, False, f"unchanged since model {run_id}")
+    if champion is None and latest is None:
+        change = "no trained model yet"
+    return RetrainDecision(corpus, True, change)
 
 
 def retrain_run_config(stages: Mapping[str, Stage]) -> dict:

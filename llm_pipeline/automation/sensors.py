@@ -65,6 +65,7 @@ def _read_cursor(cursor: str | None) -> set[str]:
 )
 def new_corpus_sensor(context: SensorEvaluationContext):
     """Register and run each new corpus folder once; report invalid names once."""
+    from llm_pipeline.text.read.corpus_files import unusable_reason
     from llm_pipeline.text.read.readers import corpus_files
 
     raw_root = paths.data_dir() / "raw"
@@ -97,6 +98,10 @@ def new_corpus_sensor(context: SensorEvaluationContext):
         newest = max(f.stat().st_mtime for f in files)
         if now - newest < settle:
             notes.append(f"{name}: files changed in the last {settle:.0f} s, waiting")
+            continue
+        problem = unusable_reason(folder, files)
+        if problem:  # a run could only fail; looked at again when files arrive
+            notes.append(f"{name}: not registered, {problem}")
             continue
         context.log.info(f"{name}: new corpus with {len(files)} file(s); registering and running")
         new.append(name)

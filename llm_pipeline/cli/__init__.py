@@ -10,9 +10,11 @@ import argparse
 import sys
 
 from llm_pipeline.cli.corpus import add_download_arguments, corpus_add, corpus_list, place_sources
+from llm_pipeline.cli.corpus_checks import corpus_remove
 from llm_pipeline.cli.doctor import add_doctor_parser
 from llm_pipeline.cli.export import add_export_parser
 from llm_pipeline.cli.generate import generate_text
+from llm_pipeline.cli.instigators import add_instigator_parsers
 from llm_pipeline.cli.runs import (
     DEFAULT_JOB,
     backfill,
@@ -41,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--force", action="store_true", help="replace files that differ")
     add_download_arguments(add)
     add.set_defaults(func=corpus_add)
+    remove = corpus_commands.add_parser(
+        "remove", help="unregister a corpus (its files and models kept unless --purge)"
+    )
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument(
+        "--purge", action="store_true", help="also delete its raw files, stage outputs, models"
+    )
+    remove.set_defaults(func=corpus_remove)
     listing = corpus_commands.add_parser(
         "list", help="corpora, sizes, materialized stages, champions"
     )
@@ -52,9 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--job", default=DEFAULT_JOB, help=f"job to run (default {DEFAULT_JOB})")
     run.set_defaults(func=materialize)
 
-    whole = commands.add_parser("run", help="materialize the whole graph for one corpus")
+    whole = commands.add_parser(
+        "run", help="materialize what is missing or stale in the graph for one corpus"
+    )
     whole.add_argument("--corpus", required=True)
     whole.add_argument("--config", help="YAML file {asset_name: {key: value}}")
+    rerun = whole.add_mutually_exclusive_group()
+    rerun.add_argument(
+        "--from",
+        dest="stage",
+        metavar="STAGE",
+        help="rerun STAGE and everything after it, whether stale or not",
+    )
+    rerun.add_argument("--force", action="store_true", help="rerun every stage")
     whole.set_defaults(func=run_pipeline)
 
     fill = commands.add_parser(
@@ -90,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=generate_text)
 
     add_export_parser(commands)
+    add_instigator_parsers(commands)
     add_doctor_parser(commands)
     add_ui_parser(commands)
     return parser
@@ -104,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
         except PipelineInputError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return getattr(exc, "exit_code", 2)
 
 
 if __name__ == "__main__":

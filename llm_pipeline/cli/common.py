@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from llm_pipeline import paths
+from llm_pipeline.errors import PipelineInputError
 
 # The instance settings `make ui` and the CLI write when `$DAGSTER_HOME` has none. Run monitoring
 # (run by the daemon that `make ui` starts) fails runs stuck STARTING, frees the pool slots of
@@ -44,3 +47,21 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest known name, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_corpus(name: str, registered: Iterable[str]) -> PipelineInputError:
+    """The error for a corpus name that is not registered: the closest registered name, else
+    how to add it."""
+    registered = sorted(registered)
+    hint = did_you_mean(name, registered)
+    known = ", ".join(registered) or "none"
+    return PipelineInputError(
+        f"corpus {name!r} is not registered{hint} (registered: {known}); "
+        f"add it with `llm-pipeline corpus add {name} SOURCE...`"
+    )

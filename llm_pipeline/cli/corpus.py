@@ -23,6 +23,7 @@ from pathlib import Path
 from llm_pipeline import paths
 from llm_pipeline.atomic import atomic_path
 from llm_pipeline.cli.common import dagster_instance, format_bytes
+from llm_pipeline.cli.corpus_checks import UnusableCorpusError, check_usable
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.text.read.builtin import BUILTIN_CORPUS, write_builtin_corpus
 from llm_pipeline.text.settings import CorpusAddSettings
@@ -263,13 +264,18 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def corpus_add(args: argparse.Namespace) -> int:
-    """Place the sources in `data/raw/NAME` and register the corpus; a failure leaves no empty
-    corpus folder behind (files already placed by an earlier add are kept)."""
+    """Place the sources in `data/raw/NAME`, check that a run could read them
+    (`corpus_checks.check_usable`) and register the corpus; a failure leaves no new corpus
+    folder behind (files already placed by an earlier add are kept)."""
     name = paths.validate_corpus_name(args.name)
     folder = paths.raw_dir(name)
     existed = folder.exists()
     try:
         return _corpus_add(args, name, folder)
+    except UnusableCorpusError:
+        if not existed:  # a new corpus of nothing usable: nothing of this add is kept
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     except BaseException:
         if not existed:
             _remove_if_empty(folder)
@@ -299,6 +305,7 @@ def _corpus_add(args: argparse.Namespace, name: str, folder: Path) -> int:
         print(f"corpus {name}: {len(placed)} file(s) placed in {folder}")
     elif not (args.if_missing and folder.is_dir()):
         raise PipelineInputError("give at least one SOURCE (file, folder, glob or URL)")
+    check_usable(name, folder)
     instance = dagster_instance()
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 

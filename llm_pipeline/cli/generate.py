@@ -11,6 +11,20 @@ import sys
 from llm_pipeline import paths
 
 
+def check_sampling(args: argparse.Namespace) -> None:
+    """The sampling flags checked by the report's own sample settings (their bounds are written
+    once, in report/settings.py): a negative temperature or top-k is refused, not sampled."""
+    from llm_pipeline.report.settings import EvaluationReportSettings
+    from llm_pipeline.settings_base import SettingsError
+
+    given = {"temperature": args.temperature, "top_k": args.top_k}
+    given["max_new_tokens"] = args.max_new_tokens
+    try:
+        EvaluationReportSettings.from_dict(given)
+    except SettingsError as exc:
+        raise exc.located("generate", "") from None
+
+
 def generate_text(args: argparse.Namespace) -> int:
     """Sample from the promoted (or a named) model of a corpus."""
     import torch
@@ -19,6 +33,7 @@ def generate_text(args: argparse.Namespace) -> int:
     from llm_pipeline.lm.store.folders import choose_run
 
     name = paths.validate_corpus_name(args.corpus)
+    check_sampling(args)
     folder, why = choose_run(name, args.run)
     if why == "latest":
         print(

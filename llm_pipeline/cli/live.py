@@ -18,6 +18,9 @@ from llm_pipeline.progress import parse_line
 from llm_pipeline.terminal import escape_controls, unescaped
 
 POLL_SECONDS = 0.5
+# Dagster's line for each step left out after a failure upstream: one per step and check, so a
+# failed first stage would print a screenful of them above the one line that matters.
+SKIPPED_PREFIX = "Dependencies for step"
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
@@ -103,6 +106,7 @@ class RunFollower:
         self.run_id = run_id
         self.display = display
         self.cursor: str | None = None
+        self.skipped: list[str] = []  # steps not run because a dependency failed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="run-follower", daemon=True)
 
@@ -131,6 +135,10 @@ class RunFollower:
             for record in connection.records:
                 entry = record.event_log_entry
                 if entry.is_dagster_event or entry.level < 20:
+                    continue
+                if entry.user_message.startswith(SKIPPED_PREFIX):
+                    # Shown once, after the failure that caused them (cli/failures.py).
+                    self.skipped.append(entry.step_key or "")
                     continue
                 self.display.message(entry.step_key, entry.level, entry.user_message)
             self.cursor = connection.cursor

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from dataclasses import dataclass, field
 
 from llm_pipeline import paths
-from llm_pipeline.cli.common import dagster_instance
+from llm_pipeline.cli.common import dagster_instance, did_you_mean, unknown_corpus
+from llm_pipeline.cli.failures import failed_run_lines, failure_summary, step_failure_message
 from llm_pipeline.cli.live import RunFollower, make_display
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.run_config import load_run_config
+
+__all__ = ["backfill", "execute", "failure_summary", "materialize", "run_pipeline"]
 
 DEFAULT_JOB = "corpus_data_job"
 PIPELINE_JOB = "corpus_pipeline_job"
@@ -18,63 +22,68 @@ PIPELINE_JOB = "corpus_pipeline_job"
 
 def stage_settings() -> dict:
     """Each stage's settings, from the asset graph (imported on call: the assets import torch)."""
-    from llm_pipeline.asset_graph import stage_settings as of_assets
-    from llm_pipeline.stage_assets import ASSETS
+    from llm_pipeline.stage_assets import registered_settings
 
-    return of_assets(ASSETS)
-
-
-def _step_failure_message(event) -> str:
-    """The user-facing reason of a failed step: a Failure's description, else the error line."""
-    data = event.event_specific_data
-    failure = getattr(data, "user_failure_data", None)
-    if failure is not None and failure.description:
-        return failure.description
-    error = data.error
-    while error is not None and error.cause is not None and "Failure" not in error.cls_name:
-        error = error.cause
-    return error.message.strip() if error else "unknown error"
+    return registered_settings()
 
 
-def materialize(args: argparse.Namespace) -> int:
-    """Materialize a job's assets for one corpus in-process, through the Dagster instance."""
-    name = paths.validate_corpus_name(args.corpus)
-    run_config = load_run_config(args.config, stage_settings())
-    instance = dagster_instance()
-    from llm_pipeline.definitions import defs
+def registered_corpus(instance, name: str) -> str:
+    """`name` if it is a registered corpus, else the error with a "did you mean"."""
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
+    name = paths.validate_corpus_name(name)
+    if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
+        raise unknown_corpus(name, instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME))
+    return name
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: success, the assets it materialized, and the checks that failed."""
+
+    success: bool
+    materialized: list[str] = field(default_factory=list)
+    failed_checks: dict[str, str] = field(default_factory=dict)
+
+
+def execute(
+    instance, job_name: str, name: str, run_config: dict, selection: list[str] | None = None
+) -> RunOutcome:
+    """Run `job_name` (or its `selection` of assets, with their checks) for corpus `name`
+    in-process, following its log live; print what was made, the checks, and on failure the
+    root cause first, one line of advice, then what was skipped because of it."""
+    from dagster import AssetKey
+
+    from llm_pipeline.automation.executor import ensure_gpu_pool
+    from llm_pipeline.definitions import defs
+
     jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
-    if args.job not in jobs:
-        raise PipelineInputError(f"unknown job {args.job!r}; known: {sorted(jobs)}")
-    job = jobs[args.job]
+    if job_name not in jobs:
+        raise PipelineInputError(f"unknown job {job_name!r}; known: {sorted(jobs)}")
     # The run's log is shown live by `RunFollower` (a progress bar per stage in a terminal,
     # plain lines otherwise); Dagster's own console logger would only repeat it.
     run_config = {**run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
-        raise PipelineInputError(
-            f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
-        )
-    from llm_pipeline.automation.executor import ensure_gpu_pool
-
     # In-process runs skip the job's executor; the pool still keeps training steps apart.
     ensure_gpu_pool(instance)
     run_id = str(uuid.uuid4())
-    with make_display() as display, RunFollower(instance, run_id, display):
-        result = job.execute_in_process(
+    keys = [AssetKey(asset) for asset in selection] if selection is not None else None
+    with make_display() as display, RunFollower(instance, run_id, display) as follower:
+        result = jobs[job_name].execute_in_process(
             instance=instance,
             partition_key=name,
             run_config=run_config,
             raise_on_error=False,
             run_id=run_id,
+            asset_selection=keys,
         )
-    failed_checks: dict[str, str] = {}
+    outcome = RunOutcome(result.success)
     failed_steps: list[tuple[str, str]] = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             where = mat.metadata.get("path")
             suffix = f" → {where.value}" if where is not None else ""
+            outcome.materialized.append(mat.asset_key.to_user_string())
             print(f"materialized {mat.asset_key.to_user_string()} [{name}]{suffix}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
@@ -82,63 +91,78 @@ def materialize(args: argparse.Namespace) -> int:
             detail = ""
             if not evaluation.passed and evaluation.description:
                 detail = f" ({evaluation.description})"
-                failed_checks[evaluation.check_name] = evaluation.description
+            if not evaluation.passed and evaluation.severity.value == "ERROR":
+                # A warning (split_ngram_overlap) is shown but fails nothing.
+                outcome.failed_checks[evaluation.check_name] = evaluation.description or ""
             print(f"  check {evaluation.check_name}: {status}{detail}")
         elif event.event_type_value == "STEP_FAILURE":
-            failed_steps.append((event.step_key, _step_failure_message(event)))
+            failed_steps.append((event.step_key, step_failure_message(event)))
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
-    for line in failure_summary(failed_steps, failed_checks):
-        print(line, file=sys.stderr)
-    return 0 if result.success else 1
+    if not result.success:
+        lines = failed_run_lines(failed_steps, outcome.failed_checks, follower.skipped, name)
+        for line in lines:
+            print(line, file=sys.stderr)
+    return outcome
 
 
-def failure_summary(steps: list[tuple[str, str]], checks: dict[str, str]) -> list[str]:
-    """The last lines of a failed run: which step failed and why, one line each, no traceback.
-
-    A step stopped by a blocking check says so with the check's own message (its figures and
-    what to try), not Dagster's "DagsterAssetCheckFailedError"."""
-    lines = []
-    for step, reason in steps:
-        failed = [name for name in checks if name in reason]
-        if failed or "AssetCheckFailed" in reason or "asset check" in reason.lower():
-            for name in failed or list(checks):
-                lines.append(f"FAILED {step}: check {name} failed: {checks[name]}")
-            if failed or checks:
-                continue
-        first = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
-        lines.append(f"FAILED {step}: {first}")
-    if not steps:
-        lines += [f"FAILED check {name}: {text}" for name, text in checks.items()]
-    return lines
+def materialize(args: argparse.Namespace) -> int:
+    """Materialize a job's assets for one corpus in-process, through the Dagster instance."""
+    paths.validate_corpus_name(args.corpus)
+    run_config = load_run_config(args.config, stage_settings())
+    instance = dagster_instance()
+    name = registered_corpus(instance, args.corpus)
+    return 0 if execute(instance, args.job, name, run_config).success else 1
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    """Materialize the whole graph for one corpus, then print the report and headline figures."""
-    args.job = PIPELINE_JOB
-    status = materialize(args)
-    if status != 0:
-        return status
+    """Materialize what is missing or stale in the graph of one corpus (`cli/plan.py`; all of
+    it with `--force`, STAGE and after with `--from`), then print the report's headline."""
+    from llm_pipeline.cli.plan import plan_run
+
+    paths.validate_corpus_name(args.corpus)
+    run_config = load_run_config(args.config, stage_settings())
+    instance = dagster_instance()
+    name = registered_corpus(instance, args.corpus)
+    plan = plan_run(instance, name, run_config, getattr(args, "stage", None), args.force)
+    for line in plan.describe():
+        print(line)
+    if not plan.run:
+        print("nothing to run: every stage is up to date (`--from STAGE` or `--force` reruns)")
+        print_headline(name, None)
+        return 0
+    outcome = execute(instance, PIPELINE_JOB, name, run_config, list(plan.run))
+    if "evaluation_report" in outcome.materialized:
+        print_headline(name, outcome.failed_checks)
+    return 0 if outcome.success and not outcome.failed_checks else 1
+
+
+def print_headline(name: str, failed_checks: dict[str, str] | None) -> None:
+    """The newest model's report and figures, and the champion; a model that failed its checks
+    says so (its report says it at the top, and it was not promoted)."""
     from llm_pipeline.lm.store.checkpoint import read_config
     from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, run_dir
 
-    name = args.corpus
     run_id = read_pointer(name, LATEST)
+    if run_id is None:
+        return
     path = run_dir(name, run_id)
-    summary = read_config(path).require_summary(path)
+    summary = read_config(path).summary
     current = read_pointer(name, CURRENT)
     print()
     print(f"report:        {path / 'report.html'}")
     print(f"               {path / 'report.md'}")
-    print(
-        f"bits per byte: {summary.val_bits_per_byte:.4f} "
-        f"(unigram baseline {summary.unigram_bits_per_byte:.4f})"
-    )
-    print(
-        f"trained:       {summary.parameters:,} parameters, {summary.tokens_seen:,} tokens "
-        f"in {summary.training_seconds:.0f} s ({summary.tokens_per_s:,.0f} tokens/s)"
-    )
+    if summary is not None:
+        print(
+            f"bits per byte: {summary.val_bits_per_byte:.4f} "
+            f"(unigram baseline {summary.unigram_bits_per_byte:.4f})"
+        )
+        print(
+            f"trained:       {summary.parameters:,} parameters, {summary.tokens_seen:,} tokens "
+            f"in {summary.training_seconds:.0f} s ({summary.tokens_per_s:,.0f} tokens/s)"
+        )
+    if failed_checks:
+        print(f"FAILED checks: {', '.join(failed_checks)}: not promoted (see the report's top)")
     print(f"champion:      {current}{' (this run)' if current == run_id else ''}")
-    return 0
 
 
 def backfill(args: argparse.Namespace) -> int:
@@ -178,8 +202,9 @@ def backfill(args: argparse.Namespace) -> int:
         unknown = [name for name in corpora if name not in registered]
         if unknown:
             known = ", ".join(sorted(registered)) or "none"
+            hints = "".join(did_you_mean(name, registered) for name in unknown)
             raise PipelineInputError(
-                f"unknown corpus {', '.join(map(repr, unknown))} (registered: {known}); "
+                f"unknown corpus {', '.join(map(repr, unknown))} (registered: {known}){hints}; "
                 "add it with `llm-pipeline corpus add NAME SOURCE...`; nothing was submitted"
             )
         corpora = list(dict.fromkeys(corpora))

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 
 from llm_pipeline import paths
-from llm_pipeline.cli.common import dagster_instance
-from llm_pipeline.errors import PipelineInputError
+from llm_pipeline.cli.common import dagster_instance, unknown_corpus
 
 
 def corpus_status(args: argparse.Namespace) -> int:
@@ -18,9 +17,7 @@ def corpus_status(args: argparse.Namespace) -> int:
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
 
     if not instance.has_dynamic_partition(CORPUS_PARTITIONS_NAME, name):
-        raise PipelineInputError(
-            f"corpus {name!r} is not registered; run `llm-pipeline corpus add {name} SOURCE...`"
-        )
+        raise unknown_corpus(name, instance.get_dynamic_partitions(CORPUS_PARTITIONS_NAME))
     states = stage_states(instance, name, code_versions())
     print(f"corpus {name}")
     for state in states:

@@ -37,6 +37,16 @@ MLPS = ("gelu", "swiglu")
 # Keys a saved config may lack because it predates them, with the value such a model has.
 LEGACY_DEFAULTS = {"mlp": "gelu"}
 DTYPES = ("auto", "bf16", "fp32")
+# Settings that say how and where a run goes, not what model it trains: the schedule does not
+# retrain for them, a report comparing two models does not name them, and `run` does not call a
+# trained model stale for them. `compile` and `measure_mfu` change speed and what is measured;
+# `dtype` stays compared (bf16 and fp32 train different numbers).
+MACHINE_SETTINGS = frozenset({"num_threads", "device", "compile", "measure_mfu", "nproc_per_node"})
+# How often a run logs and saves its resumable state, and whether it resumes: bookkeeping too.
+BOOKKEEPING_SETTINGS = frozenset(
+    {"checkpoint_interval_steps", "checkpoint_interval_minutes", "resume", "log_interval"}
+)
+NOT_COMPARED = MACHINE_SETTINGS | BOOKKEEPING_SETTINGS
 
 
 class ModelConfig(Settings):
@@ -111,10 +121,11 @@ class TrainConfig(Settings):
     device: str = setting("auto", "auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps.")
     dtype: str = setting("auto", "auto (bf16 where native), bf16 or fp32.", choices=DTYPES)
     compile: bool = setting(False, "torch.compile the model.")
-    # 1 avoids OpenMP oversubscription on a machine shared with other busy processes (5-16x
-    # faster steps measured while others kept ~1.5 of 2 cores busy: benchmarks/quality.py).
+    # 0 picks the CPUs free when training starts (lm/train/threads.py): one thread per core on a
+    # busy shared machine oversubscribes it (5-16x slower steps measured while others kept ~1.5 of 2
+    # cores busy: benchmarks/quality.py, benchmarks/threads.py).
     num_threads: int = setting(
-        0, "CPU threads (0: one per core); 1 helps on a busy shared machine.", ge=0
+        0, "CPU threads (0: the CPUs free when training starts); a number here wins.", ge=0
     )
     checkpoint_interval_steps: int = setting(
         0, "Save a resumable training state every N steps (0: off).", ge=0

@@ -19,7 +19,7 @@ from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.evaluate import texts_bits_per_byte
 from llm_pipeline.lm.model.sampling import load_run
 from llm_pipeline.lm.store.checkpoint import read_config
-from llm_pipeline.lm.store.checkpoint_config import TrainingSummary
+from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, TrainingSummary
 from llm_pipeline.lm.store.folders import run_dir
 from llm_pipeline.report.promotion import (
     NO_FAIR_TEXT,
@@ -29,6 +29,7 @@ from llm_pipeline.report.promotion import (
     PromotionDecision,
     ScoredRun,
     SharedText,
+    comparison_notes,
     decide_promotion,
     no_fair_comparison,
     plan_comparison,
@@ -110,6 +111,36 @@ def compare_with_champion(
         if warn is not None:
             warn(f"champion {champion_id} cannot be evaluated: {exc}")
         return decide_promotion(challenger.run_id, bpb, champion_id, None)
+    decision = _decide(cleaned, path, challenger, champion_path, champion_config, eval_texts, warn)
+    return _with_notes(decision, path, champion_config)
+
+
+def _with_notes(
+    decision: PromotionDecision, path: Path, champion: CheckpointConfig
+) -> PromotionDecision:
+    """The decision with what a reader must know to weigh it (`promotion.comparison_notes`)."""
+    from llm_pipeline.lm.settings import NOT_COMPARED
+
+    mine = read_config(path)
+    if mine.summary is None or champion.summary is None:
+        return decision
+    a, b = mine.summary, champion.summary
+    notes = comparison_notes(
+        decision.difference,
+        (a.val_bits_per_byte_stderr, b.val_bits_per_byte_stderr),
+        ({**mine.model, **mine.training}, {**champion.model, **champion.training}),
+        ((a.tokens_seen, a.training_seconds), (b.tokens_seen, b.training_seconds)),
+        NOT_COMPARED,
+    )
+    return replace(decision, notes=notes)
+
+
+def _decide(
+    cleaned: Path, path: Path, challenger: ScoredRun, champion_path: Path,
+    champion_config: CheckpointConfig, eval_texts: list[str], warn: Warn | None,
+) -> PromotionDecision:  # fmt: skip
+    """The decision against a readable champion, on the text `plan_comparison` picks."""
+    champion_id, bpb = champion_path.name, challenger.bits_per_byte or 0.0
     champion = scored_run(champion_id, champion_config.summary)
     shared, common = [], None
     if not same_validation_set(challenger.validation_set, champion.validation_set):

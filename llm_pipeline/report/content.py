@@ -55,6 +55,11 @@ class ReportInputs:
     split: dict[str, Any] | None = None
     # Every model of the corpus (`lm/store/history.py` records as dicts), oldest first.
     models: list[dict[str, Any]] = field(default_factory=list)
+    # The model checks this run failed (lm/model_checks.py): name → what failed, what to try.
+    failed_checks: dict[str, str] = field(default_factory=dict)
+
+
+FAILED_CHECKS_TITLE = "This model failed its checks and was not promoted"
 
 
 SPLIT_HEADER = ["Side", "Documents", "MB", "Share of bytes"]

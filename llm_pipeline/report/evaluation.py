@@ -22,16 +22,17 @@ import torch
 from llm_pipeline.errors import PipelineInputError
 from llm_pipeline.lm.evaluate import text_bits_per_byte
 from llm_pipeline.lm.model.sampling import LoadedRun, complete, load_run
+from llm_pipeline.lm.model_checks import run_model_checks
 from llm_pipeline.lm.store.checkpoint import read_metrics
 from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, TrainingSummary
 from llm_pipeline.lm.store.folders import CURRENT, LATEST, read_pointer, run_dir, write_pointer
 from llm_pipeline.lm.store.history import model_history, record_promotion
 from llm_pipeline.lm.tracking.records import record_report
-from llm_pipeline.paths import within_root
+from llm_pipeline.paths import tokens_dir, within_root
 from llm_pipeline.report.comparison import compare_with_champion, scored_run
 from llm_pipeline.report.content import HISTORY_IMAGE
 from llm_pipeline.report.plots import model_history_png
-from llm_pipeline.report.promotion import PromotionDecision, champion_to_score
+from llm_pipeline.report.promotion import PromotionDecision, champion_to_score, refuse_failed
 from llm_pipeline.report.render import ReportInputs, write_report
 from llm_pipeline.report.settings import EvaluationReportSettings
 from llm_pipeline.safe_open import UnsafeFileError, read_utf8
@@ -174,7 +175,9 @@ def evaluate_run(
 ) -> Evaluation:
     """Score the corpus's latest run (`models/<corpus>/latest`) and decide whether it replaces
     the champion (`current`) on text neither trained on (`report/comparison.py`); nothing is
-    written. `cleaned` is the cleaned corpus folder (validation text, funnel, split)."""
+    written. A run that fails a model check (`lm/model_checks.py`) is still scored and
+    reported, with the failures at the top, and is never promoted. `cleaned` is the cleaned
+    corpus folder (validation text, funnel, split)."""
     run_id = read_pointer(corpus, LATEST, models_root)
     if run_id is None:
         raise PipelineInputError(f"corpus {corpus!r}: no trained model; materialize trained_model")
@@ -184,10 +187,14 @@ def evaluate_run(
     summary = run.config.require_summary(path)
     eval_files, eval_texts = score_eval_files(run, settings.eval_files, data_root)
     samples = sample_completions(run, settings)
+    failed = [
+        c for c in run_model_checks(run, tokens_dir(corpus, data_root), cleaned) if not c.passed
+    ]
     champion_id = champion_to_score(read_pointer(corpus, CURRENT, models_root), run_id)
     decision = compare_with_champion(cleaned, models_root, corpus, path,
                                      scored_run(run_id, summary), champion_id, eval_texts,
                                      warn)  # fmt: skip
+    decision = refuse_failed(decision, [c.name for c in failed])
     metrics = run_metrics(summary, run.config)
     inputs = ReportInputs(
         title=f"{corpus} — run {run_id}",
@@ -199,6 +206,7 @@ def evaluate_run(
         cleaning=read_cleaning_stats(cleaned),
         split=read_split_info(cleaned),
         models=history_after(corpus, models_root, run_id, decision.promoted),
+        failed_checks={c.name: c.description or "failed" for c in failed},
     )
     inputs.extra_images[HISTORY_IMAGE] = model_history_png(inputs.models, run_id)
     return Evaluation(corpus, run_id, path, metrics, eval_files, decision, inputs)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llm_pipeline.report.content import (
+    FAILED_CHECKS_TITLE,
     FUNNEL_HEADER,
     HISTORY_HEADER,
     HISTORY_IMAGE,
@@ -41,6 +42,7 @@ img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
 .prompt { font-weight: bold; white-space: pre-wrap; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; white-space: pre-wrap; }
 .settings { color: #666; font-weight: normal; font-size: .9em; }
+.failed { border: 2px solid #c00; background: #fff4f4; padding: 0 1em; margin: 1em 0; }
 """.strip()
 
 
@@ -77,8 +79,16 @@ def render_html(inputs: ReportInputs, images: Mapping[str, bytes]) -> str:
         f"<style>{_CSS}</style></head>",
         "<body>",
         f"<h1>{_h(inputs.title)}</h1>",
-        "<h2>Headline metrics</h2>",
     ]
+    if inputs.failed_checks:  # first, so nobody reads on taking the model for a good one
+        items = "".join(
+            f"<li><strong>{_h(name)}</strong>: {_h(text)}</li>"
+            for name, text in inputs.failed_checks.items()
+        )
+        parts.append(
+            f'<div class="failed"><h2>{_h(FAILED_CHECKS_TITLE)}</h2><ul>{items}</ul></div>'
+        )
+    parts.append("<h2>Headline metrics</h2>")
     metric_table = metric_rows(inputs.metrics)
     if metric_table:
         parts.append(_html_table(["Metric", "Value"], metric_table, numeric_last=True))
@@ -92,6 +102,7 @@ def render_html(inputs: ReportInputs, images: Mapping[str, bytes]) -> str:
         f"<p>Difference (challenger − champion): {_h(format_signed(comparison.get('difference')))} "
         "bits per byte (negative is better).</p>",
         f"<p>{_h(promotion_sentence(comparison))}</p>",
+        *(f"<p>{_h(note)}</p>" for note in comparison.get("notes") or []),
     ]
 
     if inputs.eval_files:

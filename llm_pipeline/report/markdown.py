@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from llm_pipeline.markdown_escape import markdown_text
 from llm_pipeline.report.content import (
+    FAILED_CHECKS_TITLE,
     FUNNEL_HEADER,
     HISTORY_HEADER,
     HISTORY_IMAGE,
@@ -70,7 +71,12 @@ def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
     Only images present in `images` are shown, so a caller can keep the Markdown small (for
     metadata) by passing just the loss plot.
     """
-    out: list[str] = [f"# {_md(inputs.title)}", "", "## Headline metrics", ""]
+    out: list[str] = [f"# {_md(inputs.title)}", ""]
+    if inputs.failed_checks:  # first, so nobody reads on taking the model for a good one
+        out += [f"## {FAILED_CHECKS_TITLE}", ""]
+        out += [f"- **{_md(name)}**: {_md(text)}" for name, text in inputs.failed_checks.items()]
+        out.append("")
+    out += ["## Headline metrics", ""]
     metric_table = metric_rows(inputs.metrics)
     if metric_table:
         out += _md_table(["Metric", "Value"], metric_table)
@@ -87,6 +93,8 @@ def render_markdown(inputs: ReportInputs, images: Mapping[str, str]) -> str:
         "",
         _md(promotion_sentence(comparison)),
     ]
+    for note in comparison.get("notes") or []:
+        out += ["", _md(note)]
 
     if inputs.eval_files:
         out += ["", "## Fixed evaluation files", ""]

@@ -24,7 +24,8 @@ tested without Dagster or a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 FIRST_MODEL = "first model for this corpus"
@@ -42,6 +43,9 @@ class PromotionDecision:
     champion_bpb: float | None = None
     compared_on: str = ""
     like_for_like: bool = True
+    # What a reader must know to weigh the difference: within the noise, different budgets or
+    # settings (`comparison_notes`).
+    notes: tuple[str, ...] = ()
 
     @property
     def difference(self) -> float | None:
@@ -60,6 +64,7 @@ class PromotionDecision:
             "reason": self.reason,
             "compared_on": self.compared_on,
             "like_for_like": self.like_for_like,
+            "notes": list(self.notes),
         }
 
 
@@ -90,6 +95,71 @@ def decide_promotion(
     return PromotionDecision(
         promoted, reason, challenger_run, challenger_bpb, champion_run, champion_bpb, text
     )
+
+
+def refuse_failed(decision: PromotionDecision, failed_checks: list[str]) -> PromotionDecision:
+    """The decision for a model that failed checks: never promoted, whatever its score."""
+    if not failed_checks:
+        return decision
+    reason = f"it failed its checks ({', '.join(failed_checks)})"
+    if decision.champion_run is not None:
+        reason += f"; on its score alone it would have been {decision.reason}"
+    return replace(decision, promoted=False, reason=reason)
+
+
+def noise_note(
+    difference: float | None, challenger_se: float | None, champion_se: float | None
+) -> str | None:
+    """A note when the difference is within two standard errors of the two scores (their
+    validation scores' errors, combined as independent: a bound, since both are on much the
+    same text), so a reader does not take "worse" or "better" for a finding."""
+    if difference is None or not challenger_se or not champion_se:
+        return None
+    margin = 2 * math.hypot(challenger_se, champion_se)
+    if abs(difference) >= margin:
+        return None
+    return (
+        f"The difference ({difference:+.4f} bits/byte) is within the noise: two standard errors "
+        f"of the two scores are ±{margin:.4f}, so neither model is shown to be better."
+    )
+
+
+def setting_differences(challenger: dict, champion: dict, ignored: frozenset[str]) -> list[str]:
+    """`key (champion → challenger)` for each training or model setting that differs."""
+    keys = sorted((set(challenger) | set(champion)) - ignored)
+    return [
+        f"{key} ({champion.get(key)!r} → {challenger.get(key)!r})"
+        for key in keys
+        if challenger.get(key) != champion.get(key)
+    ]
+
+
+def comparison_notes(
+    difference: float | None,
+    stderrs: tuple[float | None, float | None],
+    settings: tuple[dict, dict],
+    budgets: tuple[tuple[int, float], tuple[int, float]],
+    ignored: frozenset[str],
+) -> tuple[str, ...]:
+    """Notes on a champion/challenger comparison: the noise (`stderrs`: challenger, champion),
+    the settings that differ (`settings`: challenger's and champion's model + training blocks,
+    less the `ignored` machine settings), and the budgets actually spent (`budgets`: tokens seen
+    and seconds, challenger's then champion's) when they differ by more than a tenth."""
+    notes = [n for n in [noise_note(difference, *stderrs)] if n]
+    differing = setting_differences(*settings, ignored)
+    if differing:
+        notes.append(
+            "Champion and challenger were trained with different settings (champion → this "
+            "run): " + ", ".join(differing) + "."
+        )
+    (mine, my_s), (theirs, their_s) = budgets
+    if theirs and abs(mine - theirs) > 0.1 * max(mine, theirs):
+        notes.append(
+            f"They were trained on different budgets: this run saw {mine:,} tokens in "
+            f"{my_s:.0f} s, the champion {theirs:,} tokens in {their_s:.0f} s; the one that "
+            "trained longer is expected to score better."
+        )
+    return tuple(notes)
 
 
 STORED, RESCORE, SHARED, EVAL_FILES, NO_FAIR_TEXT = (

@@ -95,7 +95,8 @@ def export_hf(
         cleaning_stats(source.corpus, data_root),
         read_promotion(run_dir).get("eval_files"),  # the report's scores, if it ran
     )
-    with atomic_dir(out_dir) as tmp:
+    # Written once per export: its lock file would otherwise stay behind in the user's folder.
+    with atomic_dir(out_dir, remove_lock=True) as tmp:
         _write_json(tmp / "config.json", llama_config(source, torch_dtype))
         weights = tmp / "model.safetensors"
         safetensors.torch.save_file(tensors, str(weights), metadata={"format": "pt"})
@@ -105,7 +106,8 @@ def export_hf(
             {
                 "bos_token_id": source.eot_id,
                 "eos_token_id": source.eot_id,
-                "max_length": source.model_config.block_size,
+                # No max_length: transformers warns when a caller's max_new_tokens meets it; the
+                # context length is config.json's max_position_embeddings.
             },
         )
         (tmp / "tokenizer.json").write_text(hf_tokenizer_json(source.tokenizer_path, source.eot_id))

@@ -37,6 +37,7 @@ from llm_pipeline.lm.train.distributed import (
 )
 from llm_pipeline.lm.train.perf import flops_per_token, measured_mfu
 from llm_pipeline.lm.train.resume import restore_run, resume_key, save_run
+from llm_pipeline.lm.train.threads import choose_threads
 from llm_pipeline.tokens.shards import open_split
 
 
@@ -81,6 +82,7 @@ class TrainingRun:
         progress: Callable[[dict], None] | None = None,
         stop_requested: Callable[[], bool] | None = None,
         state_root: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         check_data_fits(shard_dir, model_config)
         self.model_config, self.config = model_config, config
@@ -91,9 +93,12 @@ class TrainingRun:
         if self.world_size > 1:
             state_root = None  # a resumable state holds one process's RNG: single-process only
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        if config.num_threads > 0:
-            torch.set_num_threads(config.num_threads)
         self.device = self._place_device()
+        if threads is None and (config.num_threads > 0 or self.device.type == "cpu"):
+            # 0 ("auto"): the CPUs free now, shared among the ranks on this machine (threads.py).
+            threads = max(1, choose_threads(config.num_threads).threads // self.world_size)
+        if threads:
+            torch.set_num_threads(threads)
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.train_data = open_split(shard_dir, "train")
         val_data = open_split(shard_dir, "val")
@@ -325,6 +330,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     *,
     state_root: Path | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train a model on `shard_dir`'s `train.bin`, evaluating on fixed `val.bin` batches.
 
@@ -334,10 +340,12 @@ def train(
     model and training config and the shards; see `lm.resume`), every
     `checkpoint_interval_steps` steps and/or `checkpoint_interval_minutes` minutes and when
     `should_stop` ends it early, and a later call with the same inputs continues from there
-    (unless `config.resume` is False). The loss is read back from the device only at log,
-    evaluation and checkpoint steps, so the hot loop never waits on the GPU.
+    (unless `config.resume` is False). `threads` (CPU threads) defaults to `config.num_threads`,
+    or when that is 0 to the CPUs free when the run starts (`lm/train/threads.py`). The loss is read
+    back from the device only at log, evaluation and checkpoint steps, so the hot loop never
+    waits on the GPU.
     """
-    run = TrainingRun(model_config, config, shard_dir, progress, should_stop, state_root)
+    run = TrainingRun(model_config, config, shard_dir, progress, should_stop, state_root, threads)
     while not run.should_stop():
         run.step()
         if not run.after_step():

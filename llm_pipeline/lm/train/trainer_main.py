@@ -39,11 +39,13 @@ from llm_pipeline.lm.store.checkpoint import save_checkpoint
 from llm_pipeline.lm.store.checkpoint_config import CheckpointConfig, TrainingSummary, ValidationSet
 from llm_pipeline.lm.tracking.training_runs import NullTracker, Tracker, start_tracking
 from llm_pipeline.lm.train.budget import TrainResult
+from llm_pipeline.lm.train.device import resolve_device
 from llm_pipeline.lm.train.distributed import distributed_rank
 from llm_pipeline.lm.train.job import TrainerJob
 from llm_pipeline.lm.train.loop import train
 from llm_pipeline.lm.train.parent_watch import EXIT_CODE, ParentWatch, TrainerStopped
 from llm_pipeline.lm.train.resume import clear_training_state, resume_point
+from llm_pipeline.lm.train.threads import choose_threads
 from llm_pipeline.text.split.validation_keys import VALIDATION_KEYS_FILE, read_validation_keys
 from llm_pipeline.tokens.bpe import load_tokenizer
 from llm_pipeline.tokens.shards import open_split, read_meta
@@ -232,6 +234,12 @@ def run_job(
     if rank != 0:
         settings.measure_mfu = False
     tracker = start_tracking(job, log) if rank == 0 else NullTracker()  # before any training
+    threads = None
+    if resolve_device(settings.device).type == "cpu":
+        choice = choose_threads(settings.num_threads)  # sampled before this rank starts work
+        threads = max(1, choice.threads // world_size)
+        if rank == 0:
+            log(f"CPU threads: {threads} per process ({choice.reason})")
     result = train(
         settings,
         settings,
@@ -239,6 +247,7 @@ def run_job(
         progress=_progress(log, tracker) if rank == 0 else None,
         state_root=Path(job.state_root) if job.state_root else None,
         should_stop=watch.stop_requested if watch is not None else None,
+        threads=threads,
     )
     if watch is not None and watch.stop_requested():
         raise TrainerStopped(f"{watch.reason}; training state saved at step {result.steps}")

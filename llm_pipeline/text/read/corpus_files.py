@@ -125,3 +125,38 @@ def open_corpus_file(path: Path, root: Path) -> BinaryIO:
         return os.fdopen(open_under(target, base), "rb")
     except UnsafeFileError as exc:
         raise UnsafeFileError(path, exc.reason) from None
+
+
+def usable_files(root: Path, files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """`files` (from `corpus_files(root)`) split into those a run could read (a supported type,
+    a regular file inside the folder, not empty) and the others with why, by name and size
+    only: nothing is opened, so the sensor and schedule can ask on every tick."""
+    usable: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+    for path in files:
+        reason = refusal(path, root)
+        if reason is None and file_kind(path) is None:
+            reason = "unsupported type"
+        if reason is None and path.stat().st_size == 0:
+            reason = "empty file"
+        if reason is None:
+            usable.append(path)
+        else:
+            refused.append((path, reason))
+    return usable, refused
+
+
+def unusable_reason(root: Path, files: list[Path], shown: int = 5) -> str | None:
+    """Why no file under `root` can be used (naming the first few and the supported types), or
+    None when at least one can."""
+    usable, refused = usable_files(root, files)
+    if usable:
+        return None
+    if not refused:
+        return f"{root} has no files"
+    names = ", ".join(f"{p.relative_to(root).as_posix()} ({why})" for p, why in refused[:shown])
+    more = f" and {len(refused) - shown} more" if len(refused) > shown else ""
+    return (
+        f"no usable file in {root} ({len(refused)} file(s): {names}{more}); "
+        f"supported: {SUPPORTED_DESCRIPTION}"
+    )
