@@ -62,7 +62,7 @@ def trainer_pids(marker: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if marker in cmdline and "llm_pipeline.lm.train.loop" in cmdline:
+        if marker in cmdline and "llm_pipeline.lm.train.trainer_main" in cmdline:
             pids.append(int(entry.name))
     return pids
 
