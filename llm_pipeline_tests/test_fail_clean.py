@@ -109,13 +109,13 @@ def test_disk_full_while_writing_shards_fails_the_step_and_keeps_earlier_outputs
     make_corpus(data_root / "raw" / "fullshards")
     assert build(instance, "fullshards", DATA_STAGES).success
     before = snapshot(data_root)
-    real_open = open
+    real_fdopen = os.fdopen
 
     class FillingFile:
-        """A file on a disk with 1 KiB left."""
+        """A file on a disk with 1 KiB left (the shard writer opens its files by descriptor)."""
 
         def __init__(self, *args, **kwargs) -> None:
-            self.file = real_open(*args, **kwargs)
+            self.file = real_fdopen(*args, **kwargs)
             self.left = 1024
 
         def write(self, data) -> int:
@@ -134,7 +134,15 @@ def test_disk_full_while_writing_shards_fails_the_step_and_keeps_earlier_outputs
         def __exit__(self, *exc) -> None:
             self.file.close()
 
-    monkeypatch.setattr(shards, "open", FillingFile, raising=False)
+    class OsOnAFullDisk:
+        """`os` as the shard writer sees it: every file it opens fills up."""
+
+        fdopen = FillingFile
+
+        def __getattr__(self, name: str):
+            return getattr(os, name)
+
+    monkeypatch.setattr(shards, "os", OsOnAFullDisk())
     result = build(instance, "fullshards", DATA_STAGES[3:])
     assert not result.success
     (message,) = step_errors(result)
