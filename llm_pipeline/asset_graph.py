@@ -1,8 +1,8 @@
 """The stage graph read from a set of assets: each stage's inputs, their order, their settings.
 
 Plain functions over `AssetsDefinition`s, so every caller passes the assets it has: the CLI
-the registry (`stages.ASSETS`), a running step the assets of its own repository
-(`context.repository_def`). No list of stages is written here or anywhere but `stages.ASSETS`.
+the registry (`stage_assets.ASSETS`), a running step the assets of its own repository
+(`context.repository_def`). No list of stages is written here or anywhere but `stage_assets.ASSETS`.
 """
 
 from __future__ import annotations

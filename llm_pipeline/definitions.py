@@ -1,7 +1,7 @@
 """The one `Definitions` object; `workspace.yaml` and `dagster dev` load it.
 
-The stages come from their registry (`stages.ASSETS`); the asset checks are every check defined
-in the `checks` package (a new check is one function there, nothing to list); the jobs,
+The stages come from their registry (`stage_assets.ASSETS`); the asset checks are every check
+defined in the `checks` package (a new check is one function there, nothing to list); the jobs,
 schedules and sensors are listed here.
 """
 

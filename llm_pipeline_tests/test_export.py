@@ -383,6 +383,33 @@ def test_schedule_does_not_retrain_a_model_saved_before_the_mlp_setting(tmp_path
     assert not decision.retrain, decision.reason
 
 
+def test_a_champion_whose_settings_this_version_refuses_retrains_only_its_corpus(
+    tmp_path: Path,
+) -> None:
+    """A saved size above today's bounds is a reason to retrain that corpus, not an error that
+    fails the schedule's whole tick."""
+    import json
+
+    from llm_pipeline.automation.schedules import retrain_decision
+    from llm_pipeline.lm.settings import TrainConfig, TrainedModelSettings
+    from llm_pipeline.text.read.readers import fingerprint_files
+
+    raw = tmp_path / "data" / "raw" / CORPUS
+    raw.mkdir(parents=True)
+    (raw / "a.txt").write_text("some text for the corpus\n")
+    settings = TrainedModelSettings.resolve({"vocab_size": 300})
+    model = {**ModelConfig.fields_of(settings), "n_layer": 5000}
+    run = tmp_path / "models" / CORPUS / "huge-run"
+    run.mkdir(parents=True)
+    data = {"corpus": CORPUS, "raw_fingerprint": fingerprint_files(raw)}
+    config = {"model": model, "training": TrainConfig.fields_of(settings), "data": data}
+    (run / "config.json").write_text(json.dumps(config))
+    write_pointer(CORPUS, "current", "huge-run", tmp_path / "models")
+    decision = retrain_decision(CORPUS, {}, tmp_path / "data", tmp_path / "models")
+    assert decision.retrain and "refused by this version" in decision.reason, decision.reason
+    assert "n_layer" in decision.reason
+
+
 def test_schedule_compares_resolved_settings_not_raw_config_files() -> None:
     """Issue 23: both sides resolved by the same settings. A key added in an upgrade with a
     default that keeps old behaviour retrains nothing; a changed default retrains and says so;

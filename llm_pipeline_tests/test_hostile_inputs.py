@@ -180,7 +180,7 @@ def test_10_the_model_card_escapes_what_it_quotes(tmp_path: Path) -> None:
         "training": {"seed": evil},
         "tokenizer": {"sha256": evil},
     }
-    source = ExportSource(tmp_path, config, ModelConfig(mlp="swiglu"), {}, tmp_path, 0)
+    source = ExportSource(tmp_path, config, ModelConfig(mlp="swiglu"), {}, "{}", 0)
     card = model_card(source, "hf", {"docs_in": 1, "funnel": [{"step": evil}]}, {evil: 1.0})
     import markdown  # Python-Markdown (mkdocs's): the card as a hub would render it
 

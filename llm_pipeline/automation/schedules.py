@@ -136,7 +136,8 @@ def usable_files_problem(folder: Path) -> str | None:
 
 
 def _change_since(corpus: str, run_id: str, run_config: dict, fingerprint: str, models_root):
-    """What differs between model `run_id` and a run now, or None (an unreadable model: "")."""
+    """What differs between model `run_id` and a run now (an unreadable model, or one whose
+    settings this version refuses, says so: both retrain), or None."""
     from llm_pipeline.lm.store.checkpoint import CheckpointError, read_config
     from llm_pipeline.lm.store.folders import run_dir
 
@@ -146,9 +147,12 @@ def _change_since(corpus: str, run_id: str, run_config: dict, fingerprint: str, 
         return f"model {run_id} unreadable ({exc})"
     if (saved.data.raw_fingerprint if saved.data else None) != fingerprint:
         return f"raw data changed since model {run_id}"
-    change = settings_change(
-        {**saved.model, **saved.training}, run_config, saved.model.get("vocab_size", 0)
-    )
+    try:
+        change = settings_change(
+            {**saved.model, **saved.training}, run_config, saved.model.get("vocab_size", 0)
+        )
+    except PipelineInputError as exc:  # e.g. a size above today's bounds: this corpus only
+        return f"model {run_id}'s settings are refused by this version ({exc})"
     return f"training config changed since model {run_id}: {change}" if change else None
 
 

@@ -8,7 +8,7 @@ last lines, stops the whole group when the run is cancelled, and puts those last
 error when the trainer exits non-zero.
 
 Its own process group also means a `kill -9` of the step's group does not reach the trainer;
-so the trainer (and torchrun's launcher, through `lm.parent_watch`) is told this process's pid
+so the trainer (and torchrun's launcher, through `lm.train.parent_watch`) is told this process's pid
 and dies with it (see `llm_pipeline/lm/train/parent_watch.py`).
 """
 

@@ -3,7 +3,7 @@
 great-expectations 1.x is called directly (dagster-ge does not support 1.x) and imported inside
 the check, because importing it costs about two seconds that definitions loading should not pay.
 The suite runs per Parquet part (bounded memory). `doc_id` uniqueness is checked without holding
-every id: 64-bit keys of the ids are spilled to disk by hash range (`text.dedup.KeySpill`) and
+every id: 64-bit keys of the ids are spilled to disk by hash range (`text.dedup.exact.KeySpill`) and
 the uniqueness expectation runs on one range at a time. `_dropped/` samples are not part of the
 table (`parquet_parts` lists only the top-level `part-*.parquet`).
 """

@@ -7,7 +7,7 @@ materialized since, raw files changed) plus two things only this module knows ab
 - the stage's settings changed: the run config a stage was last materialized with (kept with
   its Dagster run) against the one this run would use, both resolved through the stage's
   settings model, so a default written out is no change. Machine settings (threads, device,
-  workers, ...: `IGNORED_KEYS`) change how a stage runs, not what it makes, and are ignored;
+  workers, ...: `ignored_keys()`) change how a stage runs, not what it makes, and are ignored;
 - one of its blocking checks failed last time: what it made was refused, and only making it
   again runs the check that keeps the stages after it from using it. A model whose
   (non-blocking) checks failed is not retrained for that alone: the same settings would train

@@ -125,7 +125,11 @@ def noise_note(
 
 
 def setting_differences(challenger: dict, champion: dict, ignored: frozenset[str]) -> list[str]:
-    """`key (champion → challenger)` for each training or model setting that differs."""
+    """`key (champion → challenger)` for each training or model setting that differs. A key an
+    older checkpoint lacks counts as the value such a model has (`LEGACY_DEFAULTS`)."""
+    from llm_pipeline.lm.settings import LEGACY_DEFAULTS
+
+    challenger, champion = {**LEGACY_DEFAULTS, **challenger}, {**LEGACY_DEFAULTS, **champion}
     keys = sorted((set(challenger) | set(champion)) - ignored)
     return [
         f"{key} ({champion.get(key)!r} → {challenger.get(key)!r})"

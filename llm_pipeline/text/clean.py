@@ -13,7 +13,7 @@ survivors' copy twice), so memory stays flat however large it is:
    exact duplicate, near duplicate) and, with passage dedup, the repeated passages each survivor
    loses (`passages.py`). The staging copy is streamed once into a copy of the survivors, with
    their repeated passages taken out (`survivors.py`: a document that lost passages is judged
-   again); the survivors are split into train and validation (`split.py`: bounded clusters of
+   again); the survivors are split into train and validation (`split/sides.py`: bounded clusters of
    near-copies and contained texts, keyed by the raw text); and the survivors' copy is
    streamed into the final zstd Parquet parts with their `split` column.
 
@@ -25,8 +25,8 @@ inspection.
 The output order, and so the output files, are deterministic for any number of workers.
 
 This module holds the two passes (`_filter_and_stage`, `_drop_duplicates_and_write`); pass 1's
-per-batch work is `filter_pass.py`, the counting `funnel.py`, the spills `dedup.py`, passage
-dedup `passages.py`, the split `split.py`.
+per-batch work is `filter_pass.py`, the counting `funnel.py`, the spills `dedup/exact.py`, passage
+dedup `dedup/passages.py`, the split `split/sides.py`.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def _drop_duplicates_and_write(
     progress: Callable[[int, str], Progress],
 ) -> None:
     """Pass 2: decide which staged documents are duplicates and which passages repeat, stream
-    the survivors (repeats taken out) to a copy, decide their sides (`split.py`, written as
+    the survivors (repeats taken out) to a copy, decide their sides (`split/sides.py`, written as
     `split.json`), then stream that copy into the final zstd parts."""
     decision = _resolve_duplicates(staged, config)
     repeats = None

@@ -133,7 +133,7 @@ def export_gguf(
         "bf16": gguf.LlamaFileType.MOSTLY_BF16,
         "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
     }[dtype]
-    tokens, types, merges = gguf_vocab(source.tokenizer_path, m.vocab_size)
+    tokens, types, merges = gguf_vocab(source.tokenizer_json, m.vocab_size)
     with atomic_path(target) as tmp:
         writer = gguf.GGUFWriter(tmp, "llama")
         writer.add_name(f"{source.corpus}-{source.run_id}")

@@ -110,7 +110,7 @@ def export_hf(
                 # context length is config.json's max_position_embeddings.
             },
         )
-        (tmp / "tokenizer.json").write_text(hf_tokenizer_json(source.tokenizer_path, source.eot_id))
+        (tmp / "tokenizer.json").write_text(hf_tokenizer_json(source.tokenizer_json, source.eot_id))
         _write_json(
             tmp / "tokenizer_config.json", hf_tokenizer_config(source.model_config.block_size)
         )

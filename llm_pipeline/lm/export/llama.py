@@ -43,13 +43,15 @@ class ExportError(PipelineInputError):
 
 @dataclass
 class ExportSource:
-    """One checkpoint folder read for export: its settings, weights and tokenizer file."""
+    """One checkpoint folder read for export: its settings, weights and tokenizer (the JSON text
+    read once and checked against the sha256 the checkpoint recorded: writers use this text,
+    never the file again)."""
 
     run_dir: Path
     config: dict
     model_config: ModelConfig
     state: dict[str, torch.Tensor]
-    tokenizer_path: Path
+    tokenizer_json: str
     eot_id: int
 
     @property
@@ -105,12 +107,12 @@ def read_source(run_dir: Path) -> ExportSource:
                 f"{run_dir / name}: missing or not a regular file (incomplete checkpoint)"
             )
     eot_id = checkpoint.require_tokenizer(run_dir / "config.json").eot_id
-    read_tokenizer_json(run_dir, checkpoint)  # refuses a tokenizer swapped in after training
+    tokenizer_json = read_tokenizer_json(run_dir, checkpoint)  # refuses one swapped in since
     # The model card reads lineage and figures from the checkpoint's JSON form.
     config = checkpoint.to_dict()
     model = load_model(run_dir)
     state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-    return ExportSource(run_dir, config, model_config, state, run_dir / TOKENIZER_FILE, eot_id)
+    return ExportSource(run_dir, config, model_config, state, tokenizer_json, eot_id)
 
 
 def llama_tensors(source: ExportSource) -> dict[str, torch.Tensor]:

@@ -14,19 +14,19 @@ Two behaviours of ours must survive the trip, because the model was trained with
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from tokenizers import Tokenizer, processors
 
-from llm_pipeline.tokens.bpe import END_OF_TEXT, read_tokenizer_json
+from llm_pipeline.tokens.bpe import END_OF_TEXT
 
 # llama.cpp's token types (gguf.TokenType), kept here so this module needs no gguf import.
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5
 
 
-def hf_tokenizer_json(path: Path, eot_id: int) -> str:
-    """Our `tokenizer.json` with a post-processor that puts `<|endoftext|>` first."""
-    tokenizer = Tokenizer.from_str(read_tokenizer_json(path))
+def hf_tokenizer_json(tokenizer_json: str, eot_id: int) -> str:
+    """Our `tokenizer.json` (its checked text) with a post-processor that puts
+    `<|endoftext|>` first."""
+    tokenizer = Tokenizer.from_str(tokenizer_json)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{END_OF_TEXT}:0 $A:0",
         pair=f"{END_OF_TEXT}:0 $A:0 {END_OF_TEXT}:1 $B:1",
@@ -56,13 +56,13 @@ def special_tokens_map() -> dict:
     return {"bos_token": END_OF_TEXT, "eos_token": END_OF_TEXT}
 
 
-def gguf_vocab(path: Path, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
+def gguf_vocab(tokenizer_json: str, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
     """Tokens (in id order, byte-level spelling), llama.cpp token types and BPE merges.
 
     Ids the tokenizer does not use (a model vocabulary larger than the tokenizer's) become
     `[PAD<id>]` tokens of type unused, as llama.cpp's converter writes them.
     """
-    data = json.loads(read_tokenizer_json(path))
+    data = json.loads(tokenizer_json)
     by_id = {token_id: token for token, token_id in data["model"]["vocab"].items()}
     special = set()
     for added in data.get("added_tokens", []):

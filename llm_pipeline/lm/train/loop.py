@@ -96,7 +96,8 @@ class TrainingRun:
         self.device = self._place_device()
         if threads is None and (config.num_threads > 0 or self.device.type == "cpu"):
             # 0 ("auto"): the CPUs free now, shared among the ranks on this machine (threads.py).
-            threads = max(1, choose_threads(config.num_threads).threads // self.world_size)
+            choice = choose_threads(config.num_threads).threads
+            threads = choice if config.num_threads else max(1, choice // self.world_size)
         if threads:
             torch.set_num_threads(threads)
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -148,7 +149,7 @@ class TrainingRun:
         return device
 
     def _resume(self) -> float:
-        """Continue from the saved state, if any (see `lm.resume`); the seconds already run."""
+        """Continue from the saved state, if any (`lm.train.resume`); the seconds already run."""
         args = (self.model, self.optimizer, self.batch_generator, self.device)
         saved = restore_run(self.state_path, self.config.resume, *args)
         if saved is None:
@@ -337,7 +338,7 @@ def train(
     `progress` receives every logged row (step, train/val loss, lr, tokens/s, percent, ETA).
 
     With `state_root`, the run keeps its training state in `state_root/<key>/` (key: hash of the
-    model and training config and the shards; see `lm.resume`), every
+    model and training config and the shards; see `lm.train.resume`), every
     `checkpoint_interval_steps` steps and/or `checkpoint_interval_minutes` minutes and when
     `should_stop` ends it early, and a later call with the same inputs continues from there
     (unless `config.resume` is False). `threads` (CPU threads) defaults to `config.num_threads`,

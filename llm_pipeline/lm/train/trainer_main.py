@@ -237,7 +237,8 @@ def run_job(
     threads = None
     if resolve_device(settings.device).type == "cpu":
         choice = choose_threads(settings.num_threads)  # sampled before this rank starts work
-        threads = max(1, choice.threads // world_size)
+        # A count the user set is per process, as given; the free CPUs are shared by the ranks.
+        threads = choice.threads if settings.num_threads else max(1, choice.threads // world_size)
         if rank == 0:
             log(f"CPU threads: {threads} per process ({choice.reason})")
     result = train(

@@ -11,7 +11,7 @@ only in their repeats: `doc_id`s stay unique). The Gopher and C4 rules judged th
 document in pass 1 and are not run again: in the parent process, on every edited document,
 they would add a quarter to the cleaning's time.
 
-The survivors are written to an uncompressed copy that the split (`split.py`) and the final
+The survivors are written to an uncompressed copy that the split (`split/sides.py`) and the final
 write read, without the rows that turned out to repeat an earlier one (`kept_batches`).
 """
 

@@ -34,7 +34,7 @@ class DocumentFilter:
 
     Subclasses set `name` (the funnel step) and implement `filter`; they are frozen dataclasses
     whose fields are the thresholds, so a profile or an override can replace any of them. A
-    filter runs once it is listed in `filter_registry.FILTERS`.
+    filter runs once it is listed in `registry.FILTERS`.
     """
 
     name: str

@@ -25,7 +25,7 @@ _DEFAULT_MINHASH = MinHashConfig()
 
 
 def _filter_fields() -> list[tuple[str, Any, Any]]:
-    """One field per filter setting, read from the registry (`filter_registry.py`): the plain
+    """One field per filter setting, read from the registry (`filters/registry.py`): the plain
     filters' thresholds, the sectioned filters' switches, then the sectioned filters
     themselves; each defaults to the default profile's value."""
     types: dict[str, Any] = {}
@@ -47,7 +47,7 @@ _FilterSettings.__module__ = __name__
 class CleaningConfig(_FilterSettings):
     """Everything the cleaning stage does, resolved from a profile plus overrides.
 
-    The filter fields come from the registry (`filter_registry.py`): `min_chars`, `max_chars`,
+    The filter fields come from the registry (`filters/registry.py`): `min_chars`, `max_chars`,
     `min_words`, `max_non_alnum_fraction`, `max_duplicate_line_fraction` (0, or 1.0 for a
     fraction, turns one off); `c4_lines`, `gopher_repetition`, `gopher_quality` (whole filters
     on/off) and `c4`, `repetition`, `quality` (their thresholds, see `quality.py`).

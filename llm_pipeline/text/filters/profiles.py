@@ -39,7 +39,7 @@ from llm_pipeline.text.dedup.minhash import MinHashConfig
 from llm_pipeline.text.filters.registry import filter_settings, sections
 
 # A profile is data: each filter's name with its parameters (None: off), by the filter's own
-# field names (`filter_registry.py`; sectioned filters start from their published defaults),
+# field names (`filters/registry.py`; sectioned filters start from their published defaults),
 # and whether passage dedup runs.
 Profile = dict[str, Any]
 
@@ -132,7 +132,7 @@ def profile_settings(profile: str) -> dict[str, Any]:
 
 def apply_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Overlay `{"field": v}` and `{"section.field": v}` overrides (sections: the sectioned
-    filters' — c4, repetition, quality, see `filter_registry.py` — and minhash); unknown keys
+    filters' — c4, repetition, quality, see `filters/registry.py` — and minhash); unknown keys
     raise a SettingsError naming the key and the nearest valid one."""
     out = dict(settings)
     for key, value in overrides.items():

@@ -2,7 +2,7 @@
 
 Gopher's quality heuristics live here; Gopher's repetition rules in `repetition.py` and C4's line
 cleaning in `c4.py`, all three importable from this module, the one place profiles and the
-cleaning settings take them from. Each speaks the filter protocol of `filters.py`:
+cleaning settings take them from. Each speaks the filter protocol of `filters/basic.py`:
 `filter(text) -> (kept, reason)`, one reason per rule, and the pass that runs them counts each
 drop under the filter's `name` and the reason under it. Every threshold is a documented
 parameter, and 0 turns that single rule off. The defaults are the published ones (datatrove's);

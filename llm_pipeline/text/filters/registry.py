@@ -14,7 +14,7 @@ Two kinds of filter, by where their settings live:
   (`gopher_quality: false`), and its thresholds are overridden as `"section.field"`
   (`quality.min_words`); the resolved config keeps the whole filter under `section`.
 
-Adding a filter: write it (a frozen dataclass `DocumentFilter`, see `filters.py`; its
+Adding a filter: write it (a frozen dataclass `DocumentFilter`, see `basic.py`; its
 thresholds are documented fields with defaults, its `name` is the funnel step), add one line
 to `FILTERS` where it should run, and give the profiles that want other thresholds its name
 with parameters in `profiles.py` (a profile is data: filter name → parameters).

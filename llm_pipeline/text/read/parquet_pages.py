@@ -7,7 +7,7 @@ applied to its offsets. The footer says how large a row group's column is in tot
 page is large, so this module walks the column chunk's page headers (Thrift compact protocol,
 a few bytes each, read through the same file handle) and returns each page's uncompressed size.
 A row group whose text column has a page larger than `max_document_bytes` is then skipped
-unread by the reader (parquet_reader.py). No Dagster here.
+unread by the reader (read/parquet.py). No Dagster here.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def _read_text(
 ) -> Iterator[str]:
     """A `.txt`/`.md` file as one document, cut into chunks when longer than `max_doc_chars`.
 
-    The file is checked (binary, empty, decodable; see `text.decoding`) in one streaming pass
+    The file is checked (binary, empty, decodable; see `text.read.decoding`) in one streaming pass
     before anything is yielded, so a file that is bad half-way through contributes nothing, and
     memory stays bounded by the chunk size, not the file size.
     """
