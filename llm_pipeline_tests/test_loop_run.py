@@ -120,3 +120,30 @@ def test_plan_redoes_a_stage_whose_blocking_check_failed(
     assert result.run["cleaned_corpus"] == "check split_leakage failed last time"
     assert "raw_corpus" in result.skip
     assert result.run["trained_model"] == "tokenizer, token_shards will be redone"
+
+
+def test_run_sees_a_default_that_changed_since_the_newest_model(data_root: Path) -> None:
+    """`run` and the schedule judge the model's settings by one rule: a default an upgrade
+    changed retrains (comparing two run configs, both resolved with today's defaults, would
+    not see it); the same settings do not."""
+    import json
+
+    from llm_pipeline.cli.plan import model_settings_change
+    from llm_pipeline.lm.settings import ModelConfig, TrainConfig, TrainedModelSettings
+    from llm_pipeline.lm.store.folders import write_pointer
+
+    settings = TrainedModelSettings.resolve({"vocab_size": 300})
+    training = TrainConfig.fields_of(settings)
+    run = data_root.parent / "models" / "deflt" / "run-1"
+    run.mkdir(parents=True)
+
+    def save(training: dict) -> None:
+        config = {"model": ModelConfig.fields_of(settings), "training": training}
+        (run / "config.json").write_text(json.dumps({**config, "data": {"corpus": "deflt"}}))
+
+    save(training)
+    write_pointer("deflt", LATEST, "run-1")
+    assert model_settings_change("deflt", {}) is None
+    save({**training, "weight_decay": training["weight_decay"] + 0.05})  # an older default
+    change = model_settings_change("deflt", {})
+    assert change is not None and "a default changed: weight_decay" in change

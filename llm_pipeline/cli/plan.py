@@ -93,6 +93,28 @@ def _last_config(instance: Any, run_id: str | None, stage: str) -> dict:
     return from_dagster(config, registered_settings()).get(stage, {})
 
 
+def model_settings_change(corpus: str, run_config: dict) -> str | None:
+    """What the newest model's saved settings and a run now differ in, by the schedule's rule
+    (`automation/schedules.settings_change`): this also sees a default an upgrade changed, which
+    comparing two run configs (both resolved with today's defaults) cannot."""
+    from llm_pipeline.automation.schedules import settings_change as saved_change
+    from llm_pipeline.lm.store.checkpoint import CheckpointError, read_config
+    from llm_pipeline.lm.store.folders import LATEST, read_pointer, run_dir
+
+    run_id = read_pointer(corpus, LATEST)
+    if run_id is None:
+        return None
+    try:
+        saved = read_config(run_dir(corpus, run_id))
+        vocab_size = saved.model.get("vocab_size", 0)
+        change = saved_change({**saved.model, **saved.training}, run_config, vocab_size)
+    except CheckpointError:
+        return None  # the stage's own state says what is wrong with it
+    except PipelineInputError as exc:
+        return f"model {run_id}'s settings are refused by this version ({exc})"
+    return f"settings changed since model {run_id}: {change}" if change else None
+
+
 def plan_run(
     instance: Any,
     corpus: str,
@@ -128,6 +150,8 @@ def plan_run(
         if why is None:
             before = _last_config(instance, state.run_id, state.name)
             why = settings_change(state.name, before, wanted.get(state.name, {}))
+        if why is None and state.name == "trained_model":
+            why = model_settings_change(corpus, run_config)
         failed = sorted(n for n, ok in state.checks.items() if not ok and blocking(state.name, n))
         if why is None and failed:
             why = f"check {', '.join(failed)} failed last time"
