@@ -24,7 +24,6 @@ from typing import Any, Self
 
 import annotated_types
 import pydantic
-from pydantic_core import PydanticUndefined
 
 from llm_pipeline.errors import PipelineInputError
 
@@ -129,10 +128,15 @@ def _spec(name: str, field: Any) -> Spec:
         for kind, key in _BOUNDS.items():
             if isinstance(item, kind):
                 bounds[key] = getattr(item, key)
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    choices = tuple(extra["choices"]) if extra.get("choices") is not None else None
+    choices = _choices(field)
     default = field.get_default(call_default_factory=True)
     return Spec(name, field.annotation, default, field.description or "", choices=choices, **bounds)
+
+
+def _choices(field: Any) -> tuple | None:
+    """The values a field may take, as `setting(choices=...)` declared them, or None."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return tuple(extra["choices"]) if extra.get("choices") is not None else None
 
 
 def nearest(key: str, known: Iterable[str]) -> str:
@@ -175,7 +179,7 @@ class Settings(pydantic.BaseModel):
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as exc:
-            raise _readable(exc, data) from None
+            raise _readable(exc, cls) from None
 
     @classmethod
     def fields_of(cls, settings: Settings) -> dict[str, Any]:
@@ -214,8 +218,7 @@ class Settings(pydantic.BaseModel):
     @pydantic.model_validator(mode="after")
     def _choices_and_rules(self) -> Self:
         for name, field in type(self).model_fields.items():
-            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-            choices = extra.get("choices")
+            choices = _choices(field)
             value = getattr(self, name)
             if choices is not None and value is not None and value not in choices:
                 listed = ", ".join(map(repr, choices))
@@ -235,7 +238,7 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-def _readable(exc: pydantic.ValidationError, data: dict) -> SettingsError:
+def _readable(exc: pydantic.ValidationError, model: type[Settings]) -> SettingsError:
     """The first error of a pydantic refusal as one line naming the key and the bound."""
     error = exc.errors()[0]
     cause = (error.get("ctx") or {}).get("error")
@@ -247,27 +250,11 @@ def _readable(exc: pydantic.ValidationError, data: dict) -> SettingsError:
     kind = error["type"]
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return SettingsError(key, f"{error['msg']}, got {value:g}")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        model = exc.title
-        annotation = _field_annotation(model, key, data)
+    if (kind.endswith("_type") or kind.endswith("_parsing")) and key in model.model_fields:
+        # pydantic's message names only the leaf type; the declared one reads better.
+        annotation = _without_none(model.model_fields[key].annotation)
         return SettingsError(key, f"expected {_type_name(annotation)}, got {value!r}")
     return SettingsError(key, error["msg"])
-
-
-def _field_annotation(model: str, key: str, data: dict) -> Any:
-    """The declared type of `key` for the message (pydantic's error names only the leaf)."""
-    for cls in _all_settings(Settings):
-        if cls.__name__ == model and key in cls.model_fields:
-            return _without_none(cls.model_fields[key].annotation)
-    return "a valid value"
-
-
-def _all_settings(base: type) -> list[type]:
-    found = []
-    for sub in base.__subclasses__():
-        found.append(sub)
-        found.extend(_all_settings(sub))
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,12 +278,6 @@ class Stage:
     def specs(self) -> tuple[Spec, ...]:
         return self.model.specs(exclude=self.exclude)
 
-    def spec(self, key: str) -> Spec:
-        return next(s for s in self.specs if s.name == key)
-
-    def defaults(self) -> dict:
-        return {s.name: s.default for s in self.specs}
-
     def settings(self, given: dict, upstream: dict | None = None) -> Settings:
         """The stage's settings model from the keys a user gave, every rule checked.
         `upstream` holds the excluded fields, decided by another stage."""
@@ -317,9 +298,3 @@ class Stage:
         """`given` checked (as `settings` does), in the types the model holds (3.0 → 3)."""
         settings = self.settings(given)
         return {key: getattr(settings, key) for key in given}
-
-
-def field_default(model: type[Settings], name: str) -> Any:
-    """The declared default of one field (what a saved file without the key would mean)."""
-    default = model.model_fields[name].get_default(call_default_factory=True)
-    return None if default is PydanticUndefined else default

@@ -13,6 +13,7 @@ core's `*/settings.py`), its asset module under `assets/` (`deps=[...]` names it
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from dagster import AssetsDefinition
@@ -40,6 +41,8 @@ ASSETS: tuple[AssetsDefinition, ...] = (
 )
 
 
+@functools.cache
 def registered_settings() -> dict[str, Stage]:
-    """Each registered stage's settings, upstream first: what the CLI checks a run config with."""
+    """Each registered stage's settings, upstream first: what the CLI checks a run config with
+    (read once: `ASSETS` does not change while the process runs)."""
     return stage_settings(ASSETS)

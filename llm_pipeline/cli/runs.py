@@ -20,13 +20,6 @@ DEFAULT_JOB = "corpus_data_job"
 PIPELINE_JOB = "corpus_pipeline_job"
 
 
-def stage_settings() -> dict:
-    """Each stage's settings, from the asset graph (imported on call: the assets import torch)."""
-    from llm_pipeline.stage_assets import registered_settings
-
-    return registered_settings()
-
-
 def registered_corpus(instance, name: str) -> str:
     """`name` if it is a registered corpus, else the error with a "did you mean"."""
     from llm_pipeline.partitions import CORPUS_PARTITIONS_NAME
@@ -108,7 +101,9 @@ def execute(
 def materialize(args: argparse.Namespace) -> int:
     """Materialize a job's assets for one corpus in-process, through the Dagster instance."""
     paths.validate_corpus_name(args.corpus)
-    run_config = load_run_config(args.config, stage_settings())
+    from llm_pipeline.stage_assets import registered_settings  # imports the assets
+
+    run_config = load_run_config(args.config, registered_settings())
     instance = dagster_instance()
     name = registered_corpus(instance, args.corpus)
     return 0 if execute(instance, args.job, name, run_config).success else 1
@@ -120,7 +115,9 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from llm_pipeline.cli.plan import plan_run
 
     paths.validate_corpus_name(args.corpus)
-    run_config = load_run_config(args.config, stage_settings())
+    from llm_pipeline.stage_assets import registered_settings  # imports the assets
+
+    run_config = load_run_config(args.config, registered_settings())
     instance = dagster_instance()
     name = registered_corpus(instance, args.corpus)
     plan = plan_run(instance, name, run_config, getattr(args, "stage", None), args.force)
@@ -182,7 +179,9 @@ def backfill(args: argparse.Namespace) -> int:
         raise PipelineInputError(
             f"unknown stage {args.stage!r}; stages: {', '.join(pipeline_assets)}"
         )
-    run_config = load_run_config(args.config, stage_settings())
+    from llm_pipeline.stage_assets import registered_settings  # imports the assets
+
+    run_config = load_run_config(args.config, registered_settings())
     instance = dagster_instance()
     from dagster import AssetKey, AssetSelection
 
